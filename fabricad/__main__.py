@@ -1,0 +1,3 @@
+from fabricad.cli import main
+
+main()

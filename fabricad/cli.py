@@ -1,0 +1,188 @@
+"""The `fabricad` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fabricad import __version__
+from fabricad.errors import FabricadError
+
+app = typer.Typer(
+    help="fabricad: train, evaluate and run fabric defect detectors (reverse distillation).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Category folder (MVTec layout) or dataset root with --category.")]
+CategoryOpt = Annotated[Optional[str], typer.Option("--category", help="Category inside a dataset root.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fabricad {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def train(
+    data: DataOpt = None,
+    category: CategoryOpt = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML configuration file.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder for model.ckpt and config.yaml.")] = Path("runs/train"),
+    model: Annotated[Optional[str], typer.Option("--model", help="Model family: rd or dbfad.")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="timm teacher name, e.g. tf_efficientnet_lite0, resnet34.")] = None,
+    teacher_weights: Annotated[Optional[str], typer.Option("--teacher-weights", help="auto, packaged, hub, random or a .pth/.safetensors path.")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimiser steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Square network input size (multiple of 32).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue from this checkpoint.")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Any config value: --set train.lr=0.001 (repeatable).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a model on normal images of one fabric; writes OUT/model.ckpt and OUT/config.yaml."""
+    from fabricad.config import FabricadConfig
+    from fabricad.training import read_checkpoint
+    from fabricad.training import train as run_training
+
+    if config is not None:
+        cfg = FabricadConfig.from_yaml(config)
+    elif resume is not None:
+        cfg = read_checkpoint(resume).config
+    else:
+        cfg = FabricadConfig()
+    flags = {
+        "data.path": str(data) if data else None,
+        "data.category": category,
+        "model.name": model,
+        "model.teacher.name": teacher,
+        "model.teacher.weights": teacher_weights,
+        "train.epochs": epochs,
+        "train.max_steps": max_steps,
+        "train.batch_size": batch_size,
+        "data.image_size": image_size,
+        "train.device": device,
+    }
+    items = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(overrides or [])
+    cfg = cfg.with_overrides(items)
+    result = run_training(cfg, out, resume=resume, progress=not quiet)
+    typer.echo(
+        f"trained {result.epochs} epochs ({result.steps} steps) in {result.seconds:.0f} s, "
+        f"best held-out loss {result.best_loss:.4f}{' (early stop)' if result.stopped_early else ''}\n"
+        f"checkpoint: {result.checkpoint}"
+    )
+
+
+@app.command()
+def info(checkpoint: Annotated[Path, typer.Argument(help="model.ckpt or its folder.")]) -> None:
+    """Show what a checkpoint holds: model, teacher, data, training and score statistics."""
+    import yaml
+
+    from fabricad.training import read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    stats = {k: v for k, v in ckpt.score_stats.items() if k != "scores"}
+    training = {k: v for k, v in ckpt.training.items() if k not in ("optimizer", "best_state", "history")}
+    summary = {
+        "fabricad_version": ckpt.version,
+        "teacher": ckpt.teacher,
+        "config": ckpt.config.model_dump(mode="json"),
+        "training": training,
+        "holdout_scores": stats,
+    }
+    typer.echo(yaml.safe_dump(summary, sort_keys=False))
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Argument(help="Dataset root to write (MVTec layout, one folder per fabric).")],
+    fabric: Annotated[list[str], typer.Option("--fabric", help="Fabric(s) to generate: plain, twill, knit, fine-grey.")] = ["plain"],
+    size: Annotated[int, typer.Option("--size", help="Image side in pixels.")] = 256,
+    train_images: Annotated[int, typer.Option("--train-images")] = 40,
+    test_good: Annotated[int, typer.Option("--test-good")] = 10,
+    test_defect: Annotated[int, typer.Option("--test-defect")] = 20,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Generate synthetic fabric images with realistic defects and exact masks."""
+    from fabricad.data.synthetic import FABRICS, generate_category
+
+    for name in fabric:
+        if name not in FABRICS:
+            raise FabricadError(f"unknown fabric {name!r}; choose from {', '.join(FABRICS)}")
+        folder = generate_category(
+            out, name, size=(size, size), n_train=train_images, n_test_good=test_good,
+            n_test_defect=test_defect, seed=seed,
+        )
+        typer.echo(f"wrote {folder}")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option("--workdir", help="Where data and models are written.")] = Path("runs/demo"),
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Training budget in optimiser steps.")] = 300,
+) -> None:
+    """Generate a synthetic fabric, train the default model on it and check it on a defect."""
+    import numpy as np
+    import torch
+
+    from fabricad.config import FabricadConfig
+    from fabricad.data import load_dataset
+    from fabricad.data.torch_dataset import resize, to_tensor
+    from fabricad.training import load_model
+    from fabricad.training import train as run_training
+
+    data_root = workdir / "data"
+    category = data_root / "plain"
+    if not (category / "train" / "good").is_dir():
+        from fabricad.data.synthetic import generate_category
+
+        generate_category(data_root, "plain", size=(256, 256), n_train=30, n_test_good=6, n_test_defect=12)
+    model_dir = workdir / "model"
+    if not (model_dir / "model.ckpt").is_file():
+        cfg = FabricadConfig().with_overrides(
+            [f"data.path={category}", f"train.max_steps={max_steps}", "data.image_size=128"]
+        )
+        run_training(cfg, model_dir)
+    model, ckpt = load_model(model_dir)
+    split = load_dataset(category)
+    size = ckpt.config.data.image_size
+    scores = {0: [], 1: []}
+    with torch.no_grad():
+        for sample in split.test:
+            _, score = model(to_tensor(resize(sample.load(), size))[None])
+            scores[sample.label].append(float(score))
+    from sklearn.metrics import roc_auc_score
+
+    labels = [0] * len(scores[0]) + [1] * len(scores[1])
+    auroc = roc_auc_score(labels, scores[0] + scores[1])
+    typer.echo(
+        f"model: {model_dir / 'model.ckpt'}\n"
+        f"test images: {len(scores[0])} normal, {len(scores[1])} defective; "
+        f"mean score normal {np.mean(scores[0]):.3f}, defective {np.mean(scores[1]):.3f}; image AUROC {auroc:.3f}"
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except FabricadError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

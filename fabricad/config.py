@@ -1,0 +1,130 @@
+"""Typed configuration, saved beside every checkpoint.
+
+One `FabricadConfig` describes a run completely: which teacher and model, how images are read,
+how training proceeds. It round-trips through YAML so that `config.yaml` next to `model.ckpt`
+is enough to rebuild the model, and command-line overrides (`train.epochs=5`) are validated by
+the same schema as the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fabricad.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos; refuse them rather than silently ignore a setting.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TeacherConfig(_Strict):
+    name: str = "tf_efficientnet_lite0"
+    """timm architecture name."""
+    weights: str = "auto"
+    """`auto` (packaged, then hub), `packaged`, `hub`, `random`, or a path to a .pth/.safetensors file."""
+    layers: list[int] | None = None
+    """timm `out_indices` to use; None takes the model's default for this teacher."""
+
+
+class ModelConfig(_Strict):
+    name: Literal["rd", "dbfad"] = "rd"
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    width: int = Field(256, ge=8)
+    """Channel width of the bottleneck and the deepest student stage."""
+    skips: bool = False
+    """dbfad only: attention-gated teacher skips into the student (False = domain-generalisation setting)."""
+    map_mode: Literal["add", "mul"] = "add"
+    blur_sigma: float = Field(4.0, ge=0.0)
+    """Gaussian blur of the anomaly map, in pixels of the network input; 0 disables it."""
+
+
+class DataConfig(_Strict):
+    path: str | None = None
+    category: str | None = None
+    image_size: tuple[int, int] = (256, 256)
+    """(height, width) the network sees; each must be a multiple of 32."""
+    augment: bool = True
+    holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of normal training images held out for early stopping and score calibration."""
+    workers: int = Field(0, ge=0)
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _square_from_int(cls, value: Any) -> Any:
+        return (value, value) if isinstance(value, int) else value
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_32(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if any(v < 32 or v % 32 for v in value):
+            raise ValueError(f"image_size {value} must be multiples of 32 (the teacher's deepest stride)")
+        return value
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(100, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimiser steps whatever the epoch count (quick runs, tests)."""
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(0.005, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    patience: int = Field(10, ge=1)
+    """Epochs without held-out-loss improvement before early stopping."""
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    """Mixed precision, used on CUDA only."""
+    threads: int | None = Field(None, ge=1)
+
+
+class FabricadConfig(_Strict):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    # --- persistence -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FabricadConfig:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid configuration:\n{exc}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> FabricadConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping at the top level")
+        return cls.from_dict(data)
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+
+    def with_overrides(self, overrides: list[str]) -> FabricadConfig:
+        """Apply `section.key=value` overrides; values are parsed as YAML (`5`, `true`, `[1,2]`)."""
+        data = self.model_dump(mode="json")
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"override {item!r} must look like section.key=value")
+            *parents, leaf = key.strip().split(".")
+            node = data
+            for part in parents:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"override {item!r}: no section {part!r}")
+                node = node[part]
+            if leaf not in node:
+                raise ConfigError(f"override {item!r}: unknown key {key!r}")
+            node[leaf] = yaml.safe_load(raw)
+        return self.from_dict(data)

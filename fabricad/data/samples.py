@@ -1,0 +1,49 @@
+"""The unit every dataset format is reduced to: a `Sample` (one image, or one tile of one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fabricad.data.images import read_image, read_mask
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int = 0
+    """0 normal, 1 defective."""
+    mask_paths: tuple[Path, ...] = ()
+    crop: tuple[int, int, int, int] | None = None
+    """(x, y, width, height) for a tile of a larger image; None for the whole image."""
+    defect_type: str = "good"
+    group: str = ""
+    """The source image a tile belongs to (full-image scores take the max over a group)."""
+
+    def load(self) -> np.ndarray:
+        image = read_image(self.path)
+        if self.crop is None:
+            return image
+        x, y, w, h = self.crop
+        return image[y : y + h, x : x + w]
+
+    def load_mask(self, full_shape: tuple[int, int] | None = None) -> np.ndarray:
+        """Ground-truth mask of this sample (bool, same size as `load()`)."""
+        if self.crop is None:
+            shape = full_shape or read_image(self.path).shape[:2]
+            return read_mask(self.mask_paths, shape)
+        x, y, w, h = self.crop
+        full = full_shape or read_image(self.path).shape[:2]
+        return read_mask(self.mask_paths, full)[y : y + h, x : x + w]
+
+
+@dataclass
+class DatasetSplit:
+    """Train and test samples of one category, whatever the on-disk format."""
+
+    name: str
+    format: str
+    train: list[Sample]
+    test: list[Sample] = field(default_factory=list)

@@ -1,0 +1,200 @@
+"""Procedural fabrics with realistic defects and exact masks.
+
+Tests, the demo and onboarding rehearsals need fabric images without shipping any. Each
+*fabric* is a fixed construction (weave or knit, yarn pitch, colour); each *image* of it varies
+the way camera frames of one roll do (phase of the weave, illumination, yarn irregularity, sensor
+noise). Defects are drawn on top with the mask of exactly the pixels they change. Defect strength
+is randomised from faint to obvious, so a trained model's AUROC is informative, neither 1.0 nor
+chance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class FabricSpec:
+    name: str
+    construction: str  # "plain", "twill" or "knit"
+    pitch: float  # yarn spacing in pixels
+    colour: tuple[int, int, int]  # RGB of the yarn
+    contrast: float = 0.45
+    irregularity: float = 0.08
+
+
+FABRICS: dict[str, FabricSpec] = {
+    "plain": FabricSpec("plain", "plain", 6.0, (196, 176, 150)),
+    "twill": FabricSpec("twill", "twill", 5.0, (52, 72, 128)),
+    "knit": FabricSpec("knit", "knit", 8.0, (150, 40, 48)),
+    "fine-grey": FabricSpec("fine-grey", "plain", 3.5, (140, 140, 140), contrast=0.3),
+}
+
+DEFECT_TYPES = ("hole", "stain", "broken_yarn", "missing_yarn", "slub", "knot", "fold", "thick_place")
+
+
+def _yarn_profile(phase: np.ndarray) -> np.ndarray:
+    """Brightness across a yarn: bright at its crown, dark in the gaps (phase in yarn units)."""
+    return 0.5 + 0.5 * np.cos(2 * np.pi * phase)
+
+
+def render_fabric(spec: FabricSpec, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """One defect-free frame of `spec` as uint8 RGB."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    # Yarns wander slightly: low-frequency displacement of both thread systems.
+    wobble = spec.irregularity * spec.pitch
+    dx = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 12) * wobble * 6
+    dy = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 12) * wobble * 6
+    u = (xx + dx) / spec.pitch + rng.uniform(0, 1)
+    v = (yy + dy) / spec.pitch + rng.uniform(0, 1)
+    if spec.construction == "knit":
+        # Columns of interlocking V-shaped loops (wales), alternating direction every course.
+        course = np.floor(v)
+        slant = np.where(course % 2 == 0, 1.0, -1.0)
+        loops = _yarn_profile(u * 2 + slant * (v - course) * 0.8) * _yarn_profile(v * 0.5) ** 0.3
+        intensity = loops
+    else:
+        warp = _yarn_profile(u)
+        weft = _yarn_profile(v)
+        shift = 1 if spec.construction == "plain" else 2  # twill: the float steps diagonally
+        up = ((np.floor(u) + np.floor(v) * (1 if shift == 1 else 1)) % (shift + 1)) == 0
+        intensity = np.where(up, warp * (0.6 + 0.4 * weft), weft * (0.6 + 0.4 * warp))
+    # Per-yarn thickness/brightness variation and slow illumination falloff.
+    yarn_gain = 1 + spec.irregularity * rng.normal(0, 1, int(width / spec.pitch) + 3)[np.clip(u.astype(int), 0, None) % (int(width / spec.pitch) + 3)]
+    light = 1 + 0.06 * np.sin(xx / width * np.pi * rng.uniform(0.5, 1.5) + rng.uniform(0, 6))
+    value = (1 - spec.contrast) + spec.contrast * intensity * yarn_gain
+    value = value * light
+    rgb = np.asarray(spec.colour, dtype=np.float32)[None, None, :] * value[..., None]
+    rgb += rng.normal(0, 3.0, rgb.shape).astype(np.float32)  # sensor noise
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def _soft_blob(height: int, width: int, rng: np.random.Generator, radius: float) -> np.ndarray:
+    """An irregular blob in [0, 1] with soft edges, centred at a random place."""
+    cy, cx = rng.uniform(radius, height - radius), rng.uniform(radius, width - radius)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = np.arctan2(yy - cy, xx - cx)
+    wobble = 1 + 0.25 * np.sin(3 * angle + rng.uniform(0, 6)) + 0.15 * np.sin(5 * angle + rng.uniform(0, 6))
+    dist = np.hypot(yy - cy, xx - cx) / (radius * wobble)
+    return np.clip(1.5 - 1.5 * dist, 0, 1)
+
+
+def _segment(height: int, width: int, rng: np.random.Generator, thickness: int, vertical: bool, length: float):
+    """Mask of a straight yarn-aligned strip (bool)."""
+    mask = np.zeros((height, width), np.uint8)
+    if vertical:
+        x = int(rng.uniform(0.1, 0.9) * width)
+        y0 = int(rng.uniform(0, 1 - length) * height)
+        cv2.rectangle(mask, (x, y0), (x + thickness - 1, y0 + int(length * height)), 1, -1)
+    else:
+        y = int(rng.uniform(0.1, 0.9) * height)
+        x0 = int(rng.uniform(0, 1 - length) * width)
+        cv2.rectangle(mask, (x0, y), (x0 + int(length * width), y + thickness - 1), 1, -1)
+    return mask.astype(bool)
+
+
+def add_defect(
+    image: np.ndarray, kind: str, rng: np.random.Generator, spec: FabricSpec, strength: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one defect of `kind`; return (image, bool mask of the changed pixels)."""
+    height, width = image.shape[:2]
+    strength = rng.uniform(0.35, 1.0) if strength is None else strength
+    out = image.astype(np.float32)
+    pitch = max(int(round(spec.pitch)), 2)
+    scale = min(height, width)
+    if kind == "hole":
+        alpha = _soft_blob(height, width, rng, rng.uniform(0.03, 0.08) * scale) > 0.5
+        out[alpha] = out[alpha] * (1 - 0.85 * strength) + 10 * strength
+        mask = alpha
+    elif kind == "stain":
+        alpha = _soft_blob(height, width, rng, rng.uniform(0.05, 0.14) * scale) * strength
+        tint = rng.uniform(-80, 40, 3).astype(np.float32)
+        out += alpha[..., None] * tint
+        mask = alpha > 0.15 * strength
+    elif kind in ("broken_yarn", "missing_yarn", "thick_place"):
+        vertical = bool(rng.integers(0, 2))
+        length = rng.uniform(0.2, 0.6) if kind != "missing_yarn" else 0.98
+        thick = pitch * (2 if kind == "thick_place" else 1)
+        mask = _segment(height, width, rng, thick, vertical, length)
+        if kind == "thick_place":
+            out[mask] = out[mask] * (1 + 0.35 * strength) + 10
+        else:  # the gap shows the yarns below: darker, with the crossing pattern gone
+            mean = out[mask].mean(axis=0)
+            out[mask] = out[mask] * (1 - strength) + mean * strength * 0.55
+    elif kind == "slub":
+        mask = _segment(height, width, rng, max(pitch // 2, 2), bool(rng.integers(0, 2)), rng.uniform(0.05, 0.15))
+        mask = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        out[mask] = out[mask] * (1 + 0.3 * strength) + 25 * strength
+    elif kind == "knot":
+        alpha = _soft_blob(height, width, rng, rng.uniform(0.015, 0.035) * scale)
+        mask = alpha > 0.3
+        out += (alpha * strength * 70)[..., None]
+    elif kind == "fold":
+        # A crease: a line across the fabric with a shading ramp on one side.
+        mask = np.zeros((height, width), np.uint8)
+        p0 = (int(rng.uniform(0, width)), 0)
+        p1 = (int(rng.uniform(0, width)), height - 1)
+        cv2.line(mask, p0, p1, 1, thickness=max(3, pitch))
+        mask = mask.astype(bool)
+        shade = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), pitch)
+        shade = shade / max(shade.max(), 1e-6)
+        out *= (1 - 0.45 * strength * shade)[..., None]
+        mask = shade > 0.25
+    else:
+        raise ValueError(f"unknown defect type {kind!r}; known: {', '.join(DEFECT_TYPES)}")
+    return np.clip(out, 0, 255).astype(np.uint8), mask
+
+
+def _write_rgb(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+def generate_category(
+    root: Path,
+    fabric: str = "plain",
+    *,
+    size: tuple[int, int] = (256, 256),
+    n_train: int = 40,
+    n_test_good: int = 10,
+    n_test_defect: int = 20,
+    defect_types: tuple[str, ...] = DEFECT_TYPES,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Write one MVTec-layout category `root/<fabric>` and return its path."""
+    if fabric not in FABRICS:
+        raise ValueError(f"unknown fabric {fabric!r}; known: {', '.join(FABRICS)}")
+    spec = FABRICS[fabric]
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / fabric
+    height, width = size
+    jobs: list[tuple[str, Callable[[], None]]] = []
+
+    def normal(path: Path) -> None:
+        _write_rgb(path, render_fabric(spec, height, width, rng))
+
+    for i in range(n_train):
+        jobs.append(("train", lambda i=i: normal(folder / "train" / "good" / f"{i:03d}.png")))
+    for i in range(n_test_good):
+        jobs.append(("test", lambda i=i: normal(folder / "test" / "good" / f"{i:03d}.png")))
+    for i in range(n_test_defect):
+        kind = defect_types[i % len(defect_types)]
+
+        def defective(i: int = i, kind: str = kind) -> None:
+            image, mask = add_defect(render_fabric(spec, height, width, rng), kind, rng, spec)
+            _write_rgb(folder / "test" / kind / f"{i:03d}.png", image)
+            mask_path = folder / "ground_truth" / kind / f"{i:03d}_mask.png"
+            mask_path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(mask_path), mask.astype(np.uint8) * 255)
+
+        jobs.append(("defect", defective))
+    for _, job in tqdm(jobs, desc=f"generating {fabric}", unit="img", disable=not progress):
+        job()
+    return folder

@@ -1,0 +1,26 @@
+"""Model registry: a name in the config → a model family."""
+
+from __future__ import annotations
+
+from fabricad.backbones import TeacherEncoder, pick_layers
+from fabricad.config import ModelConfig
+from fabricad.models.base import DistillationModel
+from fabricad.models.dbfad import DBFAD
+from fabricad.models.dbfad.torch_model import DEFAULT_STRIDES as DBFAD_STRIDES
+from fabricad.models.rd import ReverseDistillation
+from fabricad.models.rd.torch_model import DEFAULT_STRIDES as RD_STRIDES
+
+MODELS: dict[str, tuple[type[DistillationModel], tuple[int, ...]]] = {
+    "rd": (ReverseDistillation, RD_STRIDES),
+    "dbfad": (DBFAD, DBFAD_STRIDES),
+}
+
+
+def create_model(config: ModelConfig) -> DistillationModel:
+    """Build the teacher (loading its weights) and the model family named in `config`."""
+    family, strides = MODELS[config.name]
+    layers = config.teacher.layers or pick_layers(config.teacher.name, strides)
+    return family(TeacherEncoder(config.teacher, layers), config)
+
+
+__all__ = ["MODELS", "DistillationModel", "create_model"]

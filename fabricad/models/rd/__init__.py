@@ -1,0 +1,3 @@
+from fabricad.models.rd.torch_model import ReverseDistillation
+
+__all__ = ["ReverseDistillation"]

@@ -1,0 +1,240 @@
+"""`fabricad train`: fit the student to the frozen teacher on normal images of one fabric."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from fabricad.config import FabricadConfig
+from fabricad.data import ImageDataset, Sample, load_dataset
+from fabricad.errors import ConfigError, DataError
+from fabricad.models import DistillationModel, create_model
+from fabricad.models.loss import distillation_loss
+from fabricad.training.checkpoint import build_model, read_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    epochs: int
+    steps: int
+    best_loss: float
+    seconds: float
+    stopped_early: bool
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available here (use train.device=cpu or auto)")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def split_holdout(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Hold out whole source images (not tiles of them) so held-out tiles are truly unseen."""
+    groups = sorted({s.group or str(s.path) for s in samples})
+    count = math.ceil(len(groups) * fraction) if fraction > 0 and len(groups) > 1 else 0
+    held = set(random.Random(seed).sample(groups, count)) if count else set()
+    return [s for s in samples if (s.group or str(s.path)) not in held], [
+        s for s in samples if (s.group or str(s.path)) in held
+    ]
+
+
+def check_readable(samples: list[Sample], progress: bool) -> None:
+    """Decode every training image once up front: a bad file fails the run now, by name,
+    not after an hour of training."""
+    bad = []
+    for sample in tqdm(samples, desc="checking images", unit="img", disable=not progress, leave=False):
+        try:
+            sample.load()
+        except DataError as exc:
+            bad.append(str(exc))
+    if bad:
+        listed = "\n  ".join(bad[:20])
+        raise DataError(f"{len(bad)} training image(s) cannot be read; fix or remove them:\n  {listed}")
+
+
+@torch.no_grad()
+def holdout_pass(model: DistillationModel, dataset: ImageDataset, batch_size: int, device: torch.device) -> tuple[float, list[float]]:
+    """Mean distillation loss and image scores on held-out normal images."""
+    model.eval()
+    losses, scores = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size):
+        batch = batch.to(device)
+        teacher, student = model.distill(batch)
+        losses.append(distillation_loss(teacher, student).item() * len(batch))
+        _, score = model.anomaly_map(teacher, student, tuple(batch.shape[-2:]))
+        scores.extend(score.float().cpu().tolist())
+    model.train()
+    return sum(losses) / max(len(dataset), 1), scores
+
+
+def score_statistics(scores: list[float]) -> dict:
+    """What calibration needs later: the held-out normal score distribution."""
+    if not scores:
+        return {}
+    array = np.asarray(scores, dtype=np.float64)
+    return {
+        "count": int(array.size),
+        "mean": float(array.mean()),
+        "std": float(array.std()),
+        "max": float(array.max()),
+        "quantiles": {str(q): float(np.quantile(array, q)) for q in (0.5, 0.9, 0.95, 0.99, 0.999)},
+        "scores": [float(s) for s in np.sort(array)],
+    }
+
+
+def train(
+    config: FabricadConfig,
+    out_dir: str | Path,
+    *,
+    resume: str | Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    out_dir = Path(out_dir)
+    if config.data.path is None:
+        raise ConfigError("no training data: pass --data PATH (or data.path in the config)")
+    tc = config.train
+    seed_everything(tc.seed)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    device = select_device(tc.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    split = load_dataset(config.data.path, config.data.category)
+    train_samples, holdout_samples = split_holdout(split.train, config.data.holdout_fraction, tc.seed)
+    check_readable(split.train, progress)
+    log.info("training on %d images, %d held out (%s)", len(train_samples), len(holdout_samples), split.name)
+
+    if resume is not None:
+        checkpoint = read_checkpoint(resume)
+        model = build_model(checkpoint)
+        state = checkpoint.training
+    else:
+        model, state = create_model(config.model), {}
+    model.to(device).train()
+
+    size = config.data.image_size
+    train_set = ImageDataset(train_samples, size, augment=config.data.augment)
+    holdout_set = ImageDataset(holdout_samples, size)
+    batch_size = min(tc.batch_size, len(train_set))
+    generator = torch.Generator().manual_seed(tc.seed)
+    loader = DataLoader(
+        train_set,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=len(train_set) >= 2 * batch_size,
+        generator=generator,
+        num_workers=config.data.workers,
+        persistent_workers=config.data.workers > 0,
+    )
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=tc.lr, betas=tc.betas)
+    if state.get("optimizer"):
+        optimizer.load_state_dict(state["optimizer"])
+    use_amp = tc.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start_epoch = int(state.get("epoch", 0))
+    step = int(state.get("step", 0))
+    best_loss = float(state.get("best_loss", math.inf))
+    bad_epochs = int(state.get("bad_epochs", 0))
+    history: list[dict] = list(state.get("history", []))
+    best_state = state.get("best_state") or copy.deepcopy(model.trainable_state_dict())
+    stopped_early = False
+    started = time.perf_counter()
+    ckpt_path = out_dir / "model.ckpt"
+    config.to_yaml(_ensure(out_dir) / "config.yaml")
+
+    def save(epoch: int, scores: list[float] | None = None) -> None:
+        # Mid-run saves carry the best weights too, so a resumed run can still return them.
+        final = scores is not None
+        save_checkpoint(
+            ckpt_path,
+            model,
+            config,
+            score_stats=score_statistics(scores) if scores is not None else {},
+            training={
+                "epoch": epoch,
+                "step": step,
+                "best_loss": best_loss,
+                "bad_epochs": bad_epochs,
+                "history": history,
+                "optimizer": optimizer.state_dict(),
+                "best_state": None if final else best_state,
+                "dataset": {"name": split.name, "format": split.format, "train": len(train_samples), "holdout": len(holdout_samples)},
+            },
+        )
+
+    epoch = start_epoch
+    bar = tqdm(total=tc.max_steps or tc.epochs * len(loader), initial=step, desc="training", unit="step", disable=not progress)
+    for epoch in range(start_epoch + 1, tc.epochs + 1):
+        running = 0.0
+        for batch in loader:
+            batch = batch.to(device, non_blocking=True)
+            with torch.autocast(device.type, enabled=use_amp):
+                teacher, student = model.distill(batch)
+                loss = distillation_loss(teacher, student)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            running += loss.item()
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", best=f"{best_loss:.4f}")
+            if tc.max_steps and step >= tc.max_steps:
+                break
+        train_loss = running / max(len(loader), 1)
+        if holdout_samples:
+            monitored, _ = holdout_pass(model, holdout_set, batch_size, device)
+        else:
+            monitored = train_loss
+        history.append({"epoch": epoch, "train_loss": train_loss, "holdout_loss": monitored})
+        if monitored < best_loss - 1e-5:
+            best_loss, bad_epochs = monitored, 0
+            best_state = copy.deepcopy(model.trainable_state_dict())
+        else:
+            bad_epochs += 1
+        save(epoch)  # resumable after every epoch
+        if tc.max_steps and step >= tc.max_steps:
+            break
+        if bad_epochs >= tc.patience:
+            stopped_early = True
+            bar.write(f"early stop at epoch {epoch}: held-out loss has not improved for {tc.patience} epochs")
+            break
+    bar.close()
+
+    model.load_trainable_state_dict(best_state)
+    calibration = holdout_samples or train_samples  # no holdout: the best we have, flagged below
+    _, scores = holdout_pass(model, ImageDataset(calibration, size), batch_size, device)
+    save(epoch, scores)
+    if not holdout_samples:
+        log.warning("no held-out images: score statistics come from training images and are optimistic")
+    return TrainResult(ckpt_path, epoch, step, best_loss, time.perf_counter() - started, stopped_early)
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
