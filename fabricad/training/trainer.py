@@ -136,7 +136,7 @@ def train(
     model.to(device).train()
 
     size = config.data.image_size
-    train_set = ImageDataset(train_samples, size, augment=config.data.augment)
+    train_set = ImageDataset(train_samples, size, augment=config.data.augment, seed=tc.seed)
     holdout_set = ImageDataset(holdout_samples, size)
     batch_size = min(tc.batch_size, len(train_set))
     generator = torch.Generator().manual_seed(tc.seed)

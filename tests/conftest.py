@@ -1,0 +1,56 @@
+"""Shared fixtures: small generated fabrics and one real (short) training run per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from fabricad.config import FabricadConfig
+from fabricad.data.synthetic import generate_category
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def fabric_category(tmp_path_factory) -> Path:
+    """A plain-weave MVTec-layout category at 128 px."""
+    root = tmp_path_factory.mktemp("fabric")
+    return generate_category(root, "plain", size=(128, 128), n_train=24, n_test_good=4, n_test_defect=8, progress=False)
+
+
+def quick_config(data: Path, **overrides: str) -> FabricadConfig:
+    """A config that trains in seconds: 64 px, few steps, a random ResNet-18 teacher."""
+    items = {
+        "data.path": str(data),
+        "data.image_size": "64",
+        "model.teacher.name": "resnet18",
+        "model.teacher.weights": "random",
+        "model.width": "64",
+        "train.max_steps": "4",
+        "train.batch_size": "4",
+    }
+    items.update(overrides)
+    return FabricadConfig().with_overrides([f"{k}={v}" for k, v in items.items()])
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, fabric_category) -> Path:
+    """A real training run with the packaged ImageNet Lite0 teacher (the learning test's model)."""
+    from fabricad.training import train
+
+    out = tmp_path_factory.mktemp("run")
+    config = FabricadConfig().with_overrides(
+        [
+            f"data.path={fabric_category}",
+            "data.image_size=128",
+            "model.width=128",
+            "train.max_steps=160",
+            "train.batch_size=8",
+            "train.patience=100",
+        ]
+    )
+    train(config, out, progress=False)
+    return out

@@ -1,0 +1,82 @@
+"""Model shapes for both families and two teacher kinds; loss and anomaly-map semantics."""
+
+import pytest
+import torch
+
+from fabricad.config import ModelConfig, TeacherConfig
+from fabricad.models import create_model
+from fabricad.models.anomaly_map import AnomalyMapGenerator, GaussianBlur
+from fabricad.models.loss import distillation_loss
+
+TEACHERS = [
+    TeacherConfig(name="resnet18", weights="random"),
+    TeacherConfig(name="tf_efficientnet_lite0", weights="packaged"),
+]
+
+
+@pytest.mark.parametrize("teacher", TEACHERS, ids=lambda t: t.name)
+@pytest.mark.parametrize("family,skips", [("rd", False), ("dbfad", False), ("dbfad", True)])
+def test_output_shapes(teacher, family, skips):
+    model = create_model(ModelConfig(name=family, teacher=teacher, width=64, skips=skips)).eval()
+    x = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        targets, predictions = model.distill(x)
+        anomaly_map, score = model(x)
+    assert [t.shape for t in targets] == [p.shape for p in predictions]
+    expected_scales = 4 if family == "dbfad" else 3
+    assert len(targets) == expected_scales
+    assert targets[0].shape[-2:] == (24, 32)  # stride 4 (dbfad's stem is pooled to it)
+    assert anomaly_map.shape == (2, 1, 96, 128)
+    assert score.shape == (2,)
+    assert torch.allclose(score, anomaly_map.amax(dim=(1, 2, 3)))
+
+
+def test_only_the_student_trains():
+    model = create_model(ModelConfig(teacher=TEACHERS[0], width=32))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and not any(n.startswith("teacher.") for n in trainable)
+    assert not any(k.startswith("teacher.") for k in model.trainable_state_dict())
+
+
+def test_loss_is_zero_when_student_reproduces_teacher():
+    teacher = [torch.randn(2, 8, 16, 16), torch.randn(2, 16, 8, 8)]
+    assert distillation_loss(teacher, [t.clone() for t in teacher]).item() == pytest.approx(0, abs=1e-6)
+    # Scale does not matter to a cosine distance; direction does.
+    assert distillation_loss(teacher, [3 * t for t in teacher]).item() == pytest.approx(0, abs=1e-6)
+    assert distillation_loss(teacher, [-t for t in teacher]).item() == pytest.approx(2.0, abs=1e-5)
+
+
+def test_anomaly_map_marks_where_student_and_teacher_disagree():
+    teacher = [torch.randn(1, 8, 16, 16), torch.randn(1, 8, 8, 8)]
+    student = [t.clone() for t in teacher]
+    student[0][:, :, 4:6, 10:12] *= -1  # disagreement in one place at the fine scale
+    for mode in ("add", "mul"):
+        if mode == "mul":  # a product needs every scale to disagree there
+            student[1][:, :, 2:3, 5:6] *= -1
+        amap, score = AnomalyMapGenerator(mode, sigma=1.0)(teacher, student, (64, 64))
+        peak = divmod(int(amap[0, 0].argmax()), 64)
+        assert 16 <= peak[0] < 24 and 40 <= peak[1] < 48, (mode, peak)
+        assert score.item() == pytest.approx(amap.max().item())
+
+
+def test_blur_keeps_constants_and_total_mass():
+    blur = GaussianBlur(4.0)
+    flat = torch.full((1, 1, 40, 40), 0.7)
+    assert torch.allclose(blur(flat), flat, atol=1e-5)
+    impulse = torch.zeros(1, 1, 81, 81)
+    impulse[0, 0, 40, 40] = 1
+    out = blur(impulse)
+    assert out.sum().item() == pytest.approx(1.0, abs=1e-4)
+    assert out[0, 0, 40, 40] == out.max()
+    assert len(blur.kx.flatten()) == 33  # radius 4 sigma, as in the reference implementation
+
+
+@pytest.mark.parametrize("family", ["rd", "dbfad"])
+def test_models_trace_to_onnx(tmp_path, family):
+    """Nothing in the models blocks export (full parity is the export module's test)."""
+    onnx = pytest.importorskip("onnx")
+    model = create_model(ModelConfig(name=family, teacher=TEACHERS[1], width=32, skips=True)).eval()
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (torch.rand(1, 3, 64, 64),), str(path), dynamo=False, opset_version=17,
+                      input_names=["image"], output_names=["anomaly_map", "score"])
+    onnx.checker.check_model(str(path))

@@ -1,0 +1,179 @@
+"""Training for real: it learns, checkpoints round-trip, resume works, bad input is explained."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from fabricad.cli import app
+from fabricad.data import load_dataset
+from fabricad.data.synthetic import FABRICS, add_defect
+from fabricad.data.torch_dataset import to_tensor
+from fabricad.errors import CheckpointError, DataError
+from fabricad.training import load_model, read_checkpoint, save_checkpoint, train
+from tests.conftest import quick_config
+
+
+@pytest.mark.slow
+def test_map_is_higher_on_a_pasted_defect(trained_run, fabric_category):
+    """The learning test: after a short real run, a defect lights up and clean fabric does not."""
+    model, _ = load_model(trained_run / "model.ckpt")
+    rng = np.random.default_rng(123)
+    clean = next(s for s in load_dataset(fabric_category).test if s.label == 0)
+    wins = 0
+    for kind in ("stain", "hole", "thick_place"):
+        image, mask = add_defect(clean.load(), kind, rng, FABRICS["plain"], strength=0.9)
+        with torch.no_grad():
+            amap, _ = model(to_tensor(image)[None])
+        amap = amap[0, 0].numpy()
+        inside, outside = amap[mask].mean(), amap[~mask].mean()
+        wins += inside > 1.5 * outside
+    assert wins >= 2, "the anomaly map did not single out pasted defects"
+
+
+@pytest.mark.slow
+def test_checkpoint_carries_config_teacher_and_score_stats(trained_run):
+    ckpt = read_checkpoint(trained_run)
+    assert ckpt.teacher["name"] == "tf_efficientnet_lite0"
+    assert ckpt.teacher["weights_source"] == "packaged"
+    assert len(ckpt.teacher["sha256"]) == 64
+    stats = ckpt.score_stats
+    assert stats["count"] >= 1 and stats["quantiles"]["0.99"] >= stats["mean"]
+    assert ckpt.training["dataset"]["holdout"] >= 1
+    on_disk = yaml.safe_load((trained_run / "config.yaml").read_text())
+    assert on_disk == ckpt.config.model_dump(mode="json")
+
+
+def test_checkpoint_round_trip_gives_identical_maps(tmp_path, fabric_category):
+    out = tmp_path / "run"
+    train(quick_config(fabric_category), out, progress=False)
+    first, _ = load_model(out / "model.ckpt")
+    second, _ = load_model(out)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(first(x)[0], second(x)[0])
+
+
+def test_training_is_reproducible_on_cpu(tmp_path, fabric_category):
+    states = []
+    for name in ("a", "b"):
+        train(quick_config(fabric_category), tmp_path / name, progress=False)
+        states.append(read_checkpoint(tmp_path / name).state_dict)
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_resume_continues_from_the_saved_epoch(tmp_path, fabric_category):
+    out = tmp_path / "run"
+    config = quick_config(fabric_category, **{"train.max_steps": "null", "train.epochs": "1", "train.patience": "5"})
+    train(config, out, progress=False)
+    assert read_checkpoint(out).training["epoch"] == 1
+    result = train(config.with_overrides(["train.epochs=2"]), out, resume=out / "model.ckpt", progress=False)
+    ckpt = read_checkpoint(out)
+    assert result.epochs == 2 and ckpt.training["epoch"] == 2
+    assert [h["epoch"] for h in ckpt.training["history"]] == [1, 2]
+
+
+def test_mismatched_teacher_is_refused(tmp_path, fabric_category):
+    out = tmp_path / "run"
+    train(quick_config(fabric_category), out, progress=False)
+    payload = torch.load(out / "model.ckpt", weights_only=True)
+    payload["teacher"]["sha256"] = "0" * 64
+    payload["teacher_state"] = None  # as if it were a named source whose weights changed
+    payload["teacher"]["weights_source"] = "random"
+    torch.save(payload, out / "model.ckpt")
+    with pytest.raises(CheckpointError, match="teacher"):
+        load_model(out / "model.ckpt")
+
+
+def test_incompatible_format_and_corrupt_files(tmp_path, fabric_category):
+    out = tmp_path / "run"
+    train(quick_config(fabric_category), out, progress=False)
+    payload = torch.load(out / "model.ckpt", weights_only=True)
+    payload["format"] = 99
+    torch.save(payload, tmp_path / "future.ckpt")
+    with pytest.raises(CheckpointError, match="format 99"):
+        read_checkpoint(tmp_path / "future.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="not a readable"):
+        read_checkpoint(tmp_path / "junk.ckpt")
+    with pytest.raises(CheckpointError, match="not found"):
+        read_checkpoint(tmp_path / "absent.ckpt")
+
+
+def test_architecture_mismatch_is_refused(tmp_path, fabric_category):
+    out = tmp_path / "run"
+    train(quick_config(fabric_category), out, progress=False)
+    model, ckpt = load_model(out)
+    wider = quick_config(fabric_category, **{"model.width": "96"})
+    from fabricad.models import create_model
+
+    other = create_model(wider.model)
+    save_checkpoint(tmp_path / "wide.ckpt", other, wider)
+    payload = torch.load(tmp_path / "wide.ckpt", weights_only=True)
+    payload["config"] = ckpt.config.model_dump(mode="json")  # config says width 64, weights are 96
+    payload["teacher_state"] = {k: v for k, v in model.teacher.state_dict().items()}
+    payload["teacher"] = {"name": "resnet18", "weights_source": "random", "sha256": model.teacher.weights_hash}
+    torch.save(payload, tmp_path / "wide.ckpt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_model(tmp_path / "wide.ckpt")
+
+
+def test_unreadable_training_image_is_named(tmp_path, fabric_category):
+    copy = tmp_path / "cat"
+    shutil.copytree(fabric_category, copy)
+    (copy / "train" / "good" / "999.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError, match="999.png"):
+        train(quick_config(copy), tmp_path / "run", progress=False)
+
+
+def test_any_image_size_and_channel_count_trains(tmp_path):
+    import cv2
+
+    folder = tmp_path / "odd" / "train" / "good"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(folder / "gray.png"), rng.integers(0, 255, (50, 70), dtype=np.uint8))
+    cv2.imwrite(str(folder / "rgba.png"), rng.integers(0, 255, (90, 40, 4), dtype=np.uint8))
+    cv2.imwrite(str(folder / "deep.png"), rng.integers(0, 65535, (64, 64), dtype=np.uint16))
+    cv2.imwrite(str(folder / "rgb.jpg"), rng.integers(0, 255, (33, 200, 3), dtype=np.uint8))
+    result = train(quick_config(tmp_path / "odd", **{"train.batch_size": "2"}), tmp_path / "run", progress=False)
+    assert result.checkpoint.is_file()
+
+
+runner = CliRunner()
+
+
+def test_cli_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("train", "info", "generate", "demo"):
+        assert command in result.output
+
+
+def test_cli_train_writes_checkpoint_and_config(tmp_path, fabric_category):
+    out = tmp_path / "cli"
+    args = ["train", "--data", str(fabric_category.parent), "--category", "plain", "--out", str(out),
+            "--image-size", "64", "--teacher", "resnet18", "--teacher-weights", "random",
+            "--max-steps", "3", "--batch-size", "4", "--set", "model.width=32", "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "model.ckpt").is_file() and (out / "config.yaml").is_file()
+    info = runner.invoke(app, ["info", str(out)])
+    assert info.exit_code == 0 and "resnet18" in info.output
+
+
+def test_cli_errors_are_messages_not_tracebacks(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "fabricad", "train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "error:" in proc.stderr and "train/good" in proc.stderr
+    assert "Traceback" not in proc.stderr
