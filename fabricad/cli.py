@@ -88,6 +88,42 @@ def train(
     )
 
 
+@app.command("eval")
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="model.ckpt (or its folder).")],
+    data: DataOpt = None,
+    category: CategoryOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json, report.md and pictures.")] = Path("runs/eval"),
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda ...")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Evaluate a checkpoint on a test split; writes OUT/metrics.json, OUT/report.md and pictures.
+
+    Without --data, the dataset the model was trained on is used."""
+    from fabricad.data import load_dataset
+    from fabricad.evaluation import compute_metrics, predict, write_report
+    from fabricad.training import load_model
+    from fabricad.training.trainer import select_device
+
+    detector, ckpt = load_model(model)
+    data_path = data or ckpt.config.data.path
+    if data_path is None:
+        raise FabricadError("no dataset given: pass --data PATH")
+    split = load_dataset(data_path, category or (None if data else ckpt.config.data.category))
+    if not split.test:
+        raise FabricadError(f"{data_path}: the dataset has no test images to evaluate on")
+    target = select_device(device)
+    predictions = predict(detector.to(target), split.test, ckpt.config.data.image_size, batch_size, target, not quiet)
+    result = compute_metrics(predictions, ckpt.score_stats.get("scores"))
+    write_report(out, predictions, result, split.name)
+    for key in ("image_auroc", "pixel_auroc", "aupro", "full_image_auroc", "f1_max", "recall_at_1pct_fpr"):
+        if key in result:
+            value = result[key]
+            typer.echo(f"{key:>20}: {value:.4f}" if value is not None else f"{key:>20}: n/a")
+    typer.echo(f"report: {out / 'report.md'}")
+
+
 @app.command()
 def info(checkpoint: Annotated[Path, typer.Argument(help="model.ckpt or its folder.")]) -> None:
     """Show what a checkpoint holds: model, teacher, data, training and score statistics."""

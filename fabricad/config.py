@@ -70,6 +70,8 @@ class TrainConfig(_Strict):
     epochs: int = Field(100, ge=1)
     max_steps: int | None = Field(None, ge=1)
     """Stop after this many optimiser steps whatever the epoch count (quick runs, tests)."""
+    max_minutes: float | None = Field(None, gt=0)
+    """Wall-clock training budget; the best weights so far are kept when it runs out."""
     batch_size: int = Field(8, ge=1)
     lr: float = Field(0.005, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
@@ -126,5 +128,16 @@ class FabricadConfig(_Strict):
                 node = node[part]
             if leaf not in node:
                 raise ConfigError(f"override {item!r}: unknown key {key!r}")
-            node[leaf] = yaml.safe_load(raw)
+            node[leaf] = _parse_value(raw)
+            try:
+                self.model_validate(data)
+            except ValidationError:
+                node[leaf] = raw  # YAML reads "02" as 2; a string field wants the text as typed
         return self.from_dict(data)
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw

@@ -41,3 +41,9 @@ def test_missing_and_invalid_yaml(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="YAML"):
         FabricadConfig.from_yaml(bad)
+
+
+def test_override_keeps_text_for_string_fields():
+    # "02" is a fabric code, not the number 2
+    assert FabricadConfig().with_overrides(["data.category=02"]).data.category == "02"
+    assert FabricadConfig().with_overrides(["train.epochs=7"]).train.epochs == 7

@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fabricad.data.aitex import CATEGORIES as AITEX_CATEGORIES
+from fabricad.data.aitex import is_aitex_root, load_aitex
+from fabricad.data.folder import is_folder_dataset, load_folder
 from fabricad.data.mvtec import is_mvtec_category, load_mvtec
 from fabricad.data.samples import DatasetSplit
 from fabricad.errors import DataError
@@ -27,6 +30,11 @@ class DatasetFormat:
 
 FORMATS: list[DatasetFormat] = [
     DatasetFormat("mvtec", "<category>/train/good/*.png [+ test/<defect>/, ground_truth/<defect>/]", is_mvtec_category, load_mvtec),
+    DatasetFormat("folder", "<root>/good/*.png + <root>/<defect>/*.png [+ masks/<defect>/] (TILDA: class folders, no masks)", is_folder_dataset, load_folder),
+]
+"""Formats whose root holds several categories and which need --category (no category folder)."""
+ROOT_FORMATS: list[tuple[str, str, Callable[[Path], bool], Callable[[Path, str], DatasetSplit]]] = [
+    ("aitex", f"AITEX root with NODefect_images/, Defect_images/, Mask_images/ and --category {'|'.join(AITEX_CATEGORIES)}", is_aitex_root, load_aitex),
 ]
 
 
@@ -40,12 +48,17 @@ def load_dataset(path: str | Path, category: str | None = None) -> DatasetSplit:
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
+    for _, _, detect, load in ROOT_FORMATS:
+        if detect(root):
+            if not category:
+                raise DataError(f"{root} is a multi-category dataset: add --category NAME")
+            return load(root, _safe_category(category))
     candidates = [root / _safe_category(category), root] if category else [root]
     for folder in candidates:
         for fmt in FORMATS:
             if fmt.detect(folder):
                 return fmt.load(folder)
-    layouts = "\n".join(f"  - {f.name}: {f.layout}" for f in FORMATS)
+    layouts = "\n".join([f"  - {f.name}: {f.layout}" for f in FORMATS] + [f"  - {n}: {lay}" for n, lay, _, _ in ROOT_FORMATS])
     hint = f" with category {category!r}" if category else ""
     subdirs = sorted(d.name for d in root.iterdir() if d.is_dir())[:10]
     raise DataError(

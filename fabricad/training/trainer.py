@@ -187,6 +187,9 @@ def train(
             },
         )
 
+    def out_of_time() -> bool:
+        return tc.max_minutes is not None and time.perf_counter() - started > tc.max_minutes * 60
+
     epoch = start_epoch
     bar = tqdm(total=tc.max_steps or tc.epochs * len(loader), initial=step, desc="training", unit="step", disable=not progress)
     for epoch in range(start_epoch + 1, tc.epochs + 1):
@@ -204,7 +207,7 @@ def train(
             running += loss.item()
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", best=f"{best_loss:.4f}")
-            if tc.max_steps and step >= tc.max_steps:
+            if (tc.max_steps and step >= tc.max_steps) or out_of_time():
                 break
         train_loss = running / max(len(loader), 1)
         if holdout_samples:
@@ -218,7 +221,7 @@ def train(
         else:
             bad_epochs += 1
         save(epoch)  # resumable after every epoch
-        if tc.max_steps and step >= tc.max_steps:
+        if (tc.max_steps and step >= tc.max_steps) or out_of_time():
             break
         if bad_epochs >= tc.patience:
             stopped_early = True

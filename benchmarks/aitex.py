@@ -1,0 +1,126 @@
+"""AITEX-256 benchmark: the default fabricad model vs a PatchCore-style baseline, per fabric.
+
+    python benchmarks/aitex.py                       # all six fabrics, writes runs/bench-aitex/
+    python benchmarks/aitex.py --fabrics 02 03 --set model.name=dbfad --no-baseline
+    python benchmarks/aitex.py --write BENCHMARKS.md # also put the table into BENCHMARKS.md
+
+Both methods use the same split (the AITEX-256 protocol), the same teacher and the same
+evaluation code. Data: FABRICAD_DATA (default ../shared/data) / aitex.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fabricad.baselines import PatchCore
+from fabricad.config import FabricadConfig
+from fabricad.data import ImageDataset, load_dataset
+from fabricad.data.aitex import CATEGORIES
+from fabricad.evaluation import compute_metrics, predict, write_report
+from fabricad.training import load_model, train
+from fabricad.training.trainer import split_holdout
+
+KEYS = ("image_auroc", "pixel_auroc", "aupro", "full_image_auroc")
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("FABRICAD_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")) / "aitex"
+
+
+def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sigmas: list[float]) -> dict:
+    config = FabricadConfig().with_overrides([f"data.path={data_root()}", f"data.category={fabric}", *overrides])
+    run_dir = out / fabric
+    started = time.perf_counter()
+    result = train(config, run_dir / "rd", progress=True)
+    train_seconds = time.perf_counter() - started
+    model, ckpt = load_model(run_dir / "rd")
+    split = load_dataset(config.data.path, fabric)
+    size = config.data.image_size
+    rows = {}
+    calibration = ckpt.score_stats.get("scores")
+    for sigma in sigmas:  # post-processing variants on the same trained model
+        from fabricad.models.anomaly_map import AnomalyMapGenerator
+
+        model.anomaly_map = AnomalyMapGenerator(config.model.map_mode, sigma)
+        preds = predict(model, split.test, size, batch_size=8)
+        metrics = compute_metrics(preds, None)
+        name = "rd" if sigma == config.model.blur_sigma else f"rd-sigma{sigma:g}"
+        if name == "rd":
+            metrics = compute_metrics(preds, calibration)
+            write_report(run_dir / "rd" / "eval", preds, metrics, f"AITEX {fabric}")
+        metrics.update(train_seconds=train_seconds, steps=result.steps, epochs=result.epochs)
+        rows[name] = metrics
+    if baseline:
+        started = time.perf_counter()
+        core = PatchCore(config.model.teacher)
+        train_samples, _ = split_holdout(split.train, config.data.holdout_fraction, config.train.seed)
+        dataset = ImageDataset(train_samples, size)
+        core.fit(torch.stack([dataset[i] for i in range(j, min(j + 8, len(dataset)))]) for j in range(0, len(dataset), 8))
+        fit_seconds = time.perf_counter() - started
+        preds = predict(core, split.test, size, batch_size=8)
+        metrics = compute_metrics(preds, None)
+        metrics.update(train_seconds=fit_seconds)
+        rows["patchcore"] = metrics
+    (run_dir / "results.json").write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def table(results: dict[str, dict[str, dict]]) -> str:
+    methods = sorted({m for rows in results.values() for m in rows}, key=lambda m: (m != "rd", m))
+    head = "| fabric | method | tile image AUROC | pixel AUROC | AUPRO | full-image AUROC | train s | ms/tile |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for method in methods:
+        for fabric, rows in results.items():
+            if method in rows:
+                r = rows[method]
+                vals = " | ".join(f"{r[k]:.3f}" if r.get(k) is not None else "n/a" for k in KEYS)
+                lines.append(f"| {fabric} | {method} | {vals} | {r['train_seconds']:.0f} | {1000 * r['seconds_per_image']:.1f} |")
+        present = [rows[method] for rows in results.values() if method in rows]
+        means = " | ".join(f"**{np.mean([r[k] for r in present if r.get(k) is not None]):.3f}**" for k in KEYS)
+        lines.append(
+            f"| **mean** | {method} | {means} | {np.mean([r['train_seconds'] for r in present]):.0f} | "
+            f"{1000 * np.mean([r['seconds_per_image'] for r in present]):.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fabrics", nargs="+", default=list(CATEGORIES))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-aitex"))
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--sigmas", type=float, nargs="*", default=[], help="extra blur sigmas to evaluate")
+    parser.add_argument("--write", type=Path, help="append the table to this Markdown file")
+    args = parser.parse_args()
+    if not data_root().is_dir():
+        raise SystemExit(f"AITEX not found at {data_root()}; set FABRICAD_DATA")
+    torch.set_num_threads(os.cpu_count() or 1)
+    base_sigma = FabricadConfig().with_overrides(args.overrides).model.blur_sigma
+    results = {}
+    for fabric in args.fabrics:
+        results[fabric] = run_fabric(fabric, args.overrides, args.out, not args.no_baseline, [base_sigma, *args.sigmas])
+        print(table(results), flush=True)
+    text = table(results)
+    (args.out / "table.md").write_text(text)
+    if args.write:
+        header = (
+            f"\n## AITEX-256 ({date.today().isoformat()}, {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPU threads, torch {torch.__version__})\n\n"
+            f"Command: `python benchmarks/aitex.py {' '.join('--set ' + o for o in args.overrides)}`\n\n"
+        )
+        with args.write.open("a") as f:
+            f.write(header + text + "\n")
+
+
+if __name__ == "__main__":
+    main()

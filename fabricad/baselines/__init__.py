@@ -1,0 +1,3 @@
+from fabricad.baselines.patchcore import PatchCore
+
+__all__ = ["PatchCore"]

@@ -1,0 +1,158 @@
+"""`fabricad eval`: run a detector over a test split and measure it like a mill would.
+
+The detector is any callable `batch (B,3,H,W) in [0,1] -> (maps (B,1,H,W), scores (B,))`, so the
+PyTorch model, an ONNX Runtime session and the PatchCore baseline are all measured by the same
+code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fabricad.data import ImageDataset, Sample
+from fabricad.evaluation import metrics as M
+from fabricad.evaluation import visualize as V
+
+Detector = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+TARGET_FPR = 0.01
+
+
+@dataclass
+class Predictions:
+    samples: list[Sample]
+    labels: np.ndarray
+    scores: np.ndarray
+    maps: np.ndarray  # (N, H, W) float16, at the network's input size
+    masks: np.ndarray  # (N, H, W) bool, resized to the same size
+    seconds_per_image: float
+
+
+def _mask_at(sample: Sample, size: tuple[int, int], full_shape: tuple[int, int]) -> np.ndarray:
+    mask = sample.load_mask(full_shape) if sample.mask_paths else np.zeros(full_shape[:2], bool)
+    if mask.shape != size:
+        # INTER_AREA then > 0: a defect of a single pixel survives downscaling.
+        mask = cv2.resize(mask.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA) > 0
+    return mask
+
+
+@torch.inference_mode()
+def predict(detector: Detector, samples: list[Sample], size: tuple[int, int], batch_size: int = 8,
+            device: torch.device | str = "cpu", progress: bool = True) -> Predictions:
+    import time
+
+    dataset = ImageDataset(samples, size)
+    n = len(samples)
+    maps = np.zeros((n, *size), np.float16)
+    masks = np.zeros((n, *size), bool)
+    scores = np.zeros(n, np.float64)
+    elapsed = 0.0
+    full_shapes: dict[Path, tuple[int, int]] = {}
+    for start in tqdm(range(0, n, batch_size), desc="evaluating", unit="batch", disable=not progress):
+        index = range(start, min(start + batch_size, n))
+        batch = torch.stack([dataset[i] for i in index]).to(device)
+        began = time.perf_counter()
+        amap, score = detector(batch)
+        elapsed += time.perf_counter() - began
+        maps[index.start : index.stop] = amap[:, 0].float().cpu().numpy()
+        scores[index.start : index.stop] = score.float().cpu().numpy()
+        for i in index:
+            sample = samples[i]
+            if sample.label and sample.mask_paths:
+                if sample.path not in full_shapes:
+                    full_shapes[sample.path] = sample.load().shape[:2] if sample.crop is None else _full_shape(sample)
+                masks[i] = _mask_at(sample, size, full_shapes[sample.path])
+    labels = np.array([s.label for s in samples], dtype=int)
+    return Predictions(samples, labels, scores, maps, masks, elapsed / max(n, 1))
+
+
+def _full_shape(sample: Sample) -> tuple[int, int]:
+    from fabricad.data.images import read_image
+
+    return read_image(sample.path).shape[:2]
+
+
+def compute_metrics(p: Predictions, calibration_scores: list[float] | None) -> dict:
+    """All numbers of metrics.json; None where a metric is undefined for this split."""
+    has_masks = p.masks.any()
+    result: dict = {
+        "image_auroc": M.auroc(p.labels, p.scores),
+        "pixel_auroc": M.pixel_auroc(p.masks, p.maps) if has_masks else None,
+        "aupro": M.aupro(p.masks, p.maps) if has_masks else None,
+    }
+    result["f1_max"], result["threshold_f1"] = M.f1_max(p.labels, p.scores)
+    threshold = None
+    if calibration_scores:
+        threshold = M.threshold_for_fpr(np.asarray(calibration_scores), TARGET_FPR)
+        recall, false_alarms = M.rates_at(p.labels, p.scores, threshold)
+        result.update(
+            recall_at_1pct_fpr=recall,
+            threshold_1pct_fpr=threshold,
+            test_fpr_at_calibrated_threshold=false_alarms,
+            calibration_images=len(calibration_scores),
+        )
+    else:
+        result.update(recall_at_1pct_fpr=None, threshold_1pct_fpr=None)
+    groups = [s.group or str(s.path) for s in p.samples]
+    if any(s.crop is not None for s in p.samples):
+        image_labels, image_scores = M.group_max(groups, p.labels, p.scores)
+        result["full_image_auroc"] = M.auroc(image_labels, image_scores)
+        result["full_images"] = {"normal": int((image_labels == 0).sum()), "defective": int(image_labels.sum())}
+    result["normal_count"] = int((p.labels == 0).sum())
+    result["defective_count"] = int((p.labels == 1).sum())
+    result["seconds_per_image"] = p.seconds_per_image
+    return result
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" if isinstance(value, float) and not math.isnan(value) else str(value)
+
+
+def write_report(out: Path, p: Predictions, result: dict, title: str, max_examples: int = 6) -> None:
+    """metrics.json, report.md and the pictures it links."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    threshold = result.get("threshold_1pct_fpr") or result.get("threshold_f1") or float(np.median(p.scores))
+    pictures = []
+    if result["image_auroc"] is not None:
+        fpr, tpr = M.roc_points(p.labels, p.scores)
+        V.plot_roc(out / "roc.png", fpr, tpr, result["image_auroc"], f"{title}: image ROC")
+        pictures.append(("Image ROC", "roc.png"))
+    if result.get("aupro") is not None:
+        curve = M.pro_curve(p.masks, p.maps)
+        V.plot_pro(out / "pro.png", curve.fpr, curve.pro, result["aupro"])
+        pictures.append(("PRO curve", "pro.png"))
+    V.plot_histogram(out / "histogram.png", p.scores[p.labels == 0], p.scores[p.labels == 1], threshold)
+    pictures.append(("Scores", "histogram.png"))
+
+    def tiles(indices) -> tuple[list[np.ndarray], list[str]]:
+        dataset = ImageDataset([p.samples[i] for i in indices], p.maps.shape[1:])
+        images = [V.overlay(dataset.image(k), p.maps[i].astype(np.float32), threshold, p.masks[i]) for k, i in enumerate(indices)]
+        captions = [f"{p.samples[i].path.name[:18]} {p.scores[i]:.3f}" for i in indices]
+        return images, captions
+
+    defective = np.flatnonzero(p.labels == 1)
+    normal = np.flatnonzero(p.labels == 0)
+    misses = defective[np.argsort(p.scores[defective])][:max_examples]
+    alarms = normal[np.argsort(-p.scores[normal])][:max_examples]
+    hits = defective[p.scores[defective] > threshold]
+    hits = hits[np.argsort(p.scores[hits])][len(hits) // 2 - max_examples // 2 :][:max_examples] if len(hits) else hits
+    rows = [(name, *tiles(list(idx))) for name, idx in (("worst misses", misses), ("worst false alarms", alarms), ("typical hits", hits)) if len(idx)]
+    V.overlay_grid(out / "overlays.png", rows)
+    pictures.append(("Overlays (red: above threshold, green: ground truth)", "overlays.png"))
+
+    lines = [f"# Evaluation: {title}", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in result.items() if not isinstance(v, dict)]
+    lines += ["", f"Threshold used in the pictures: {threshold:.4f}", ""]
+    lines += [f"## {caption}\n\n![{caption}]({name})\n" for caption, name in pictures]
+    (out / "report.md").write_text("\n".join(lines))

@@ -1,0 +1,128 @@
+"""Detection metrics as defined in METHOD.md.
+
+AUROC comes from scikit-learn. AUPRO (MVTec AD's per-region overlap) has no maintained library
+implementation without a heavy framework attached, so it is written here, vectorised: sort every
+pixel once, give each defect pixel the weight 1 / (area of its region x number of regions) and
+each normal pixel 1 / (number of normal pixels); cumulative sums in descending score order are
+then PRO and FPR at every threshold at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC, or None when only one class is present (the metric is undefined)."""
+    labels = np.asarray(labels).ravel()
+    if labels.min() == labels.max():
+        return None
+    return float(roc_auc_score(labels, np.asarray(scores).ravel()))
+
+
+def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float | None:
+    return auroc(masks.reshape(-1).astype(np.uint8), maps.reshape(-1).astype(np.float32))
+
+
+def label_regions(masks: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected ground-truth regions (8-connectivity) numbered 1..R across all images."""
+    regions = np.zeros(masks.shape, dtype=np.int32)
+    count = 0
+    for i, mask in enumerate(masks):
+        n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+        regions[i] = np.where(labels > 0, labels + count, 0)
+        count += n - 1
+    return regions, count
+
+
+@dataclass
+class ProCurve:
+    fpr: np.ndarray
+    pro: np.ndarray
+
+
+def pro_curve(masks: np.ndarray, maps: np.ndarray) -> ProCurve:
+    """PRO and FPR at every distinct threshold, from the highest score down."""
+    masks = masks.astype(bool)
+    regions, count = label_regions(masks)
+    normal = int((~masks).sum())
+    if count == 0 or normal == 0:
+        raise ValueError("AUPRO needs both defect regions and normal pixels")
+    areas = np.bincount(regions.ravel(), minlength=count + 1).astype(np.float64)
+    flat_regions = regions.ravel()
+    weights_pro = np.where(flat_regions > 0, 1.0 / (areas[flat_regions] * count), 0.0)
+    weights_fpr = np.where(flat_regions == 0, 1.0 / normal, 0.0)
+    scores = maps.ravel().astype(np.float64)
+    order = np.argsort(-scores, kind="stable")
+    scores = scores[order]
+    pro = np.cumsum(weights_pro[order])
+    fpr = np.cumsum(weights_fpr[order])
+    # Pixels with equal scores switch together: keep only the last index of each run.
+    last = np.r_[np.flatnonzero(np.diff(scores) != 0), scores.size - 1]
+    return ProCurve(np.r_[0.0, fpr[last]], np.r_[0.0, pro[last]])
+
+
+def aupro(masks: np.ndarray, maps: np.ndarray, max_fpr: float = 0.3) -> float | None:
+    """Area under the PRO curve for FPR in [0, max_fpr], divided by max_fpr."""
+    if not masks.any() or masks.all():
+        return None
+    curve = pro_curve(masks, maps)
+    fpr, pro = curve.fpr, curve.pro
+    keep = fpr <= max_fpr
+    x, y = fpr[keep], pro[keep]
+    if x[-1] < max_fpr and keep.sum() < fpr.size:  # close the area exactly at max_fpr
+        j = keep.sum()
+        t = (max_fpr - fpr[j - 1]) / (fpr[j] - fpr[j - 1])
+        x = np.r_[x, max_fpr]
+        y = np.r_[y, pro[j - 1] + t * (pro[j] - pro[j - 1])]
+    return float(np.trapezoid(y, x) / max_fpr)
+
+
+def f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float | None, float | None]:
+    """Best F1 over thresholds and the threshold reaching it."""
+    labels = np.asarray(labels)
+    if labels.min() == labels.max():
+        return None, None
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
+    best = int(np.argmax(f1[:-1]))  # the last point has no threshold
+    return float(f1[best]), float(thresholds[best])
+
+
+def threshold_for_fpr(normal_scores: np.ndarray, fpr: float) -> float:
+    """Threshold at which `fpr` of the given normal scores lie above it (normal images only)."""
+    normal_scores = np.asarray(normal_scores, dtype=np.float64)
+    if normal_scores.size == 0:
+        raise ValueError("no normal scores to calibrate from")
+    return float(np.quantile(normal_scores, 1.0 - fpr, method="higher"))
+
+
+def rates_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float | None, float | None]:
+    """(recall on defective, false-alarm rate on normal) when flagging scores > threshold."""
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    flagged = scores > threshold
+    recall = float(flagged[labels == 1].mean()) if (labels == 1).any() else None
+    false_alarms = float(flagged[labels == 0].mean()) if (labels == 0).any() else None
+    return recall, false_alarms
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return fpr, tpr
+
+
+def group_max(groups: list[str], labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Full-image labels and scores: an image is defective if any tile is; its score is the max."""
+    index: dict[str, int] = {}
+    for g in groups:
+        index.setdefault(g, len(index))
+    ids = np.array([index[g] for g in groups])
+    image_scores = np.full(len(index), -np.inf)
+    np.maximum.at(image_scores, ids, scores)
+    image_labels = np.zeros(len(index), dtype=int)
+    np.maximum.at(image_labels, ids, np.asarray(labels, dtype=int))
+    return image_labels, image_scores

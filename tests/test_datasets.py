@@ -1,0 +1,135 @@
+"""Dataset formats on generated folders: AITEX protocol, plain folders, TILDA; and tiling."""
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fabricad.data import load_dataset
+from fabricad.data.aitex import ROLL_TO_FABRIC
+from fabricad.data.tiling import tile_boxes, tile_starts
+from fabricad.errors import DataError
+
+
+@pytest.mark.parametrize(
+    "length,tile,stride,expected",
+    [(4096, 256, 256, list(range(0, 4096, 256))), (3796, 256, 256, list(range(0, 3584, 256)) + [3540]),
+     (256, 256, 256, [0]), (100, 256, 256, [0]), (600, 256, 192, [0, 192, 344])],
+)
+def test_tile_starts(length, tile, stride, expected):
+    starts = tile_starts(length, tile, stride)
+    assert starts == expected
+    assert starts[-1] + min(tile, length) == length  # the whole length is covered, nothing beyond
+
+
+def test_tile_boxes_cover_a_wide_scan():
+    boxes = tile_boxes(256, 1000, 256)
+    assert [b[0] for b in boxes] == [0, 256, 512, 744]
+    assert all(b[2:] == (256, 256) for b in boxes)
+
+
+def _png(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), array)
+
+
+@pytest.fixture()
+def fake_aitex(tmp_path) -> Path:
+    """AITEX layout in miniature: fabric 02 with 16 normal images of 256x1000 (not a multiple of
+    256) and two defective images, one with two masks, one whose alpha-carrying mask is RGBA."""
+    rng = np.random.default_rng(0)
+    roll = next(r for r, code in ROLL_TO_FABRIC.items() if code == "02")
+    for i in range(16):
+        _png(tmp_path / "NODefect_images" / roll / f"{i + 1:04d}_000_02.png", rng.integers(0, 255, (256, 1000), dtype=np.uint8))
+    _png(tmp_path / "NODefect_images" / "2311694-2040n7u" / "0001_000_00.png", np.zeros((256, 1000), np.uint8))
+    _png(tmp_path / "Defect_images" / "0050_002_02.png", rng.integers(0, 255, (256, 1000), dtype=np.uint8))
+    _png(tmp_path / "Defect_images" / "0051_006_02.png", rng.integers(0, 255, (256, 1000), dtype=np.uint8))
+    _png(tmp_path / "Defect_images" / "0052_006_00.png", rng.integers(0, 255, (256, 1000), dtype=np.uint8))
+    m1 = np.zeros((256, 1000), np.uint8)
+    m1[10:12, 20:22] = 255  # tile 0
+    m2 = np.zeros((256, 1000), np.uint8)
+    m2[100:110, 990:995] = 255  # only in the right-aligned last tile (744..1000)
+    _png(tmp_path / "Mask_images" / "0050_002_02_mask1.png", m1)
+    _png(tmp_path / "Mask_images" / "0050_002_02_mask2.png", m2)
+    m3 = np.zeros((256, 1000, 4), np.uint8)
+    m3[50:60, 300:310] = 255  # tile 1, RGBA with equal colour channels
+    _png(tmp_path / "Mask_images" / "0051_006_02_mask.png", m3)
+    _png(tmp_path / "Mask_images" / "0052_006_00_mask.png", m1)
+    return tmp_path
+
+
+def test_aitex_protocol(fake_aitex):
+    split = load_dataset(fake_aitex, "02")
+    assert split.format == "aitex"
+    assert len(split.train) == 14 * 4  # first 14 normal images, 4 tiles each
+    assert {s.group for s in split.train} == {f"{i:04d}_000_02.png" for i in range(1, 15)}
+    normal_test = [s for s in split.test if s.defect_type == "good" and s.group.endswith("_000_02.png")]
+    assert len(normal_test) == 2 * 4
+    defective = {(s.group, s.crop[0]): s.label for s in split.test if s.group.startswith("005")}
+    assert defective == {
+        ("0050_002_02.png", 0): 1, ("0050_002_02.png", 256): 0, ("0050_002_02.png", 512): 0, ("0050_002_02.png", 744): 1,
+        ("0051_006_02.png", 0): 0, ("0051_006_02.png", 256): 1, ("0051_006_02.png", 512): 0, ("0051_006_02.png", 744): 0,
+    }
+    last = next(s for s in split.test if s.group == "0050_002_02.png" and s.crop[0] == 744)
+    mask = last.load_mask()
+    assert mask.shape == (256, 256) and mask.sum() == 50  # the union includes mask2's 10x5 pixels
+    assert last.load().shape == (256, 256, 3)
+
+
+def test_aitex_needs_a_valid_category(fake_aitex):
+    with pytest.raises(DataError, match="--category"):
+        load_dataset(fake_aitex)
+    with pytest.raises(DataError, match="fabric code"):
+        load_dataset(fake_aitex, "05x")
+
+
+def _images(folder: Path, count: int, rng) -> list[Path]:
+    paths = []
+    for i in range(count):
+        path = folder / f"{i:03d}.png"
+        _png(path, rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def test_folder_dataset_with_masks(tmp_path):
+    rng = np.random.default_rng(1)
+    _images(tmp_path / "good", 10, rng)
+    _images(tmp_path / "scratch", 3, rng)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[5:9, 5:9] = 255
+    _png(tmp_path / "masks" / "scratch" / "000.png", mask)
+    split = load_dataset(tmp_path)
+    assert split.format == "folder"
+    assert len(split.train) == 8 and sum(1 for s in split.test if s.label == 0) == 2
+    scratches = [s for s in split.test if s.label == 1]
+    assert len(scratches) == 3 and scratches[0].defect_type == "scratch"
+    assert scratches[0].load_mask().sum() == 16
+    assert not scratches[1].load_mask().any()  # no mask file: image-level label only
+
+
+def test_tilda_class_folders(tmp_path):
+    rng = np.random.default_rng(2)
+    _images(tmp_path / "good", 5, rng)
+    _images(tmp_path / "oil spot", 2, rng)
+    _images(tmp_path / "hole", 2, rng)
+    split = load_dataset(tmp_path)
+    assert split.format == "tilda"
+    assert sorted({s.defect_type for s in split.test if s.label}) == ["hole", "oil spot"]
+    assert all(not s.mask_paths for s in split.test)
+
+
+AITEX = Path(os.environ.get("FABRICAD_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")) / "aitex"
+
+
+@pytest.mark.aitex
+@pytest.mark.skipif(not AITEX.is_dir(), reason="AITEX database not available (set FABRICAD_DATA)")
+def test_real_aitex_fabric_02_counts():
+    """Numbers stated in METHOD.md for fabric 02: 38 defective images give 39 defective tiles."""
+    split = load_dataset(AITEX, "02")
+    assert len(split.train) == 14 * 16
+    assert len(split.test) == 704
+    assert sum(s.label for s in split.test) == 39
+    assert len({s.group for s in split.test if s.label}) == 38

@@ -1,0 +1,98 @@
+"""Metrics against hand-built cases with known answers and brute-force references."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from fabricad.evaluation import metrics as M
+
+
+def test_auroc_and_undefined_cases():
+    assert M.auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4])) == 1.0
+    assert M.auroc(np.array([0, 0, 1, 1]), np.array([0.4, 0.3, 0.2, 0.1])) == 0.0
+    assert M.auroc(np.array([0, 0]), np.array([0.1, 0.2])) is None
+
+
+def test_aupro_perfect_detection():
+    masks = np.zeros((1, 10, 10), bool)
+    masks[0, 2:4, 2:4] = True
+    assert M.aupro(masks, masks.astype(float)) == pytest.approx(1.0)
+
+
+def test_aupro_known_values():
+    # 10 % of the normal pixels fire first, the region only at the lowest threshold:
+    # PRO reaches 0.2/0.9 at FPR 0.3, so the area is 0.5*0.2*(0.2/0.9) / 0.3.
+    masks = np.zeros((1, 10, 10), bool)
+    masks[0, 0, 0:4] = True
+    maps = np.zeros((1, 10, 10))
+    normal_pixels = np.flatnonzero(~masks.ravel())
+    maps.ravel()[normal_pixels[: round(0.1 * normal_pixels.size)]] = 1.0
+    fpr_first = round(0.1 * normal_pixels.size) / normal_pixels.size
+    expected_pro_at_03 = (0.3 - fpr_first) / (1 - fpr_first)
+    expected = 0.5 * (0.3 - fpr_first) * expected_pro_at_03 / 0.3
+    assert M.aupro(masks, maps) == pytest.approx(expected, abs=1e-9)
+
+    # Two regions, one found at the top threshold and one never: PRO jumps to 0.5 at FPR 0,
+    # then rises linearly to 1 at FPR 1.
+    masks = np.zeros((1, 10, 10), bool)
+    masks[0, 0, 0:2] = True
+    masks[0, 9, 8:10] = True
+    maps = np.zeros((1, 10, 10))
+    maps[0, 0, 0:2] = 1.0
+    assert M.aupro(masks, maps) == pytest.approx(0.3 * (0.5 + 0.65) / 2 / 0.3)
+
+
+def brute_force_aupro(masks: np.ndarray, maps: np.ndarray, max_fpr: float = 0.3) -> float:
+    """Direct definition: threshold at every distinct score, loop over regions explicitly."""
+    import cv2
+
+    regions = []
+    for i, mask in enumerate(masks):
+        n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+        regions += [(i, labels == k) for k in range(1, n)]
+    points = [(0.0, 0.0)]
+    for t in np.unique(maps)[::-1]:
+        predicted = maps >= t
+        fpr = (predicted & ~masks).sum() / (~masks).sum()
+        pro = np.mean([(predicted[i] & region).sum() / region.sum() for i, region in regions])
+        points.append((fpr, pro))
+    fpr, pro = map(np.array, zip(*points))
+    grid_pro = np.interp(max_fpr, fpr, pro)
+    keep = fpr <= max_fpr
+    x, y = np.r_[fpr[keep], max_fpr], np.r_[pro[keep], grid_pro]
+    return float(np.trapezoid(y, x) / max_fpr)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_aupro_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((3, 12, 12), bool)
+    for _ in range(4):
+        i, y, x = rng.integers(0, 3), rng.integers(0, 10), rng.integers(0, 10)
+        masks[i, y : y + rng.integers(1, 3), x : x + rng.integers(1, 4)] = True
+    maps = rng.random((3, 12, 12)).round(2) + masks * rng.random() * 0.5  # ties included
+    assert M.aupro(masks, maps) == pytest.approx(brute_force_aupro(masks, maps), abs=1e-9)
+
+
+def test_pixel_auroc_matches_sklearn():
+    rng = np.random.default_rng(0)
+    masks = rng.random((2, 8, 8)) > 0.8
+    maps = rng.random((2, 8, 8)) + masks
+    assert M.pixel_auroc(masks, maps) == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()))
+
+
+def test_f1_max_and_calibrated_recall():
+    labels = np.array([0, 0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.6, 0.5, 0.9])
+    f1, threshold = M.f1_max(labels, scores)
+    assert f1 == pytest.approx(0.8) and threshold == pytest.approx(0.5)
+    normal_calibration = np.linspace(0, 1, 101)  # 1 % above 0.99
+    t = M.threshold_for_fpr(normal_calibration, 0.01)
+    assert t == pytest.approx(0.99)
+    recall, fpr = M.rates_at(labels, scores, 0.55)
+    assert recall == 0.5 and fpr == pytest.approx(1 / 3)
+
+
+def test_group_max_for_full_images():
+    labels, scores = M.group_max(["a", "a", "b", "b"], np.array([0, 1, 0, 0]), np.array([0.1, 0.7, 0.9, 0.2]))
+    assert labels.tolist() == [1, 0] and scores.tolist() == [0.7, 0.9]
