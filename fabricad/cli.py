@@ -125,6 +125,73 @@ def evaluate(
 
 
 @app.command()
+def export(
+    model: Annotated[Path, typer.Option("--model", help="model.ckpt (or its folder).")],
+    format: Annotated[str, typer.Option("--format", help="onnx or tensorrt.")] = "onnx",
+    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 (GPUs) or int8 (CPUs, calibrated on normal images).")] = "fp32",
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (model.onnx + model.json).")] = Path("runs/bundle"),
+    data: DataOpt = None,
+    category: CategoryOpt = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name shown by the service (default: folder name).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Export a checkpoint to a deployable bundle: ONNX (fp32/fp16/int8), optionally a TensorRT engine."""
+    from fabricad.data import load_dataset
+    from fabricad.export.onnx_export import export_bundle
+    from fabricad.export.tensorrt import build_engine, require_tensorrt
+    from fabricad.training import load_model
+    from fabricad.training.trainer import split_holdout
+
+    if format not in ("onnx", "tensorrt"):
+        raise FabricadError(f"unknown format {format!r}: use onnx or tensorrt")
+    if format == "tensorrt":
+        require_tensorrt()  # before any work: say now, not after the export, that it cannot be done
+    detector, ckpt = load_model(model)
+    train_samples = holdout = None
+    data_path = data or ckpt.config.data.path
+    if data_path is not None and Path(data_path).exists():
+        split = load_dataset(data_path, category or (None if data else ckpt.config.data.category))
+        train_samples, holdout = split_holdout(split.train, ckpt.config.data.holdout_fraction, ckpt.config.train.seed)
+    elif precision == "int8":
+        raise FabricadError("int8 export needs the normal training images for calibration: pass --data")
+    bundle = export_bundle(detector, ckpt, out, precision=precision, calibration_samples=train_samples,
+                           holdout_samples=holdout, name=name, progress=not quiet)
+    typer.echo(f"bundle: {bundle}")
+    if format == "tensorrt":
+        typer.echo(f"tensorrt engine: {build_engine(bundle, fp16=precision != 'fp32')}")
+
+
+@app.command()
+def predict(
+    inputs: Annotated[list[Path], typer.Argument(help="Images, folders of images, or video files.")],
+    model: Annotated[Path, typer.Option("--model", help="Bundle folder (ONNX Runtime) or model.ckpt (PyTorch).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for overlays, results.json and results.csv.")] = Path("runs/predict"),
+    backend: Annotated[str, typer.Option("--backend", help="auto, onnx or torch.")] = "auto",
+    provider: Annotated[Optional[list[str]], typer.Option("--provider", help="ONNX Runtime provider(s): tensorrt, cuda, cpu.")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Override the bundle's threshold.")] = None,
+    every: Annotated[int, typer.Option("--every", help="Videos: inspect every Nth frame.")] = 1,
+    threads: Annotated[Optional[int], typer.Option("--threads")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Inspect images or videos; writes overlays (heatmap + red defect contours) and JSON/CSV results.
+
+    A file that cannot be read is reported and skipped; the rest of the batch goes on."""
+    from fabricad.inference.engine import InferenceEngine
+    from fabricad.inference.predict import run_predict
+
+    engine = InferenceEngine.load(model, backend=backend, providers=provider, threads=threads)
+    if threshold is not None:
+        engine.set_threshold(threshold)
+    summary = run_predict(engine, inputs, out, every=every, progress=not quiet)
+    typer.echo(
+        f"{summary['inspected']} inspected, {summary['defects']} defective, {summary['failed']} unreadable "
+        f"({engine.description['backend']}); results: {out / 'results.json'}"
+    )
+    for failure in summary["failures"][:10]:
+        typer.secho(f"skipped {failure}", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command()
 def info(checkpoint: Annotated[Path, typer.Argument(help="model.ckpt or its folder.")]) -> None:
     """Show what a checkpoint holds: model, teacher, data, training and score statistics."""
     import yaml

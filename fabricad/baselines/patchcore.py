@@ -28,12 +28,14 @@ def greedy_coreset(features: torch.Tensor, ratio: float, projection_dim: int = 1
         reduced = features @ projection
     else:
         reduced = features
+    # Squared distances through one matrix-vector product per pick: much cheaper than cdist.
+    norms = (reduced * reduced).sum(dim=1)
     selected = [int(torch.randint(len(reduced), (1,), generator=generator))]
-    distance = torch.cdist(reduced, reduced[selected]).squeeze(1)
+    distance = norms - 2 * reduced @ reduced[selected[0]] + norms[selected[0]]
     for _ in range(count - 1):
         index = int(torch.argmax(distance))
         selected.append(index)
-        distance = torch.minimum(distance, torch.cdist(reduced, reduced[index : index + 1]).squeeze(1))
+        distance = torch.minimum(distance, norms - 2 * reduced @ reduced[index] + norms[index])
     return torch.tensor(selected)
 
 

@@ -17,8 +17,9 @@ from fabricad.errors import ImageReadError
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def to_rgb_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
-    """Normalise a decoded array (cv2 channel order: gray, BGR or BGRA) to uint8 RGB."""
+def to_rgb_uint8(image: np.ndarray, source: str = "image", order: str = "bgr") -> np.ndarray:
+    """Normalise an array to uint8 RGB. `order` is the channel order of 3/4-channel input:
+    "bgr" for arrays decoded by OpenCV, "rgb" for arrays from anywhere else (PIL, numpy, us)."""
     if image.dtype == np.uint16:
         image = (image / 257.0).round().astype(np.uint8)
     elif image.dtype in (np.float32, np.float64):
@@ -33,9 +34,9 @@ def to_rgb_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
     if channels == 1:
         return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
     if channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if order == "bgr" else image
     if channels == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if order == "bgr" else cv2.COLOR_RGBA2RGB)
     raise ImageReadError(f"{source}: unsupported channel count {channels}")
 
 

@@ -183,7 +183,13 @@ def train(
                 "history": history,
                 "optimizer": optimizer.state_dict(),
                 "best_state": None if final else best_state,
-                "dataset": {"name": split.name, "format": split.format, "train": len(train_samples), "holdout": len(holdout_samples)},
+                "dataset": {
+                    "name": split.name,
+                    "format": split.format,
+                    "train": len(train_samples),
+                    "holdout": len(holdout_samples),
+                    "tiled": any(s.crop is not None for s in split.train),
+                },
             },
         )
 

@@ -1,0 +1,122 @@
+"""Inference speed, side by side in one run: PyTorch eager vs ONNX Runtime fp32 vs INT8.
+
+    python benchmarks/inference_speed.py --model runs/bench-aitex/02/rd [--data ../shared/data/aitex --category 02]
+
+Measures throughput at batch 1 and 16 on 256x256 tiles, and a 4096x256 scan end to end (PNG
+bytes -> decode -> tiles -> verdict) through the engine. With --data, also the image-AUROC change
+of INT8 on that category's test tiles. Prints a Markdown table; --write appends it to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from fabricad.data import load_dataset
+from fabricad.data.images import decode_image
+from fabricad.evaluation.metrics import auroc
+from fabricad.export.onnx_export import export_bundle
+from fabricad.inference.backends import OnnxBackend, TorchBackend
+from fabricad.inference.engine import InferenceEngine
+from fabricad.training import load_model
+from fabricad.training.trainer import split_holdout
+
+
+def throughput(run, batch: np.ndarray, seconds: float = 8.0) -> float:
+    """Images per second, after a warm-up, over at least `seconds`."""
+    run(batch)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        run(batch)
+        count += len(batch)
+    return count / (time.perf_counter() - started)
+
+
+def scan_latency(engine: InferenceEngine, png: bytes, repeats: int = 10) -> float:
+    engine.inspect(decode_image(png))
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        engine.inspect(decode_image(png))
+        times.append(time.perf_counter() - started)
+    return 1000 * float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint (folder)")
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--category")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, ckpt = load_model(args.model)
+    data = args.data or Path(ckpt.config.data.path)
+    category = args.category or ckpt.config.data.category
+    split = load_dataset(data, category)
+    train_samples, holdout = split_holdout(split.train, ckpt.config.data.holdout_fraction, ckpt.config.train.seed)
+    tmp = Path(tempfile.mkdtemp())
+    export_bundle(model, ckpt, tmp / "fp32")
+    export_bundle(model, ckpt, tmp / "int8", precision="int8", calibration_samples=train_samples, holdout_samples=holdout)
+
+    backends = {
+        "PyTorch eager": TorchBackend(args.model, "cpu", args.threads),
+        "ONNX Runtime fp32": OnnxBackend(tmp / "fp32", ["cpu"], args.threads),
+        "ONNX Runtime INT8": OnnxBackend(tmp / "int8", ["cpu"], args.threads),
+    }
+    h, w = ckpt.config.data.image_size
+    rng = np.random.default_rng(0)
+    tiles = np.stack([cv2.resize(train_samples[i % len(train_samples)].load(), (w, h)) for i in range(16)])
+    wide = next((s.path for s in split.test if s.crop is not None), None)
+    png = wide.read_bytes() if wide else cv2.imencode(".png", rng.integers(0, 255, (h, 16 * w, 3), dtype=np.uint8))[1].tobytes()
+    rows = {}
+    for name, backend in backends.items():
+        meta = backend.meta() if isinstance(backend, TorchBackend) else backend.meta
+        engine = InferenceEngine(backend, meta, batch_size=16)
+        rows[name] = {
+            "b1": throughput(backend, tiles[:1]),
+            "b16": throughput(backend, tiles),
+            "scan_ms": scan_latency(engine, png),
+        }
+        print(name, rows[name], flush=True)
+
+    auroc_rows = {}
+    test = split.test
+    labels = np.array([s.label for s in test])
+    images = [cv2.resize(s.load(), (w, h)) for s in test]
+    for name in ("ONNX Runtime fp32", "ONNX Runtime INT8"):
+        backend = backends[name]
+        scores = np.concatenate([backend(np.stack(images[i : i + 16]))[1] for i in range(0, len(images), 16)])
+        auroc_rows[name] = auroc(labels, scores)
+
+    base = rows["PyTorch eager"]
+    lines = [
+        f"\n## Inference speed ({date.today().isoformat()}, {platform.machine()}, {args.threads} threads, torch {torch.__version__})\n",
+        f"Command: `python benchmarks/inference_speed.py --model {args.model}` — model `{ckpt.config.model.name}` "
+        f"with `{ckpt.teacher['name']}` at {h}x{w}, test tiles of {split.name}.\n",
+        "| backend | tiles/s batch 1 | tiles/s batch 16 | ×PyTorch (b16) | 4096-wide scan end to end, ms | tile image AUROC |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        value = auroc_rows.get(name)
+        lines.append(f"| {name} | {r['b1']:.1f} | {r['b16']:.1f} | {r['b16'] / base['b16']:.2f} | {r['scan_ms']:.0f} | "
+                     f"{f'{value:.4f}' if value is not None else '—'} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        with args.write.open("a") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

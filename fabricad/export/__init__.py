@@ -1,0 +1,1 @@
+"""Export: ONNX bundles (see onnx_export) and their metadata (see bundle)."""

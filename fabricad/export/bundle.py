@@ -1,0 +1,106 @@
+"""The model bundle: `model.onnx` + `model.json`, everything a line PC needs and nothing else.
+
+`model.json` is the contract between export and every runtime (engine, service, Triton): input
+geometry and layout, how wide images are cut, the calibrated threshold, where the model came
+from, and the sha256 of the graph so a swapped or truncated file is caught before it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fabricad.errors import CheckpointError
+
+BUNDLE_FORMAT = 1
+META_FILE = "model.json"
+
+
+class InputSpec(BaseModel):
+    name: str = "image"
+    layout: Literal["NHWC"] = "NHWC"
+    dtype: Literal["uint8"] = "uint8"
+    color: Literal["RGB"] = "RGB"
+    height: int
+    width: int
+    normalisation: str = "inside the graph: x/255, then the teacher's mean/std"
+
+
+class Preprocess(BaseModel):
+    mode: Literal["resize", "tile"] = "resize"
+    """`resize`: the whole image is resized to the input size (the model was trained on whole
+    images). `tile`: the image is cut at native scale into input-sized tiles (trained on tiles)."""
+    overlap: float = Field(0.25, ge=0.0, lt=1.0)
+
+
+class Threshold(BaseModel):
+    value: float
+    method: str
+    """`normal-quantile` (calibrated on normal images for `target_fpr`), `f1` or `manual`."""
+    target_fpr: float | None = None
+    calibration_count: int = 0
+
+
+class BundleMeta(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    format: int = BUNDLE_FORMAT
+    name: str
+    model_file: str = "model.onnx"
+    sha256: str
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    opset: int
+    input: InputSpec
+    outputs: dict[str, str] = {
+        "anomaly_map": "float32 (B, 1, H, W)",
+        "score": "float32 (B,): max of the map",
+    }
+    preprocess: Preprocess = Preprocess()
+    threshold: Threshold
+    score_scale: float
+    """Spread of normal scores; the normalised score is sigmoid((score - threshold) / score_scale)."""
+    normal_scores: list[float] = []
+    """Held-out normal scores, kept so the threshold can be recalibrated on site."""
+    teacher: dict
+    model: dict
+    training_data: dict = {}
+    fabricad_version: str
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_meta(folder: Path, meta: BundleMeta) -> Path:
+    path = folder / META_FILE
+    path.write_text(meta.model_dump_json(indent=2))
+    return path
+
+
+def read_bundle(folder: str | Path, verify: bool = True) -> tuple[BundleMeta, Path]:
+    """Validated metadata and the path of the graph; refuses a bundle whose graph changed."""
+    folder = Path(folder)
+    if folder.is_file() and folder.name == META_FILE:
+        folder = folder.parent
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise CheckpointError(f"{folder} is not a model bundle (no {META_FILE})")
+    try:
+        meta = BundleMeta.model_validate_json(meta_path.read_text())
+    except ValidationError as exc:
+        raise CheckpointError(f"{meta_path} is invalid: {exc}") from None
+    if meta.format != BUNDLE_FORMAT:
+        raise CheckpointError(f"{meta_path}: bundle format {meta.format}, this fabricad reads {BUNDLE_FORMAT}")
+    model_path = folder / Path(meta.model_file).name  # a name only: never a path out of the bundle
+    if not model_path.is_file():
+        raise CheckpointError(f"{model_path} missing from the bundle")
+    if verify and sha256_file(model_path) != meta.sha256:
+        raise CheckpointError(f"{model_path} does not match the sha256 in {META_FILE}: the file was changed or truncated")
+    return meta, model_path

@@ -1,0 +1,1 @@
+"""Inference: backends, the engine and threshold calibration (import from submodules)."""

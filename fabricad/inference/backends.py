@@ -1,0 +1,105 @@
+"""Backends run a batch of uint8 NHWC RGB images through a model: PyTorch or ONNX Runtime.
+
+Both return (maps (B, H, W) float32, scores (B,) float32) for input-sized images; tiling,
+thresholds and regions live in the engine above them, identical for every backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fabricad.errors import FabricadError
+from fabricad.export.bundle import BundleMeta, read_bundle
+
+log = logging.getLogger(__name__)
+
+PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+PROVIDER_ALIASES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+
+
+class OnnxBackend:
+    def __init__(self, bundle: str | Path, providers: list[str] | None = None, threads: int | None = None,
+                 trt_cache: str | Path | None = None):
+        import onnxruntime as ort
+
+        self.meta, model_path = read_bundle(bundle)
+        available = ort.get_available_providers()
+        wanted = [PROVIDER_ALIASES.get(p.lower(), p) for p in providers] if providers else None
+        if wanted:
+            missing = [p for p in wanted if p not in available]
+            if missing:
+                raise FabricadError(
+                    f"ONNX Runtime provider(s) {', '.join(missing)} not available here (available: {', '.join(available)}). "
+                    "For CUDA/TensorRT install onnxruntime-gpu (pip install 'fabricad[gpu]') on a machine with an NVIDIA driver."
+                )
+            chosen = wanted
+        else:
+            chosen = [p for p in PROVIDER_ORDER if p in available]
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        provider_options = []
+        for p in chosen:
+            if p == "TensorrtExecutionProvider":
+                cache = Path(trt_cache or Path(model_path).parent / "trt_cache")
+                cache.mkdir(parents=True, exist_ok=True)
+                provider_options.append({"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+                                         "trt_fp16_enable": self.meta.precision != "fp32"})
+            else:
+                provider_options.append({})
+        self.session = ort.InferenceSession(str(model_path), options, providers=chosen, provider_options=provider_options)
+        self.providers = self.session.get_providers()
+        if wanted and self.providers[0] != wanted[0]:
+            # ORT falls back silently when a provider fails to initialise; a user who asked for a GPU must know.
+            raise FabricadError(f"requested {wanted[0]} but ONNX Runtime initialised {self.providers[0]} (driver or library missing?)")
+        self.name = f"onnxruntime[{self.providers[0].removesuffix('ExecutionProvider')}]"
+        self.input_size = (self.meta.input.height, self.meta.input.width)
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        maps, scores = self.session.run(["anomaly_map", "score"], {"image": images})
+        return maps[:, 0].astype(np.float32, copy=False), scores.astype(np.float32, copy=False)
+
+
+class TorchBackend:
+    def __init__(self, checkpoint: str | Path, device: str = "auto", threads: int | None = None):
+        from fabricad.training import load_model
+        from fabricad.training.trainer import select_device
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model, self.checkpoint = load_model(checkpoint)
+        self.device = select_device(device)
+        self.model.to(self.device).eval()
+        self.name = f"pytorch[{self.device.type}]"
+        self.input_size = tuple(self.checkpoint.config.data.image_size)
+
+    @torch.inference_mode()
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        maps, scores = self.model(x)
+        return maps[:, 0].float().cpu().numpy(), scores.float().cpu().numpy()
+
+    def meta(self) -> BundleMeta:
+        """Bundle-equivalent metadata, so the engine treats both backends alike."""
+        from fabricad import __version__
+        from fabricad.export.bundle import InputSpec, Preprocess
+        from fabricad.inference import thresholds
+
+        ckpt = self.checkpoint
+        normal = ckpt.score_stats.get("scores") or []
+        if not normal:
+            raise FabricadError("checkpoint has no held-out normal scores; cannot set a threshold")
+        return BundleMeta(
+            name=Path(os.fspath(ckpt.config.data.path or "model")).name, sha256="", opset=0,
+            input=InputSpec(height=self.input_size[0], width=self.input_size[1]),
+            preprocess=Preprocess(mode="tile" if ckpt.training.get("dataset", {}).get("tiled") else "resize"),
+            threshold=thresholds.from_normal_scores(normal), score_scale=thresholds.score_scale(normal),
+            normal_scores=list(normal), teacher=ckpt.teacher, model=ckpt.config.model.model_dump(mode="json"),
+            training_data=ckpt.training.get("dataset", {}), fabricad_version=__version__,
+        )

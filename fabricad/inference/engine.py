@@ -1,0 +1,195 @@
+"""The inference engine: any image in, a verdict with a heatmap and defect regions out.
+
+Images of any size are handled the way the model was trained: resized whole, or cut at native
+scale into overlapping tiles whose maps are blended with a smooth window (no seams), batched
+across tiles and images. The verdict compares the image score (max of the map) with a
+threshold that can be changed at run time; regions are the connected components of the map
+above that same threshold, so "DEFECT" always comes with at least one region.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fabricad.data.images import to_rgb_uint8
+from fabricad.data.tiling import tile_starts
+from fabricad.errors import FabricadError
+from fabricad.export.bundle import BundleMeta, Threshold
+from fabricad.inference import thresholds as T
+from fabricad.inference.backends import OnnxBackend, TorchBackend
+
+
+@dataclass
+class Region:
+    x: int
+    y: int
+    width: int
+    height: int
+    area: int
+    max_score: float
+    mean_score: float
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+@dataclass
+class Result:
+    score: float
+    normalized_score: float
+    is_defect: bool
+    threshold: float
+    regions: list[Region]
+    anomaly_map: np.ndarray = field(repr=False)
+    latency_ms: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "verdict": "DEFECT" if self.is_defect else "OK",
+            "is_defect": self.is_defect,
+            "score": self.score,
+            "normalized_score": self.normalized_score,
+            "threshold": self.threshold,
+            "regions": [r.as_dict() for r in self.regions],
+            "latency_ms": self.latency_ms,
+        }
+
+
+def blend_window(height: int, width: int) -> np.ndarray:
+    """Weights that fall off towards tile borders (but never to zero), for seamless blending."""
+    wy = np.hanning(height + 2)[1:-1] if height > 1 else np.ones(1)
+    wx = np.hanning(width + 2)[1:-1] if width > 1 else np.ones(1)
+    return (np.outer(wy, wx) + 1e-3).astype(np.float32)
+
+
+def find_regions(anomaly_map: np.ndarray, threshold: float, min_area: int = 1) -> list[Region]:
+    above = (anomaly_map > threshold).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(above, connectivity=8)
+    regions = []
+    for k in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[k])
+        if area < min_area:
+            continue
+        values = anomaly_map[labels == k]
+        regions.append(Region(x, y, w, h, area, float(values.max()), float(values.mean())))
+    return sorted(regions, key=lambda r: -r.max_score)
+
+
+class InferenceEngine:
+    def __init__(self, backend, meta: BundleMeta, batch_size: int = 16, mode: str | None = None,
+                 overlap: float | None = None):
+        self.backend = backend
+        self.meta = meta
+        self.batch_size = batch_size
+        self.mode = mode or meta.preprocess.mode
+        self.overlap = meta.preprocess.overlap if overlap is None else overlap
+        self.input_size = tuple(backend.input_size)
+        self._threshold = meta.threshold
+        self._window = blend_window(*self.input_size)
+
+    @classmethod
+    def load(cls, path: str | Path, backend: str = "auto", providers: list[str] | None = None,
+             threads: int | None = None, device: str = "auto", **kwargs) -> InferenceEngine:
+        """A bundle folder (ONNX Runtime) or a checkpoint (PyTorch)."""
+        path = Path(path)
+        is_bundle = (path / "model.json").is_file() or path.name == "model.json"
+        if backend == "auto":
+            backend = "onnx" if is_bundle else "torch"
+        if backend == "onnx":
+            if not is_bundle:
+                raise FabricadError(f"{path} is not an exported bundle; run `fabricad export` first or use the torch backend")
+            runner = OnnxBackend(path, providers, threads)
+            return cls(runner, runner.meta, **kwargs)
+        if backend == "torch":
+            runner = TorchBackend(path, device, threads)
+            return cls(runner, runner.meta(), **kwargs)
+        raise FabricadError(f"unknown backend {backend!r}: use auto, onnx or torch")
+
+    # --- threshold -----------------------------------------------------------------------------
+    @property
+    def threshold(self) -> Threshold:
+        return self._threshold
+
+    def set_threshold(self, value: float | None = None, *, target_fpr: float | None = None) -> Threshold:
+        """Change the threshold at run time: an explicit value, or a new false-alarm target
+        recalibrated on the bundle's normal scores."""
+        if target_fpr is not None:
+            if not self.meta.normal_scores:
+                raise FabricadError("this model carries no normal scores to recalibrate from")
+            self._threshold = T.from_normal_scores(self.meta.normal_scores, target_fpr)
+        elif value is not None:
+            self._threshold = Threshold(value=float(value), method="manual")
+        else:
+            raise FabricadError("give a threshold value or a target false-alarm rate")
+        return self._threshold
+
+    # --- inference -----------------------------------------------------------------------------
+    def _plan(self, image: np.ndarray) -> tuple[list[np.ndarray], list[tuple[int, int, int, int]] | None, tuple[int, int]]:
+        """Network-sized crops of `image` and where they go back (None = one resized view)."""
+        height, width = self.input_size
+        if self.mode == "resize" or image.shape[:2] == (height, width):
+            resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA) if image.shape[:2] != (height, width) else image
+            return [resized], None, image.shape[:2]
+        # Tiles at native scale; an image smaller than a tile in a dimension is padded by reflection.
+        ph, pw = max(height - image.shape[0], 0), max(width - image.shape[1], 0)
+        canvas = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REFLECT_101) if ph or pw else image
+        ys = tile_starts(canvas.shape[0], height, max(1, round(height * (1 - self.overlap))))
+        xs = tile_starts(canvas.shape[1], width, max(1, round(width * (1 - self.overlap))))
+        boxes = [(x, y, width, height) for y in ys for x in xs]
+        crops = [canvas[y : y + height, x : x + width] for x, y, _, _ in boxes]
+        return crops, boxes, image.shape[:2]
+
+    def _assemble(self, maps: list[np.ndarray], boxes, shape: tuple[int, int]) -> np.ndarray:
+        if boxes is None:
+            amap = maps[0]
+            return cv2.resize(amap, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) if amap.shape != shape else amap
+        height = max(y + h for _, y, _, h in boxes)
+        width = max(x + w for x, _, w, _ in boxes)
+        total = np.zeros((height, width), np.float32)
+        weight = np.zeros((height, width), np.float32)
+        for amap, (x, y, w, h) in zip(maps, boxes):
+            total[y : y + h, x : x + w] += amap * self._window
+            weight[y : y + h, x : x + w] += self._window
+        return (total / weight)[: shape[0], : shape[1]]
+
+    def predict(self, images: list[np.ndarray]) -> list[Result]:
+        """Inspect several RGB images (any size; gray, RGB, RGBA, 8 or 16 bit)."""
+        started = time.perf_counter()
+        plans = [self._plan(to_rgb_uint8(np.asarray(img), order="rgb")) for img in images]
+        crops = [c for crops, _, _ in plans for c in crops]
+        maps: list[np.ndarray] = []
+        for start in range(0, len(crops), self.batch_size):
+            batch = np.ascontiguousarray(np.stack(crops[start : start + self.batch_size]))
+            batch_maps, _ = self.backend(batch)
+            maps.extend(batch_maps)
+        elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(images), 1)
+        results, k = [], 0
+        threshold = self._threshold.value
+        for crops_, boxes, shape in plans:
+            amap = self._assemble(maps[k : k + len(crops_)], boxes, shape)
+            k += len(crops_)
+            score = float(amap.max())
+            is_defect = score > threshold
+            results.append(Result(
+                score=score,
+                normalized_score=T.normalise(score, threshold, self.meta.score_scale),
+                is_defect=is_defect,
+                threshold=threshold,
+                regions=find_regions(amap, threshold) if is_defect else [],
+                anomaly_map=amap,
+                latency_ms=elapsed_ms,
+            ))
+        return results
+
+    def inspect(self, image: np.ndarray) -> Result:
+        return self.predict([image])[0]
+
+    @property
+    def description(self) -> dict:
+        return {"backend": self.backend.name, "name": self.meta.name, "precision": self.meta.precision,
+                "input": list(self.input_size), "mode": self.mode, "threshold": self._threshold.model_dump()}

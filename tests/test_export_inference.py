@@ -1,0 +1,224 @@
+"""Export parity with a real ONNX Runtime session, bundle integrity, the engine and `predict`."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fabricad.cli import app
+from fabricad.data import load_dataset
+from fabricad.data.torch_dataset import resize
+from fabricad.errors import CheckpointError, FabricadError
+from fabricad.export.bundle import read_bundle
+from fabricad.export.onnx_export import export_bundle
+from fabricad.inference.engine import InferenceEngine, blend_window
+from fabricad.inference.thresholds import normalise
+from fabricad.training import load_model, train
+from fabricad.training.trainer import split_holdout
+from tests.conftest import quick_config
+
+ort = pytest.importorskip("onnxruntime")
+
+VARIANTS = {
+    "rd-resnet18": {},
+    "dbfad-resnet18": {"model.name": "dbfad", "model.skips": "true"},
+    "rd-lite0": {"model.teacher.name": "tf_efficientnet_lite0", "model.teacher.weights": "packaged"},
+    "dbfad-lite0": {"model.name": "dbfad", "model.teacher.name": "tf_efficientnet_lite0", "model.teacher.weights": "packaged"},
+}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, fabric_category):
+    """name -> (checkpoint dir, fp32 bundle dir) for both models and two teachers."""
+    runs = {}
+    for name, overrides in VARIANTS.items():
+        root = tmp_path_factory.mktemp(name)
+        config = quick_config(fabric_category, **overrides)
+        train(config, root / "run", progress=False)
+        model, ckpt = load_model(root / "run")
+        export_bundle(model, ckpt, root / "bundle", progress=False)
+        runs[name] = (root / "run", root / "bundle")
+    return runs
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_fp32_parity_on_real_images(exported, fabric_category, name):
+    run, bundle = exported[name]
+    model, ckpt = load_model(run)
+    size = ckpt.config.data.image_size
+    samples = load_dataset(fabric_category).test[:6]
+    images = np.stack([resize(s.load(), size) for s in samples])
+    import torch
+
+    with torch.no_grad():
+        expected_map, expected_score = model(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    meta, path = read_bundle(bundle)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    actual_map, actual_score = session.run(["anomaly_map", "score"], {"image": images})  # dynamic batch of 6
+    assert np.abs(actual_map - expected_map.numpy()).max() < 1e-4
+    assert np.abs(actual_score - expected_score.numpy()).max() < 1e-4
+    assert meta.input.height == size[0] and meta.teacher == ckpt.teacher
+    assert meta.threshold.method == "normal-quantile" and meta.threshold.target_fpr == 0.01
+
+
+@pytest.mark.slow
+def test_int8_bundle_is_smaller_and_keeps_detection_quality(trained_run, fabric_category, tmp_path):
+    """INT8 on the really trained model: a quarter of the size, and defects still rank first."""
+    from fabricad.evaluation.metrics import auroc
+
+    model, ckpt = load_model(trained_run)
+    split = load_dataset(fabric_category)
+    train_samples, holdout = split_holdout(split.train, ckpt.config.data.holdout_fraction, ckpt.config.train.seed)
+    export_bundle(model, ckpt, tmp_path / "fp32", progress=False)
+    export_bundle(model, ckpt, tmp_path / "int8", precision="int8", calibration_samples=train_samples,
+                  holdout_samples=holdout, progress=False)
+    meta8, path8 = read_bundle(tmp_path / "int8")
+    _, path32 = read_bundle(tmp_path / "fp32")
+    assert meta8.precision == "int8"
+    assert path8.stat().st_size < 0.5 * path32.stat().st_size
+    assert meta8.threshold.calibration_count == len(holdout)  # recalibrated on its own scores
+    labels = np.array([s.label for s in split.test])
+    images = np.stack([resize(s.load(), ckpt.config.data.image_size) for s in split.test])
+    s32 = ort.InferenceSession(str(path32)).run(["score"], {"image": images})[0]
+    s8 = ort.InferenceSession(str(path8)).run(["score"], {"image": images})[0]
+    assert np.corrcoef(s32, s8)[0, 1] > 0.9
+    assert auroc(labels, s8) >= auroc(labels, s32) - 0.05
+
+
+def test_tampered_bundle_is_refused(exported, tmp_path):
+    import shutil
+
+    _, bundle = exported["rd-resnet18"]
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    with (copy / "model.onnx").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(CheckpointError, match="sha256"):
+        read_bundle(copy)
+    meta = json.loads((copy / "model.json").read_text())
+    meta["model_file"] = "../../etc/passwd"  # a name only is honoured
+    (copy / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="passwd"):
+        read_bundle(copy)
+
+
+class EchoBackend:
+    """Returns each crop's red channel / 255 as its map: blending must reproduce the image."""
+
+    name = "echo"
+    input_size = (32, 48)
+
+    def __call__(self, images):
+        maps = images[..., 0].astype(np.float32) / 255
+        return maps, maps.reshape(len(images), -1).max(axis=1)
+
+
+def _echo_engine(exported, mode="tile"):
+    _, bundle = exported["rd-resnet18"]
+    meta, _ = read_bundle(bundle)
+    return InferenceEngine(EchoBackend(), meta, batch_size=5, mode=mode)
+
+
+@pytest.mark.parametrize("shape", [(32, 48), (32, 200), (70, 130), (20, 30)])
+def test_tiling_is_seamless_and_covers_the_image(exported, shape):
+    engine = _echo_engine(exported)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (*shape, 3), dtype=np.uint8)
+    result = engine.inspect(image)
+    assert result.anomaly_map.shape == shape
+    np.testing.assert_allclose(result.anomaly_map, image[..., 0] / 255, atol=1e-5)
+    assert result.score == pytest.approx(image[..., 0].max() / 255, abs=1e-5)
+
+
+def test_blend_window_is_positive():
+    assert (blend_window(8, 8) > 0).all()
+
+
+def test_input_layouts(exported):
+    engine = _echo_engine(exported, mode="resize")
+    gray = np.full((32, 48), 200, np.uint8)
+    rgba = np.dstack([np.full((32, 48, 3), 200, np.uint8), np.zeros((32, 48), np.uint8)])
+    deep = np.full((32, 48), 200 * 257, np.uint16)
+    scores = [engine.inspect(img).score for img in (gray, rgba, deep)]
+    assert scores == pytest.approx([200 / 255] * 3)
+
+
+def test_verdict_regions_and_runtime_threshold(exported):
+    engine = _echo_engine(exported)
+    image = np.zeros((32, 96, 3), np.uint8)
+    image[5:9, 60:70, 0] = 250  # one bright blob in the second tile
+    engine.set_threshold(0.5)
+    result = engine.inspect(image)
+    assert result.is_defect and len(result.regions) == 1
+    region = result.regions[0]
+    assert (region.x, region.y, region.width, region.height, region.area) == (60, 5, 10, 4, 40)
+    assert result.normalized_score > 0.5
+    engine.set_threshold(0.99)
+    calm = engine.inspect(image)
+    assert not calm.is_defect and calm.regions == [] and calm.normalized_score < 0.5
+    assert normalise(0.7, 0.7, 0.1) == 0.5
+    recalibrated = engine.set_threshold(target_fpr=0.5)
+    assert recalibrated.method == "normal-quantile" and recalibrated.target_fpr == 0.5
+
+
+def test_torch_and_onnx_engines_agree(exported, fabric_category):
+    run, bundle = exported["dbfad-lite0"]
+    image = load_dataset(fabric_category).test[-1].load()
+    a = InferenceEngine.load(run).inspect(image)
+    b = InferenceEngine.load(bundle).inspect(image)
+    assert a.score == pytest.approx(b.score, abs=1e-4)
+    assert a.is_defect == b.is_defect
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA is available here")
+def test_requested_gpu_provider_is_never_silently_cpu(exported):
+    _, bundle = exported["rd-resnet18"]
+    with pytest.raises(FabricadError, match="CUDAExecutionProvider not available"):
+        InferenceEngine.load(bundle, providers=["cuda"])
+
+
+runner = CliRunner()
+
+
+def test_predict_cli_keeps_going_past_bad_files(exported, fabric_category, tmp_path):
+    _, bundle = exported["rd-resnet18"]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for sample in load_dataset(fabric_category).test[:3]:
+        cv2.imwrite(str(inputs / sample.path.name), cv2.imread(str(sample.path)))
+    (inputs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    video = tmp_path / "line.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (128, 128))
+    frame = cv2.imread(str(load_dataset(fabric_category).test[0].path))
+    for _ in range(4):
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["predict", str(inputs), str(video), "--model", str(bundle), "--out", str(out), "--every", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text())
+    names = [r["name"] for r in data["results"]]
+    assert len([n for n in names if n.startswith("line_f")]) == 2
+    assert len(names) == 5 and len(data["failures"]) == 1 and "corrupt.png" in data["failures"][0]
+    assert all((out / r["overlay"]).is_file() for r in data["results"])
+    assert (out / "results.csv").read_text().count("\n") == 6
+    assert {r["verdict"] for r in data["results"]} <= {"OK", "DEFECT"}
+
+
+def test_export_cli_and_tensorrt_message(exported, tmp_path):
+    run, _ = exported["rd-resnet18"]
+    result = runner.invoke(app, ["export", "--model", str(run), "--out", str(tmp_path / "b"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b" / "model.onnx").is_file() and (tmp_path / "b" / "model.json").is_file()
+    from fabricad.export.tensorrt import tensorrt_route
+
+    if tensorrt_route() is None:
+        import subprocess
+        import sys
+
+        proc = subprocess.run([sys.executable, "-m", "fabricad", "export", "--model", str(run), "--format", "tensorrt",
+                               "--out", str(tmp_path / "t")], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "TensorRT is not available" in proc.stderr
+        assert not (tmp_path / "t").exists()  # nothing half-built that could pass for an engine
