@@ -50,11 +50,12 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
     for sigma in sigmas:  # post-processing variants on the same trained model
         from fabricad.models.anomaly_map import AnomalyMapGenerator
 
-        model.anomaly_map = AnomalyMapGenerator(config.model.map_mode, sigma)
+        model.anomaly_map = AnomalyMapGenerator(config.model.map_mode, sigma)  # same model, other blur
         preds = predict(model, split.test, size, batch_size=8)
         metrics = compute_metrics(preds, None)
-        name = "rd" if sigma == config.model.blur_sigma else f"rd-sigma{sigma:g}"
-        if name == "rd":
+        family = config.model.name
+        name = family if sigma == config.model.blur_sigma else f"{family}-sigma{sigma:g}"
+        if name == family:
             metrics = compute_metrics(preds, calibration)
             write_report(run_dir / "rd" / "eval", preds, metrics, f"AITEX {fabric}")
         metrics.update(train_seconds=train_seconds, steps=result.steps, epochs=result.epochs)
@@ -75,7 +76,7 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
 
 
 def table(results: dict[str, dict[str, dict]]) -> str:
-    methods = sorted({m for rows in results.values() for m in rows}, key=lambda m: (m != "rd", m))
+    methods = sorted({m for rows in results.values() for m in rows}, key=lambda m: (m == "patchcore", m))
     head = "| fabric | method | tile image AUROC | pixel AUROC | AUPRO | full-image AUROC | train s | ms/tile |"
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for method in methods:

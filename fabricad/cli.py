@@ -192,6 +192,29 @@ def predict(
 
 
 @app.command()
+def serve(
+    models: Annotated[Optional[Path], typer.Option("--models", help="Folder of exported bundles (default: FABRICAD_MODELS_DIR or ./models).")] = None,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML settings file (FABRICAD_* variables override it).")] = None,
+) -> None:
+    """Run the inspection service (REST API) on HOST:PORT."""
+    import os
+
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import ServiceSettings
+
+    if config is not None:
+        if not config.is_file():
+            raise FabricadError(f"settings file not found: {config}")
+        os.environ["FABRICAD_CONFIG"] = str(config)
+    settings = ServiceSettings(**({"models_dir": models} if models is not None else {}))
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
 def info(checkpoint: Annotated[Path, typer.Argument(help="model.ckpt or its folder.")]) -> None:
     """Show what a checkpoint holds: model, teacher, data, training and score statistics."""
     import yaml

@@ -34,13 +34,23 @@ class TeacherConfig(_Strict):
 class ModelConfig(_Strict):
     name: Literal["rd", "dbfad"] = "rd"
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    strides: list[int] | None = None
+    """Teacher scales to distil, by stride; None = the family's default (rd: 8/16/32, dbfad:
+    2/4/8/16). `teacher.layers` (timm stage indices), when set, takes precedence."""
     width: int = Field(256, ge=8)
     """Channel width of the bottleneck and the deepest student stage."""
     skips: bool = False
     """dbfad only: attention-gated teacher skips into the student (False = domain-generalisation setting)."""
     map_mode: Literal["add", "mul"] = "add"
-    blur_sigma: float = Field(4.0, ge=0.0)
-    """Gaussian blur of the anomaly map, in pixels of the network input; 0 disables it."""
+    blur_sigma: float = Field(2.0, ge=0.0)
+    """Gaussian blur of the anomaly map, in pixels of the network input; 0 disables it. The
+    reference method's 4 dilutes AITEX's 5-pixel defects (BENCHMARKS.md)."""
+    pad: int = Field(32, ge=0, multiple_of=16)
+    """Reflect-pad the input by this many pixels and crop the map back: keeps the teacher's
+    zero-padding artefacts out of the map (tile borders otherwise dominate normal scores)."""
+    standardize: bool = False
+    """Standardise each image's intensity (mean/std over all pixels) before the teacher, so
+    illumination drift along a scan does not read as an anomaly."""
 
 
 class DataConfig(_Strict):

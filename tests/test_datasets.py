@@ -133,3 +133,20 @@ def test_real_aitex_fabric_02_counts():
     assert len(split.test) == 704
     assert sum(s.label for s in split.test) == 39
     assert len({s.group for s in split.test if s.label}) == 38
+
+
+def test_conversion_to_mvtec_round_trips(fake_aitex, tmp_path):
+    """AITEX tiles → MVTec folders → loaded again: same counts, same labels, masks kept."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("to_mvtec", Path(__file__).resolve().parents[1] / "datasets" / "to_mvtec.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    target = module.convert(fake_aitex, "02", tmp_path / "out")
+    original = load_dataset(fake_aitex, "02")
+    converted = load_dataset(target)
+    assert converted.format == "mvtec"
+    assert len(converted.train) == len(original.train)
+    assert sorted(s.label for s in converted.test) == sorted(s.label for s in original.test)
+    masks = [s.load_mask().sum() for s in converted.test if s.label]
+    assert sorted(masks) == sorted(s.load_mask().sum() for s in original.test if s.label)

@@ -25,7 +25,8 @@ VARIANTS = {
     "rd-resnet18": {},
     "dbfad-resnet18": {"model.name": "dbfad", "model.skips": "true"},
     "rd-lite0": {"model.teacher.name": "tf_efficientnet_lite0", "model.teacher.weights": "packaged"},
-    "dbfad-lite0": {"model.name": "dbfad", "model.teacher.name": "tf_efficientnet_lite0", "model.teacher.weights": "packaged"},
+    "dbfad-lite0": {"model.name": "dbfad", "model.teacher.name": "tf_efficientnet_lite0", "model.teacher.weights": "packaged",
+                    "model.pad": "16", "model.standardize": "true"},
 }
 
 

@@ -96,3 +96,17 @@ def test_f1_max_and_calibrated_recall():
 def test_group_max_for_full_images():
     labels, scores = M.group_max(["a", "a", "b", "b"], np.array([0, 1, 0, 0]), np.array([0.1, 0.7, 0.9, 0.2]))
     assert labels.tolist() == [1, 0] and scores.tolist() == [0.7, 0.9]
+
+
+def test_greedy_coreset_covers_the_clusters():
+    """Three tight clusters, one far away: a 3-point k-center coreset takes one from each."""
+    import torch
+
+    from fabricad.baselines.patchcore import greedy_coreset
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 50.0]])
+    points = torch.cat([c + 0.1 * torch.randn(100, 2, generator=generator) for c in centres])
+    chosen = greedy_coreset(points, ratio=0.01, projection_dim=64)
+    assert len(chosen) == 3
+    assert sorted((int(i) // 100) for i in chosen) == [0, 1, 2]

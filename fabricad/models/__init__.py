@@ -19,7 +19,7 @@ MODELS: dict[str, tuple[type[DistillationModel], tuple[int, ...]]] = {
 def create_model(config: ModelConfig) -> DistillationModel:
     """Build the teacher (loading its weights) and the model family named in `config`."""
     family, strides = MODELS[config.name]
-    layers = config.teacher.layers or pick_layers(config.teacher.name, strides)
+    layers = config.teacher.layers or pick_layers(config.teacher.name, tuple(config.strides or strides))
     return family(TeacherEncoder(config.teacher, layers), config)
 
 

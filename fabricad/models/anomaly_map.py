@@ -42,16 +42,14 @@ class GaussianBlur(nn.Module):
 
 
 class AnomalyMapGenerator(nn.Module):
-    """Per-scale `1 - cos` maps, upsampled to the input size, combined, blurred; score = max."""
+    """Per-scale `1 - cos` maps, upsampled to the input size, combined and blurred."""
 
     def __init__(self, mode: Literal["add", "mul"] = "add", sigma: float = 4.0):
         super().__init__()
         self.mode = mode
         self.blur = GaussianBlur(sigma) if sigma > 0 else nn.Identity()
 
-    def forward(
-        self, teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         maps = [
             F.interpolate(m, size=size, mode="bilinear", align_corners=False)
             for m in cosine_distance_maps(teacher, student)
@@ -59,6 +57,4 @@ class AnomalyMapGenerator(nn.Module):
         combined = maps[0]
         for m in maps[1:]:
             combined = combined * m if self.mode == "mul" else combined + m
-        anomaly_map = self.blur(combined)
-        score = torch.amax(anomaly_map, dim=(1, 2, 3))
-        return anomaly_map, score
+        return self.blur(combined)

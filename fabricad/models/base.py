@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fabricad.backbones import TeacherEncoder
@@ -31,14 +32,33 @@ class DistillationModel(nn.Module):
     def student(self, targets: Features) -> Features:
         raise NotImplementedError
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """What the teacher sees: optionally standardised, optionally reflect-padded."""
+        if self.config.standardize:
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            std = x.std(dim=(1, 2, 3), keepdim=True)
+            x = (x - mean) / (std + 1e-4) * 0.2 + 0.5
+        if self.config.pad:
+            p = self.config.pad
+            x = F.pad(x, (p, p, p, p), mode="reflect")
+        return x
+
     def distill(self, x: torch.Tensor) -> tuple[Features, Features]:
+        """(teacher, student) features of the prepared input; training compares these."""
         with torch.no_grad():
-            targets = self.targets(x)
+            targets = self.targets(self.prepare(x))
         return targets, self.student(targets)
+
+    def map_and_score(self, teacher: Features, student: Features, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Anomaly map cropped back to the input's `size`, and its maximum."""
+        p = self.config.pad
+        full = self.anomaly_map(teacher, student, (size[0] + 2 * p, size[1] + 2 * p))
+        anomaly_map = full[:, :, p : p + size[0], p : p + size[1]] if p else full
+        return anomaly_map, torch.amax(anomaly_map, dim=(1, 2, 3))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         teacher, student = self.distill(x)
-        return self.anomaly_map(teacher, student, (x.shape[-2], x.shape[-1]))
+        return self.map_and_score(teacher, student, (x.shape[-2], x.shape[-1]))
 
     # The teacher is rebuilt from its own weight source; checkpoints hold only what was trained.
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

@@ -125,8 +125,14 @@ class DecoderStage(nn.Module):
         # Linear head: EfficientNet features are signed, a ReLU output could not match them.
         self.head = nn.Conv2d(cout, target_channels, 1)
 
-    def forward(self, x: torch.Tensor, skip_input: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, skip_input: torch.Tensor | None, size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.up(x)
+        if size is not None and tuple(x.shape[-2:]) != tuple(size):
+            # The embedding's stride can exceed what the input divides by (e.g. 96 px at stride
+            # 64): strided convs round up, so upsampling overshoots; resample to the target.
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         if self.skip is not None and skip_input is not None:
             x = x + self.skip(skip_input)
         x = self.blocks(x)
@@ -174,13 +180,20 @@ class StudentDecoder(nn.Module):
             cin, stride = cout, target_strides[index]
         self.stages = nn.ModuleList(stages)
 
-    def forward(self, z: torch.Tensor, skip_inputs: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
-        """Predictions for every teacher scale, finest first (the teacher's order)."""
+    def forward(
+        self,
+        z: torch.Tensor,
+        skip_inputs: list[torch.Tensor | None] | None = None,
+        sizes: list[tuple[int, int]] | None = None,
+    ) -> list[torch.Tensor]:
+        """Predictions for every teacher scale, finest first (the teacher's order); `sizes`
+        are the teacher's feature sizes, which the predictions are made to match."""
         count = len(self.stages)
         skip_inputs = skip_inputs or [None] * count
+        sizes = sizes or [None] * count
         outputs = []
         x = z
         for k, stage in enumerate(self.stages):
-            x, prediction = stage(x, skip_inputs[count - 1 - k])
+            x, prediction = stage(x, skip_inputs[count - 1 - k], sizes[count - 1 - k])
             outputs.append(prediction)
         return outputs[::-1]

@@ -83,7 +83,7 @@ def holdout_pass(model: DistillationModel, dataset: ImageDataset, batch_size: in
         batch = batch.to(device)
         teacher, student = model.distill(batch)
         losses.append(distillation_loss(teacher, student).item() * len(batch))
-        _, score = model.anomaly_map(teacher, student, tuple(batch.shape[-2:]))
+        _, score = model.map_and_score(teacher, student, tuple(batch.shape[-2:]))
         scores.extend(score.float().cpu().tolist())
     model.train()
     return sum(losses) / max(len(dataset), 1), scores

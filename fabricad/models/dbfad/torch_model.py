@@ -79,4 +79,4 @@ class DBFAD(DistillationModel):
 
     def student(self, targets: Features) -> Features:
         skip_inputs = [None, *targets[:-1]] if self.use_skips else None
-        return self.decoder(self.bottleneck(targets), skip_inputs)
+        return self.decoder(self.bottleneck(targets), skip_inputs, sizes=[tuple(t.shape[-2:]) for t in targets])

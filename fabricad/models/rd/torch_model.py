@@ -16,7 +16,10 @@ from fabricad.config import ModelConfig
 from fabricad.models.base import DistillationModel, Features
 from fabricad.models.layers import BasicBlock, StudentDecoder, conv_bn_relu, steps_between
 
-DEFAULT_STRIDES = (4, 8, 16)
+# The classic design distils strides 4/8/16. On fabrics the stride-4 scale mostly adds noise:
+# on AITEX fabric 02, strides 8/16/32 beat 4/8/16 on every metric and run twice as fast
+# (BENCHMARKS.md, design exploration). `model.strides=[4,8,16]` restores the classic layout.
+DEFAULT_STRIDES = (8, 16, 32)
 
 
 class OneClassBottleneck(nn.Module):
@@ -53,4 +56,4 @@ class ReverseDistillation(DistillationModel):
         )
 
     def student(self, targets: Features) -> Features:
-        return self.decoder(self.bottleneck(targets))
+        return self.decoder(self.bottleneck(targets), sizes=[tuple(t.shape[-2:]) for t in targets])

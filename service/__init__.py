@@ -1,0 +1,1 @@
+"""The fabricad inspection service: FastAPI app, model registry, defect log (see app.py)."""

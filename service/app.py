@@ -1,0 +1,70 @@
+"""The FastAPI application: `create_app(settings)` builds one with its own state."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from fabricad import __version__
+from fabricad.errors import FabricadError
+from service.defect_log import DefectLog
+from service.dependencies import AppState
+from service.metrics import ServiceMetrics
+from service.registry import ModelRegistry, UnknownModel
+from service.routers import defects, health, inspect, models
+from service.settings import ServiceSettings
+
+log = logging.getLogger("fabricad.service")
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        registry = ModelRegistry(settings.models_dir, settings.providers, settings.threads)
+        state = AppState(settings, registry, DefectLog(settings.database_url, settings.image_store, settings.image_retention), ServiceMetrics())
+        app.state.fabricad = state
+        first = settings.active_model or next(iter(registry.names()), None)
+        if first is not None:
+            try:
+                entry = registry.activate(first)
+                state.metrics.model_info.labels(first, entry.version).set(1)
+            except FabricadError as exc:  # the service still starts and says why it is not ready
+                log.error("cannot activate model %s: %s", first, exc)
+        else:
+            log.warning("no model bundles in %s: /readyz will answer 503", settings.models_dir)
+        if not settings.api_keys:
+            log.warning("no API keys configured: mutating endpoints answer 401 (set FABRICAD_API_KEYS)")
+        yield
+
+    app = FastAPI(
+        title="fabricad inspection service",
+        version=__version__,
+        description="Fabric defect inspection: verdicts, heatmaps and the defect log.",
+        lifespan=lifespan,
+    )
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+
+    @app.exception_handler(UnknownModel)
+    async def unknown_model(_: Request, exc: UnknownModel) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(FabricadError)
+    async def user_error(_: Request, exc: FabricadError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Logged with its traceback for us; the client gets no internals.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
+
+    for router in (health.router, inspect.router, models.router, defects.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,59 @@
+"""Shared request dependencies: the app's state objects and API-key roles."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader
+
+from service.defect_log import DefectLog
+from service.metrics import ServiceMetrics
+from service.registry import ModelRegistry
+from service.settings import ServiceSettings
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+ROLE_RANK = {"operator": 1, "admin": 2}
+
+
+@dataclass
+class AppState:
+    settings: ServiceSettings
+    registry: ModelRegistry
+    defects: DefectLog
+    metrics: ServiceMetrics
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.fabricad
+
+
+def _role_of(key: str | None, state: AppState) -> str | None:
+    if not key:
+        return None
+    for known, role in state.settings.api_keys.items():
+        if hmac.compare_digest(known.encode(), key.encode()):
+            return role
+    return None
+
+
+def require(role: str):
+    """Dependency factory: the caller's key must carry `role` or higher."""
+
+    def check(key: str | None = Depends(api_key_header), state: AppState = Depends(get_state)) -> str:
+        if not state.settings.api_keys:
+            raise HTTPException(401, "no API keys are configured on this service (set FABRICAD_API_KEYS)")
+        actual = _role_of(key, state)
+        if actual is None:
+            raise HTTPException(401, "missing or unknown API key (header X-API-Key)")
+        if ROLE_RANK[actual] < ROLE_RANK[role]:
+            raise HTTPException(403, f"this action needs the {role} role")
+        return actual
+
+    return check
+
+
+def reader(key: str | None = Depends(api_key_header), state: AppState = Depends(get_state)) -> None:
+    if state.settings.require_key_for_reads and _role_of(key, state) is None:
+        raise HTTPException(401, "this service requires an API key for every request (header X-API-Key)")

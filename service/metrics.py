@@ -1,0 +1,21 @@
+"""Prometheus metrics, on a registry owned by the app (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "fabricad_inspect_latency_seconds", "Inference latency per image", ["model"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+        self.inspections = Counter("fabricad_inspections_total", "Images inspected", ["model", "verdict"], registry=self.registry)
+        self.rejected = Counter("fabricad_rejected_total", "Requests refused", ["reason"], registry=self.registry)
+        self.defects = Counter("fabricad_defects_logged_total", "Defects written to the log", ["model"], registry=self.registry)
+        self.model_info = Gauge("fabricad_active_model", "1 for the active model", ["model", "version"], registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

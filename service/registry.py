@@ -1,0 +1,95 @@
+"""Exported bundles the service can run, and which one is active.
+
+Hot swap: the new engine is loaded completely before the active reference is switched, and a
+request keeps the engine object it started with, so no request fails or mixes two models.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from fabricad.errors import FabricadError
+from fabricad.export.bundle import BundleMeta, read_bundle
+from fabricad.inference.engine import InferenceEngine
+
+log = logging.getLogger(__name__)
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class UnknownModel(FabricadError):
+    pass
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    path: Path
+    meta: BundleMeta
+    engine: InferenceEngine | None = None
+
+    @property
+    def version(self) -> str:
+        return self.meta.sha256[:12]
+
+
+class ModelRegistry:
+    def __init__(self, models_dir: Path, providers: list[str] | None = None, threads: int | None = None):
+        self.models_dir = Path(models_dir)
+        self.providers = providers
+        self.threads = threads
+        self._lock = threading.Lock()
+        self._entries: dict[str, ModelEntry] = {}
+        self._active: str | None = None
+        self.scan()
+
+    def scan(self) -> None:
+        """(Re)discover bundles; a broken bundle is logged and skipped, never fatal."""
+        if not self.models_dir.is_dir():
+            log.warning("models folder %s does not exist", self.models_dir)
+            return
+        for folder in sorted(p for p in self.models_dir.iterdir() if p.is_dir()):
+            if not (folder / "model.json").is_file() or not SAFE_NAME.match(folder.name) or folder.name in self._entries:
+                continue
+            try:
+                meta, _ = read_bundle(folder)
+            except FabricadError as exc:
+                log.error("skipping bundle %s: %s", folder, exc)
+                continue
+            self._entries[folder.name] = ModelEntry(folder.name, folder, meta)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def entry(self, name: str) -> ModelEntry:
+        if not SAFE_NAME.match(name) or name not in self._entries:
+            raise UnknownModel(f"no model named {name!r}; available: {', '.join(self.names()) or 'none'}")
+        return self._entries[name]
+
+    def engine(self, name: str | None = None) -> tuple[ModelEntry, InferenceEngine]:
+        """The engine for `name` (default: the active model), loading it on first use."""
+        entry = self.entry(name or self.active_name())
+        if entry.engine is None:
+            with self._lock:
+                if entry.engine is None:
+                    entry.engine = InferenceEngine.load(entry.path, backend="onnx", providers=self.providers, threads=self.threads)
+        return entry, entry.engine
+
+    def active_name(self) -> str:
+        if self._active is None:
+            raise UnknownModel(f"no active model (models folder {self.models_dir} holds {len(self._entries)} bundles)")
+        return self._active
+
+    @property
+    def active(self) -> str | None:
+        return self._active
+
+    def activate(self, name: str) -> ModelEntry:
+        entry, _ = self.engine(name)  # load first: a bundle that fails to load never becomes active
+        with self._lock:
+            self._active = name
+        log.info("active model is now %s (%s)", name, entry.version)
+        return entry

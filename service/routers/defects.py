@@ -1,0 +1,77 @@
+"""The defect log: list, detail, image and overlay, operator acknowledgement."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import FileResponse
+
+from service.defect_log import DefectRecord
+from service.dependencies import AppState, get_state, reader, require
+from service.schemas import AckIn, DefectOut, DefectPage
+
+router = APIRouter(prefix="/v1/defects", tags=["defects"], dependencies=[Depends(reader)])
+
+
+def _out(row: DefectRecord) -> DefectOut:
+    return DefectOut(
+        id=row.id, created_at=row.created_at, camera_id=row.camera_id, model=row.model, model_version=row.model_version,
+        score=row.score, normalized_score=row.normalized_score, threshold=row.threshold,
+        regions=json.loads(row.regions_json), width=row.width, height=row.height, has_image=row.image_file is not None,
+        acknowledged=row.acknowledged, label=row.label, acknowledged_by=row.acknowledged_by,
+        acknowledged_at=row.acknowledged_at, roll_id=row.roll_id,
+    )
+
+
+@router.get("", response_model=DefectPage)
+def list_defects(
+    camera_id: str | None = Query(None, max_length=64),
+    model: str | None = Query(None, max_length=128),
+    acknowledged: bool | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500),
+    state: AppState = Depends(get_state),
+) -> DefectPage:
+    rows, total = state.defects.list(camera_id=camera_id, model=model, acknowledged=acknowledged, since=since,
+                                     until=until, offset=offset, limit=limit)
+    return DefectPage(items=[_out(r) for r in rows], total=total, offset=offset, limit=limit)
+
+
+def _row(state: AppState, defect_id: int) -> DefectRecord:
+    row = state.defects.get(defect_id)
+    if row is None:
+        raise HTTPException(404, f"no defect {defect_id}")
+    return row
+
+
+@router.get("/{defect_id}", response_model=DefectOut)
+def get_defect(defect_id: int, state: AppState = Depends(get_state)) -> DefectOut:
+    return _out(_row(state, defect_id))
+
+
+@router.get("/{defect_id}/image", response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
+def defect_image(defect_id: int, state: AppState = Depends(get_state)):
+    path = state.defects.file_path(_row(state, defect_id).image_file)
+    if path is None:
+        raise HTTPException(404, "image no longer kept (retention limit)")
+    return FileResponse(path, media_type="image/png")
+
+
+@router.get("/{defect_id}/overlay", response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
+def defect_overlay(defect_id: int, state: AppState = Depends(get_state)):
+    path = state.defects.file_path(_row(state, defect_id).overlay_file)
+    if path is None:
+        raise HTTPException(404, "overlay no longer kept (retention limit)")
+    return FileResponse(path, media_type="image/png")
+
+
+@router.post("/{defect_id}/ack", response_model=DefectOut)
+def acknowledge(defect_id: int, body: AckIn, role: str = Depends(require("operator")), state: AppState = Depends(get_state)) -> DefectOut:
+    row = state.defects.acknowledge(defect_id, body.label, body.note, by=role)
+    if row is None:
+        raise HTTPException(404, f"no defect {defect_id}")
+    return _out(row)

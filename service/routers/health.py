@@ -1,0 +1,34 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+
+from service.dependencies import AppState, get_state
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(state: AppState = Depends(get_state)) -> JSONResponse:
+    problems = []
+    active = state.registry.active
+    if active is None:
+        problems.append("no active model")
+    elif state.registry.entry(active).engine is None:
+        problems.append(f"model {active} not loaded")
+    if not state.defects.ping():
+        problems.append("defect database unreachable")
+    body = {"ready": not problems, "model": active, "problems": problems}
+    return JSONResponse(body, status_code=200 if not problems else 503)
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(state: AppState = Depends(get_state)) -> Response:
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")

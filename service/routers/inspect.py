@@ -1,0 +1,109 @@
+"""POST /v1/inspect and /v1/inspect/batch."""
+
+from __future__ import annotations
+
+import base64
+
+import cv2
+import numpy as np
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from fabricad.evaluation.visualize import overlay
+from service.dependencies import AppState, get_state, reader
+from service.schemas import BatchOut, ErrorItem, InspectionOut
+from service.uploads import decode_upload, read_limited
+
+router = APIRouter(prefix="/v1", tags=["inspection"], dependencies=[Depends(reader)])
+
+
+def _png_b64(rgb: np.ndarray) -> str:
+    ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return base64.b64encode(buffer.tobytes()).decode()
+
+
+def _heatmap(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
+    scaled = np.clip(anomaly_map / max(2 * threshold, 1e-12), 0, 1)
+    return cv2.cvtColor(cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
+def inspect_image(state: AppState, image: np.ndarray, *, model: str | None, want_overlay: bool, want_heatmap: bool,
+                  camera_id: str | None = None) -> InspectionOut:
+    """Run one image through the (active or named) model and log it if defective. Blocking:
+    call from a worker thread."""
+    entry, engine = state.registry.engine(model)
+    result = engine.inspect(image)
+    data = result.as_dict()
+    state.metrics.latency.labels(entry.name).observe(result.latency_ms / 1000)
+    state.metrics.inspections.labels(entry.name, data["verdict"]).inc()
+    picture = overlay(image, result.anomaly_map, result.threshold) if (want_overlay or result.is_defect) else None
+    defect_id = None
+    if result.is_defect:
+        defect_id = state.defects.record(model=entry.name, model_version=entry.version, result=data, image=image,
+                                         overlay=picture, camera_id=camera_id)
+        state.metrics.defects.labels(entry.name).inc()
+    return InspectionOut(
+        **{k: data[k] for k in ("verdict", "is_defect", "score", "normalized_score", "threshold", "regions", "latency_ms")},
+        model=entry.name, model_version=entry.version, width=image.shape[1], height=image.shape[0], defect_id=defect_id,
+        overlay_png_base64=_png_b64(picture) if want_overlay and picture is not None else None,
+        heatmap_png_base64=_png_b64(_heatmap(result.anomaly_map, result.threshold)) if want_heatmap else None,
+    )
+
+
+@router.post(
+    "/inspect",
+    response_model=InspectionOut,
+    summary="Inspect one image",
+    description="Send the image as multipart field `file`, or as the raw request body (Content-Type image/*).",
+    responses={400: {"description": "unreadable image"}, 413: {"description": "too large"}, 415: {"description": "not an image"}},
+)
+async def inspect(
+    request: Request,
+    model: str | None = Query(None, description="model name; the active model when omitted"),
+    overlay: bool = Query(False, description="include an overlay PNG (base64)"),
+    heatmap: bool = Query(False, description="include a heatmap PNG (base64)"),
+    camera_id: str | None = Query(None, max_length=64, pattern=r"^[A-Za-z0-9._-]+$"),
+    state: AppState = Depends(get_state),
+) -> InspectionOut:
+    limit = state.settings.max_upload_bytes
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(422, "multipart body needs a file field named 'file'")
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise HTTPException(413, f"upload exceeds the limit of {limit} bytes")
+        name = upload.filename or "upload"
+    else:
+        data = await read_limited(request, limit)
+        name = "body"
+    image = decode_upload(data, state.settings.max_pixels, name)
+    return await run_in_threadpool(inspect_image, state, image, model=model, want_overlay=overlay,
+                                   want_heatmap=heatmap, camera_id=camera_id)
+
+
+@router.post("/inspect/batch", response_model=BatchOut, summary="Inspect several images (multipart field `files`)")
+async def inspect_batch(
+    files: list[UploadFile] = File(..., description="images; a bad one gets an error item, the rest are inspected"),
+    model: str | None = Query(None),
+    state: AppState = Depends(get_state),
+) -> BatchOut:
+    limit = state.settings.max_upload_bytes
+    if len(files) > 64:
+        raise HTTPException(413, "at most 64 images per batch")
+    results: list = []
+    for upload in files:
+        name = upload.filename or "upload"
+        data = await upload.read(limit + 1)
+        try:
+            if len(data) > limit:
+                raise HTTPException(413, f"{name}: exceeds the limit of {limit} bytes")
+            image = decode_upload(data, state.settings.max_pixels, name)
+        except HTTPException as exc:
+            state.metrics.rejected.labels("bad_image").inc()
+            results.append(ErrorItem(filename=name, error=str(exc.detail)))
+            continue
+        results.append(await run_in_threadpool(inspect_image, state, image, model=model, want_overlay=False, want_heatmap=False))
+    return BatchOut(results=results)

@@ -1,0 +1,51 @@
+"""Models: list, activate (hot swap), read and change thresholds."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException
+from starlette.concurrency import run_in_threadpool
+
+from service.dependencies import AppState, get_state, reader, require
+from service.schemas import ModelOut, ThresholdIn, ThresholdOut
+
+router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(reader)])
+
+
+def _describe(state: AppState, name: str) -> ModelOut:
+    entry = state.registry.entry(name)
+    threshold = entry.engine.threshold if entry.engine else entry.meta.threshold
+    return ModelOut(
+        name=name, active=state.registry.active == name, loaded=entry.engine is not None,
+        precision=entry.meta.precision, input=[entry.meta.input.height, entry.meta.input.width],
+        version=entry.version, threshold=ThresholdOut(**threshold.model_dump()), teacher=entry.meta.teacher.get("name", "?"),
+        backend=entry.engine.backend.name if entry.engine else None,
+    )
+
+
+@router.get("", response_model=list[ModelOut])
+def list_models(state: AppState = Depends(get_state)) -> list[ModelOut]:
+    return [_describe(state, name) for name in state.registry.names()]
+
+
+@router.post("/{name}/activate", response_model=ModelOut, dependencies=[Depends(require("admin"))])
+async def activate(name: str, state: AppState = Depends(get_state)) -> ModelOut:
+    previous = state.registry.active
+    entry = await run_in_threadpool(state.registry.activate, name)
+    if previous:
+        state.metrics.model_info.labels(previous, state.registry.entry(previous).version).set(0)
+    state.metrics.model_info.labels(name, entry.version).set(1)
+    return _describe(state, name)
+
+
+@router.get("/{name}/threshold", response_model=ThresholdOut)
+def get_threshold(name: str, state: AppState = Depends(get_state)) -> ThresholdOut:
+    return _describe(state, name).threshold
+
+
+@router.put("/{name}/threshold", response_model=ThresholdOut, dependencies=[Depends(require("admin"))])
+def put_threshold(name: str, body: ThresholdIn, state: AppState = Depends(get_state)) -> ThresholdOut:
+    if (body.value is None) == (body.target_fpr is None):
+        raise HTTPException(422, "give exactly one of 'value' or 'target_fpr'")
+    _, engine = state.registry.engine(name)
+    threshold = engine.set_threshold(body.value, target_fpr=body.target_fpr)
+    return ThresholdOut(**threshold.model_dump())

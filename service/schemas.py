@@ -1,0 +1,104 @@
+"""Request and response bodies of the REST API (the OpenAPI schema is generated from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class RegionOut(BaseModel):
+    x: int
+    y: int
+    width: int
+    height: int
+    area: int = Field(description="pixels above the threshold")
+    max_score: float
+    mean_score: float
+
+
+class InspectionOut(BaseModel):
+    verdict: Literal["OK", "DEFECT"]
+    is_defect: bool
+    score: float = Field(description="raw image score: maximum of the anomaly map")
+    normalized_score: float = Field(description="0..1, the threshold maps to 0.5")
+    threshold: float
+    regions: list[RegionOut]
+    model: str
+    model_version: str = Field(description="sha256 prefix of the model graph")
+    latency_ms: float
+    width: int
+    height: int
+    defect_id: int | None = Field(None, description="defect-log record, when the verdict is DEFECT")
+    overlay_png_base64: str | None = None
+    heatmap_png_base64: str | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[InspectionOut | ErrorItem]
+
+
+class ErrorItem(BaseModel):
+    filename: str
+    error: str
+
+
+class ThresholdOut(BaseModel):
+    value: float
+    method: str
+    target_fpr: float | None = None
+    calibration_count: int = 0
+
+
+class ThresholdIn(BaseModel):
+    value: float | None = Field(None, description="explicit threshold on the raw score")
+    target_fpr: float | None = Field(None, gt=0, lt=1, description="recalibrate on the model's normal scores")
+
+
+class ModelOut(BaseModel):
+    name: str
+    active: bool
+    loaded: bool
+    precision: str
+    input: list[int]
+    version: str
+    threshold: ThresholdOut
+    teacher: str
+    backend: str | None = None
+
+
+class DefectOut(BaseModel):
+    id: int
+    created_at: datetime
+    camera_id: str | None
+    model: str
+    model_version: str
+    score: float
+    normalized_score: float
+    threshold: float
+    regions: list[RegionOut]
+    width: int
+    height: int
+    has_image: bool
+    acknowledged: bool
+    label: str | None
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    roll_id: str | None = None
+
+
+class DefectPage(BaseModel):
+    items: list[DefectOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class AckIn(BaseModel):
+    label: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9 _.\-]+$",
+                       description="true_defect, false_alarm or a defect type")
+    note: str | None = Field(None, max_length=500)
+
+
+BatchOut.model_rebuild()

@@ -1,0 +1,54 @@
+"""Service settings: environment (FABRICAD_*), a `.env` file, or a YAML file, in that order of
+precedence. Nothing here is read from a request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+Role = Literal["operator", "admin"]
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FABRICAD_", env_file=".env", extra="ignore")
+
+    models_dir: Path = Path("models")
+    """Folder of exported bundles, one sub-folder each (`fabricad export --out models/NAME`)."""
+    active_model: str | None = None
+    """Bundle to serve by default; the first one found when unset."""
+    database_url: str = "sqlite:///fabricad.db"
+    image_store: Path = Path("defect-images")
+    image_retention: int = Field(10_000, ge=0)
+    """Most defect images (and overlays) kept on disk; older files are removed, records stay."""
+    api_keys: dict[str, Role] = {}
+    """key → role. Operators acknowledge defects; admins also switch models and thresholds.
+    With no keys configured every mutating endpoint answers 401."""
+    require_key_for_reads: bool = False
+    max_upload_bytes: int = Field(32 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(40_000_000, ge=1)
+    cors_origins: list[str] = []
+    threads: int | None = None
+    providers: list[str] | None = None
+    """ONNX Runtime providers by name (tensorrt, cuda, cpu); automatic when unset."""
+
+    yaml_file: Path | None = Field(None, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        import os
+
+        sources = [init_settings, env_settings, dotenv_settings]
+        yaml_path = os.environ.get("FABRICAD_CONFIG")
+        if yaml_path:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+        return tuple(sources)

@@ -1,0 +1,57 @@
+"""`fabricad eval` end to end on a generated fabric: the files a person opens, with sane numbers."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fabricad.cli import app
+from fabricad.data.samples import Sample
+from fabricad.evaluation import Predictions, compute_metrics
+
+runner = CliRunner()
+KEYS = {"image_auroc", "pixel_auroc", "aupro", "f1_max", "threshold_f1", "recall_at_1pct_fpr", "normal_count", "defective_count"}
+
+
+@pytest.mark.slow
+def test_eval_cli_writes_metrics_report_and_pictures(trained_run, tmp_path):
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["eval", "--model", str(trained_run), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert KEYS <= set(metrics)
+    assert metrics["normal_count"] == 4 and metrics["defective_count"] == 8
+    assert metrics["image_auroc"] > 0.7  # the learning run separates its own synthetic defects
+    assert 0.0 <= metrics["recall_at_1pct_fpr"] <= 1.0 and metrics["calibration_images"] >= 1
+    for picture in ("roc.png", "pro.png", "histogram.png", "overlays.png"):
+        assert (out / picture).stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "image_auroc" in report and "overlays.png" in report
+
+
+def test_eval_needs_test_images(tmp_path, fabric_category):
+    import shutil
+
+    from fabricad.training import train
+    from tests.conftest import quick_config
+
+    only_train = tmp_path / "cat"
+    shutil.copytree(fabric_category / "train", only_train / "train")
+    train(quick_config(only_train), tmp_path / "run", progress=False)
+    result = runner.invoke(app, ["eval", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "e")])
+    assert result.exit_code != 0
+    assert "no test images" in str(result.exception)
+
+
+def test_tiled_predictions_get_full_image_auroc(tmp_path):
+    samples = [Sample(tmp_path / f"{g}.png", label, crop=(x, 0, 4, 4), group=g)
+               for g, labels in (("a", (0, 1)), ("b", (0, 0)), ("c", (0, 0))) for x, label in zip((0, 4), labels)]
+    labels = np.array([s.label for s in samples])
+    scores = np.array([0.1, 0.9, 0.2, 0.3, 0.4, 0.1])
+    maps = np.zeros((6, 4, 4), np.float16)
+    masks = np.zeros((6, 4, 4), bool)
+    metrics = compute_metrics(Predictions(samples, labels, scores, maps, masks, 0.0), calibration_scores=[0.1, 0.2, 0.5])
+    assert metrics["full_image_auroc"] == 1.0 and metrics["full_images"] == {"normal": 2, "defective": 1}
+    assert metrics["recall_at_1pct_fpr"] == 1.0 and metrics["threshold_1pct_fpr"] == 0.5
+    assert metrics["pixel_auroc"] is None  # no masks: undefined, not a made-up number

@@ -1,0 +1,264 @@
+"""The inspection service, tested as it runs: a real uvicorn server on loopback, a real SQLite
+file, real ONNX Runtime sessions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+from fabricad.data import load_dataset  # noqa: E402
+from fabricad.export.onnx_export import export_bundle  # noqa: E402
+from fabricad.training import load_model, train  # noqa: E402
+from tests.conftest import quick_config  # noqa: E402
+
+ADMIN, OPERATOR = "admin-key-123", "operator-key-456"
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory, fabric_category) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    run = root.parent / "svc-run"
+    train(quick_config(fabric_category), run, progress=False)
+    model, ckpt = load_model(run)
+    for name in ("plain-a", "plain-b"):
+        export_bundle(model, ckpt, root / name, progress=False)
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`uvicorn service.app:create_app --factory` in a child process."""
+
+    def __init__(self, models: Path, workdir: Path, **env: str):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environment = {
+            **os.environ,
+            "FABRICAD_MODELS_DIR": str(models),
+            "FABRICAD_DATABASE_URL": f"sqlite:///{workdir / 'defects.db'}",
+            "FABRICAD_IMAGE_STORE": str(workdir / "images"),
+            "FABRICAD_API_KEYS": f'{{"{ADMIN}": "admin", "{OPERATOR}": "operator"}}',
+            "FABRICAD_THREADS": "1",
+            **env,
+        }
+        self.log = open(workdir / f"server-{self.port}.log", "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=environment, stdout=self.log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"server did not become ready; log: {Path(self.log.name).read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.log.close()
+
+
+@pytest.fixture()
+def server(models_dir, tmp_path):
+    srv = Server(models_dir, tmp_path)
+    yield srv
+    srv.stop()
+
+
+def _png(image: np.ndarray) -> bytes:
+    return cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def fabric_png(fabric_category) -> bytes:
+    return _png(load_dataset(fabric_category).test[0].load())
+
+
+def test_inspect_raw_and_multipart(server, fabric_png):
+    raw = httpx.post(f"{server.url}/v1/inspect?overlay=true&heatmap=true", content=fabric_png,
+                     headers={"content-type": "image/png"}, timeout=30)
+    assert raw.status_code == 200, raw.text
+    body = raw.json()
+    assert body["verdict"] in ("OK", "DEFECT") and body["model"] == "plain-a"
+    assert (body["width"], body["height"]) == (128, 128)
+    overlay = cv2.imdecode(np.frombuffer(__import__("base64").b64decode(body["overlay_png_base64"]), np.uint8), cv2.IMREAD_COLOR)
+    assert overlay.shape == (128, 128, 3)
+    multipart = httpx.post(f"{server.url}/v1/inspect", files={"file": ("a.png", fabric_png, "image/png")}, timeout=30)
+    assert multipart.status_code == 200 and multipart.json()["score"] == pytest.approx(body["score"], rel=1e-5)
+
+
+def test_defects_are_logged_listed_and_acknowledged(server, fabric_png):
+    url = server.url
+    assert httpx.put(f"{url}/v1/models/plain-a/threshold", json={"value": 0.0}).status_code == 401
+    assert httpx.put(f"{url}/v1/models/plain-a/threshold", json={"value": 0.0}, headers={"X-API-Key": OPERATOR}).status_code == 403
+    put = httpx.put(f"{url}/v1/models/plain-a/threshold", json={"value": 1e-6}, headers={"X-API-Key": ADMIN})
+    assert put.status_code == 200 and put.json()["method"] == "manual"
+    result = httpx.post(f"{url}/v1/inspect?camera_id=cam1", content=fabric_png, timeout=30).json()
+    assert result["verdict"] == "DEFECT" and result["regions"] and result["defect_id"]
+    listing = httpx.get(f"{url}/v1/defects", params={"camera_id": "cam1"}).json()
+    assert listing["total"] == 1 and listing["items"][0]["id"] == result["defect_id"]
+    defect_id = result["defect_id"]
+    image = httpx.get(f"{url}/v1/defects/{defect_id}/image")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert httpx.get(f"{url}/v1/defects/{defect_id}/overlay").status_code == 200
+    assert httpx.post(f"{url}/v1/defects/{defect_id}/ack", json={"label": "false_alarm"}).status_code == 401
+    ack = httpx.post(f"{url}/v1/defects/{defect_id}/ack", json={"label": "false_alarm"}, headers={"X-API-Key": OPERATOR})
+    assert ack.status_code == 200 and ack.json()["acknowledged"] and ack.json()["label"] == "false_alarm"
+    assert httpx.get(f"{url}/v1/defects", params={"acknowledged": False}).json()["total"] == 0
+    assert httpx.get(f"{url}/v1/defects/999999").status_code == 404
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'fabricad_inspections_total{model="plain-a",verdict="DEFECT"} 1.0' in metrics
+    assert "fabricad_defects_logged_total" in metrics
+
+
+def _zero_png(width: int, height: int) -> bytes:
+    """A valid PNG header announcing width x height (no need to hold the pixels)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_bad_input_gets_a_reason_and_the_server_stays_up(models_dir, tmp_path, fabric_png):
+    cases = {
+        "empty body": (b"", 400),
+        "not an image": (b"definitely not an image", 415),
+        "truncated png": (fabric_png[: len(fabric_png) // 2], 400),
+        "enormous dimensions": (_zero_png(100_000, 100_000), 413),
+        "too small": (_png(np.zeros((4, 4, 3), np.uint8)), 422),
+        "over the byte limit": (fabric_png + b"\0" * 100, 413),
+    }
+    srv = Server(models_dir, tmp_path, FABRICAD_MAX_UPLOAD_BYTES=str(len(fabric_png) + 10))
+    try:
+        for case, (payload, status) in cases.items():
+            response = httpx.post(f"{srv.url}/v1/inspect", content=payload, headers={"content-type": "image/png"}, timeout=30)
+            assert response.status_code == status, (case, response.text)
+            assert response.json()["detail"] and "Traceback" not in response.text
+        assert httpx.get(f"{srv.url}/healthz").status_code == 200
+        assert httpx.post(f"{srv.url}/v1/inspect", content=fabric_png, timeout=30).status_code == 200
+        assert 'fabricad_inspections_total{model="plain-a",verdict' in httpx.get(f"{srv.url}/metrics").text
+    finally:
+        srv.stop()
+
+
+def test_batch_reports_bad_items_and_inspects_the_rest(server, fabric_png):
+    files = [("files", ("good.png", fabric_png, "image/png")), ("files", ("bad.png", b"garbage", "image/png"))]
+    response = httpx.post(f"{server.url}/v1/inspect/batch", files=files, timeout=60)
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert "verdict" in results[0] and results[1]["filename"] == "bad.png" and results[1]["error"]
+
+
+def test_hot_swap_under_load_fails_no_request(server, fabric_png):
+    failures, seen, stop = [], set(), threading.Event()
+
+    def client():
+        with httpx.Client(timeout=30) as c:
+            while not stop.is_set():
+                r = c.post(f"{server.url}/v1/inspect", content=fabric_png)
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+                else:
+                    seen.add(r.json()["model"])
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for name in ("plain-b", "plain-a", "plain-b"):
+            time.sleep(0.5)
+            r = httpx.post(f"{server.url}/v1/models/{name}/activate", headers={"X-API-Key": ADMIN}, timeout=60)
+            assert r.status_code == 200 and r.json()["active"]
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert seen == {"plain-a", "plain-b"}
+    models = {m["name"]: m for m in httpx.get(f"{server.url}/v1/models").json()}
+    assert models["plain-b"]["active"] and not models["plain-a"]["active"]
+    assert httpx.post(f"{server.url}/v1/models/../activate", headers={"X-API-Key": ADMIN}).status_code in (404, 405)
+    assert httpx.post(f"{server.url}/v1/models/nope/activate", headers={"X-API-Key": ADMIN}).status_code == 404
+
+
+def test_killed_server_loses_no_logged_defect(models_dir, tmp_path, fabric_png):
+    first = Server(models_dir, tmp_path)
+    httpx.put(f"{first.url}/v1/models/plain-a/threshold", json={"value": 1e-6}, headers={"X-API-Key": ADMIN})
+    ids = [httpx.post(f"{first.url}/v1/inspect", content=fabric_png, timeout=30).json()["defect_id"] for _ in range(3)]
+    httpx.post(f"{first.url}/v1/defects/{ids[0]}/ack", json={"label": "hole"}, headers={"X-API-Key": OPERATOR})
+    first.kill()  # no shutdown handler runs
+    first.stop()
+    second = Server(models_dir, tmp_path)
+    try:
+        listing = httpx.get(f"{second.url}/v1/defects").json()
+        assert sorted(item["id"] for item in listing["items"]) == sorted(ids)
+        acked = httpx.get(f"{second.url}/v1/defects/{ids[0]}").json()
+        assert acked["acknowledged"] and acked["label"] == "hole"
+        assert httpx.get(f"{second.url}/v1/defects/{ids[1]}/image").status_code == 200
+    finally:
+        second.stop()
+
+
+def test_openapi_schema_and_readiness(server):
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    for path in ("/v1/inspect", "/v1/inspect/batch", "/v1/models", "/v1/defects", "/v1/defects/{defect_id}/ack", "/readyz"):
+        assert path in schema["paths"]
+    ready = httpx.get(f"{server.url}/readyz").json()
+    assert ready == {"ready": True, "model": "plain-a", "problems": []}
+
+
+def test_not_ready_without_models(tmp_path):
+    empty = tmp_path / "none"
+    empty.mkdir()
+    port = _free_port()
+    env = {**os.environ, "FABRICAD_MODELS_DIR": str(empty), "FABRICAD_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
+           "FABRICAD_IMAGE_STORE": str(tmp_path / "img")}
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+    try:
+        for _ in range(100):
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert response.status_code == 503 and "no active model" in response.json()["problems"]
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    finally:
+        process.terminate()
+        process.wait(10)
