@@ -11,11 +11,12 @@ from fastapi.responses import JSONResponse
 
 from fabricad import __version__
 from fabricad.errors import FabricadError
+from service.cameras import CameraManager
 from service.defect_log import DefectLog
 from service.dependencies import AppState
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry, UnknownModel
-from service.routers import defects, health, inspect, models
+from service.routers import cameras, defects, health, inspect, models
 from service.settings import ServiceSettings
 
 log = logging.getLogger("fabricad.service")
@@ -29,6 +30,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         registry = ModelRegistry(settings.models_dir, settings.providers, settings.threads)
         state = AppState(settings, registry, DefectLog(settings.database_url, settings.image_store, settings.image_retention), ServiceMetrics())
         app.state.fabricad = state
+        state.cameras = CameraManager(
+            settings.media_dir, lambda model, frames: inspect.run_camera_batch(state, model, frames), settings.max_batch
+        )
         first = settings.active_model or next(iter(registry.names()), None)
         if first is not None:
             try:
@@ -41,6 +45,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         if not settings.api_keys:
             log.warning("no API keys configured: mutating endpoints answer 401 (set FABRICAD_API_KEYS)")
         yield
+        state.cameras.shutdown()
 
     app = FastAPI(
         title="fabricad inspection service",
@@ -65,6 +70,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
 
-    for router in (health.router, inspect.router, models.router, defects.router):
+    for router in (health.router, inspect.router, models.router, defects.router, cameras.router):
         app.include_router(router)
     return app

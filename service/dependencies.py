@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
 
+from service.cameras import CameraManager
 from service.defect_log import DefectLog
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
@@ -23,6 +24,7 @@ class AppState:
     registry: ModelRegistry
     defects: DefectLog
     metrics: ServiceMetrics
+    cameras: CameraManager | None = None
 
 
 def get_state(request: Request) -> AppState:

@@ -15,7 +15,14 @@ class ServiceMetrics:
         self.inspections = Counter("fabricad_inspections_total", "Images inspected", ["model", "verdict"], registry=self.registry)
         self.rejected = Counter("fabricad_rejected_total", "Requests refused", ["reason"], registry=self.registry)
         self.defects = Counter("fabricad_defects_logged_total", "Defects written to the log", ["model"], registry=self.registry)
+        self.camera_frames = Gauge("fabricad_camera_frames_processed", "Frames inferred per camera", ["camera"], registry=self.registry)
+        self.camera_dropped = Gauge("fabricad_camera_frames_dropped", "Frames dropped under overload per camera", ["camera"], registry=self.registry)
+        self.camera_queue = Gauge("fabricad_camera_queue_depth", "Frames waiting per camera", ["camera"], registry=self.registry)
         self.model_info = Gauge("fabricad_active_model", "1 for the active model", ["model", "version"], registry=self.registry)
 
-    def render(self) -> bytes:
+    def render(self, cameras: list[dict] | None = None) -> bytes:
+        for status in cameras or []:
+            self.camera_frames.labels(status["id"]).set(status["frames_processed"])
+            self.camera_dropped.labels(status["id"]).set(status["frames_dropped"])
+            self.camera_queue.labels(status["id"]).set(status["queue_depth"])
         return generate_latest(self.registry)

@@ -30,6 +30,10 @@ class ServiceSettings(BaseSettings):
     max_upload_bytes: int = Field(32 * 1024 * 1024, ge=1)
     max_pixels: int = Field(40_000_000, ge=1)
     cors_origins: list[str] = []
+    media_dir: Path = Path("media")
+    """Video files and image folders that `media:NAME` camera sources may name (simulated cameras)."""
+    max_batch: int = Field(8, ge=1, le=64)
+    """Frames from all cameras inferred together at most."""
     threads: int | None = None
     providers: list[str] | None = None
     """ONNX Runtime providers by name (tensorrt, cuda, cpu); automatic when unset."""

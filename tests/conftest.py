@@ -54,3 +54,18 @@ def trained_run(tmp_path_factory, fabric_category) -> Path:
     )
     train(config, out, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory, fabric_category) -> Path:
+    """Two ONNX bundles of one quickly trained model, as the service's models folder."""
+    from fabricad.export.onnx_export import export_bundle
+    from fabricad.training import load_model, train
+
+    root = tmp_path_factory.mktemp("models")
+    run = root.parent / "svc-run"
+    train(quick_config(fabric_category), run, progress=False)
+    model, ckpt = load_model(run)
+    for name in ("plain-a", "plain-b"):
+        export_bundle(model, ckpt, root / name, progress=False)
+    return root

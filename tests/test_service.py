@@ -20,22 +20,8 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
 from fabricad.data import load_dataset  # noqa: E402
-from fabricad.export.onnx_export import export_bundle  # noqa: E402
-from fabricad.training import load_model, train  # noqa: E402
-from tests.conftest import quick_config  # noqa: E402
 
 ADMIN, OPERATOR = "admin-key-123", "operator-key-456"
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory, fabric_category) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    run = root.parent / "svc-run"
-    train(quick_config(fabric_category), run, progress=False)
-    model, ckpt = load_model(run)
-    for name in ("plain-a", "plain-b"):
-        export_bundle(model, ckpt, root / name, progress=False)
-    return root
 
 
 def _free_port() -> int:
@@ -64,7 +50,7 @@ class Server:
             [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(self.port)],
             env=environment, stdout=self.log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
         )
-        deadline = time.time() + 60
+        deadline = time.time() + 180  # seconds on an idle machine; generous for a loaded CI box
         while time.time() < deadline:
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:

@@ -31,4 +31,5 @@ def readyz(state: AppState = Depends(get_state)) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response)
 def metrics(state: AppState = Depends(get_state)) -> Response:
-    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+    cameras = [c.status() for c in state.cameras.cameras.values()] if state.cameras else []
+    return Response(state.metrics.render(cameras), media_type="text/plain; version=0.0.4")

@@ -27,12 +27,9 @@ def _heatmap(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
 
 
-def inspect_image(state: AppState, image: np.ndarray, *, model: str | None, want_overlay: bool, want_heatmap: bool,
-                  camera_id: str | None = None) -> InspectionOut:
-    """Run one image through the (active or named) model and log it if defective. Blocking:
-    call from a worker thread."""
-    entry, engine = state.registry.engine(model)
-    result = engine.inspect(image)
+def record_result(state: AppState, entry, image: np.ndarray, result, camera_id: str | None,
+                  want_overlay: bool = False) -> tuple[dict, int | None, np.ndarray | None]:
+    """Metrics and, for a defect, the log entry: shared by uploads and cameras."""
     data = result.as_dict()
     state.metrics.latency.labels(entry.name).observe(result.latency_ms / 1000)
     state.metrics.inspections.labels(entry.name, data["verdict"]).inc()
@@ -42,6 +39,28 @@ def inspect_image(state: AppState, image: np.ndarray, *, model: str | None, want
         defect_id = state.defects.record(model=entry.name, model_version=entry.version, result=data, image=image,
                                          overlay=picture, camera_id=camera_id)
         state.metrics.defects.labels(entry.name).inc()
+    return data, defect_id, picture
+
+
+def run_camera_batch(state: AppState, model: str | None, frames: list) -> list[tuple[dict, object]]:
+    """The camera manager's inference call: one engine call for a micro-batch of frames."""
+    entry, engine = state.registry.engine(model)
+    results = engine.predict([f.image for f in frames])
+    events = []
+    for frame, result in zip(frames, results):
+        data, defect_id, _ = record_result(state, entry, frame.image, result, frame.camera_id)
+        events.append(({**data, "camera_id": frame.camera_id, "sequence": frame.sequence, "model": entry.name,
+                        "model_version": entry.version, "defect_id": defect_id, "captured_at": frame.captured_at}, result))
+    return events
+
+
+def inspect_image(state: AppState, image: np.ndarray, *, model: str | None, want_overlay: bool, want_heatmap: bool,
+                  camera_id: str | None = None) -> InspectionOut:
+    """Run one image through the (active or named) model and log it if defective. Blocking:
+    call from a worker thread."""
+    entry, engine = state.registry.engine(model)
+    result = engine.inspect(image)
+    data, defect_id, picture = record_result(state, entry, image, result, camera_id, want_overlay)
     return InspectionOut(
         **{k: data[k] for k in ("verdict", "is_defect", "score", "normalized_score", "threshold", "regions", "latency_ms")},
         model=entry.name, model_version=entry.version, width=image.shape[1], height=image.shape[0], defect_id=defect_id,

@@ -1,0 +1,101 @@
+"""Cameras: manage them, watch the annotated stream (MJPEG), receive per-frame events (WebSocket)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from fabricad.errors import FabricadError
+from service.cameras import Camera, CameraSpec
+from service.dependencies import AppState, _role_of, get_state, reader, require
+
+router = APIRouter(prefix="/v1/cameras", tags=["cameras"])
+
+
+def _camera(state: AppState, camera_id: str) -> Camera:
+    try:
+        return state.cameras.get(camera_id)
+    except KeyError:
+        raise HTTPException(404, f"no camera {camera_id!r}") from None
+
+
+@router.post("", status_code=201, dependencies=[Depends(require("admin"))])
+def add_camera(spec: CameraSpec, start: bool = True, state: AppState = Depends(get_state)) -> dict:
+    if spec.model is not None:
+        state.registry.entry(spec.model)  # 404 now rather than a failing camera later
+    try:
+        return state.cameras.add(spec, start=start).status()
+    except FabricadError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.get("", dependencies=[Depends(reader)])
+def list_cameras(state: AppState = Depends(get_state)) -> list[dict]:
+    return [c.status() for c in state.cameras.cameras.values()]
+
+
+@router.get("/{camera_id}", dependencies=[Depends(reader)])
+def get_camera(camera_id: str, state: AppState = Depends(get_state)) -> dict:
+    return _camera(state, camera_id).status()
+
+
+@router.post("/{camera_id}/start", dependencies=[Depends(require("admin"))])
+def start_camera(camera_id: str, state: AppState = Depends(get_state)) -> dict:
+    _camera(state, camera_id)
+    return state.cameras.start(camera_id).status()
+
+
+@router.post("/{camera_id}/stop", dependencies=[Depends(require("admin"))])
+def stop_camera(camera_id: str, state: AppState = Depends(get_state)) -> dict:
+    _camera(state, camera_id)
+    return state.cameras.stop(camera_id).status()
+
+
+@router.delete("/{camera_id}", status_code=204, dependencies=[Depends(require("admin"))])
+def delete_camera(camera_id: str, state: AppState = Depends(get_state)) -> None:
+    _camera(state, camera_id)
+    state.cameras.remove(camera_id)
+
+
+@router.get("/{camera_id}/stream.mjpeg", dependencies=[Depends(reader)],
+            responses={200: {"content": {"multipart/x-mixed-replace; boundary=frame": {}}}})
+async def stream(camera_id: str, state: AppState = Depends(get_state)) -> StreamingResponse:
+    camera = _camera(state, camera_id)
+
+    async def frames():
+        sent = -1
+        while camera_id in state.cameras.cameras:
+            if camera.latest_jpeg is not None and camera.jpeg_sequence != sent:
+                sent = camera.jpeg_sequence
+                jpeg = camera.latest_jpeg
+                yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n"
+            await asyncio.sleep(min(0.05, 1 / camera.spec.fps))
+
+    return StreamingResponse(frames(), media_type="multipart/x-mixed-replace; boundary=frame")
+
+
+@router.websocket("/{camera_id}/events")
+async def events(websocket: WebSocket, camera_id: str) -> None:
+    state: AppState = websocket.app.state.fabricad
+    key = websocket.headers.get("x-api-key") or websocket.query_params.get("api_key")
+    if state.settings.require_key_for_reads and _role_of(key, state) is None:
+        await websocket.close(code=4401, reason="API key required")
+        return
+    camera = state.cameras.cameras.get(camera_id)
+    if camera is None:
+        await websocket.close(code=4404, reason=f"no camera {camera_id!r}")
+        return
+    await websocket.accept()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=32)
+    subscription = (asyncio.get_running_loop(), queue)
+    camera.subscribers.append(subscription)
+    try:
+        while True:
+            await websocket.send_json(await queue.get())
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        if subscription in camera.subscribers:
+            camera.subscribers.remove(subscription)

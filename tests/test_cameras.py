@@ -1,0 +1,127 @@
+"""Camera pipeline: overload behaviour in isolation, then a video file as a camera on a real server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from fabricad.data import load_dataset
+from service.cameras import CameraManager, CameraSpec
+
+httpx = pytest.importorskip("httpx")
+websockets_sync = pytest.importorskip("websockets.sync.client")
+
+
+class _Result:
+    def __init__(self, image):
+        self.anomaly_map = np.zeros(image.shape[:2], np.float32)
+        self.threshold = 1.0
+
+
+def test_overload_drops_oldest_frames_and_counts_them(tmp_path):
+    folder = tmp_path / "media" / "frames"
+    folder.mkdir(parents=True)
+    for i in range(5):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((32, 32, 3), i * 40, np.uint8))
+    seen: list[int] = []
+    gate = threading.Event()
+
+    def slow_batch(model, frames):
+        gate.wait(5)  # inference stalls while frames keep arriving
+        seen.extend(f.sequence for f in frames)
+        return [({"is_defect": False, "verdict": "OK", "normalized_score": 0.1}, _Result(f.image)) for f in frames]
+
+    manager = CameraManager(tmp_path / "media", slow_batch, max_batch=2)
+    try:
+        camera = manager.add(CameraSpec(id="fast", source="media:frames", fps=100, queue_size=3))
+        deadline = time.time() + 10
+        while camera.frames_captured < 30 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(camera.queue) <= 3
+        assert camera.frames_dropped >= camera.frames_captured - 3 - 2 - 1
+        gate.set()
+        deadline = time.time() + 20
+        while camera.latest_jpeg is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert camera.frames_processed > 0 and camera.latest_jpeg is not None
+        assert seen == sorted(seen)  # order within a camera is kept
+    finally:
+        manager.shutdown()
+    assert camera.state == "stopped"
+
+
+def test_unreachable_camera_is_retried_and_reported(tmp_path):
+    manager = CameraManager(tmp_path, lambda m, f: [], backoff_max=0.2)
+    try:
+        camera = manager.add(CameraSpec(id="gone", source="media:nothing-here"))
+        deadline = time.time() + 10
+        while camera.state != "reconnecting" and time.time() < deadline:
+            time.sleep(0.05)
+        assert camera.state == "reconnecting" and "nothing-here" in camera.error
+    finally:
+        manager.shutdown()
+
+
+@pytest.mark.parametrize("source", ["media:../secret", "file:///etc/passwd", "media:/abs", "usb:x"])
+def test_camera_sources_never_take_a_path(source):
+    with pytest.raises(ValueError):
+        CameraSpec(id="c", source=source)
+
+
+@pytest.fixture()
+def camera_server(models_dir, tmp_path, fabric_category):
+    from tests.test_service import Server
+
+    media = tmp_path / "media"
+    media.mkdir()
+    writer = cv2.VideoWriter(str(media / "line.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 128))
+    for sample in load_dataset(fabric_category).test[:6]:
+        writer.write(cv2.imread(str(sample.path)))
+    writer.release()
+    server = Server(models_dir, tmp_path, FABRICAD_MEDIA_DIR=str(media))
+    yield server
+    server.stop()
+
+
+def test_video_file_camera_streams_events_mjpeg_and_defects(camera_server):
+    from tests.test_service import ADMIN
+
+    url = camera_server.url
+    admin = {"X-API-Key": ADMIN}
+    assert httpx.put(f"{url}/v1/models/plain-a/threshold", json={"value": 1e-6}, headers=admin).status_code == 200
+    created = httpx.post(f"{url}/v1/cameras", json={"id": "loom1", "source": "media:line.avi", "fps": 8}, headers=admin)
+    assert created.status_code == 201, created.text
+    assert httpx.post(f"{url}/v1/cameras", json={"id": "loom1", "source": "media:line.avi"}, headers=admin).status_code == 409
+    assert httpx.post(f"{url}/v1/cameras", json={"id": "x", "source": "media:line.avi"}).status_code == 401
+
+    ws_url = url.replace("http://", "ws://") + "/v1/cameras/loom1/events"
+    with websockets_sync.connect(ws_url, open_timeout=10) as ws:
+        events = [json.loads(ws.recv(timeout=20)) for _ in range(3)]
+    assert all(e["camera_id"] == "loom1" and e["verdict"] == "DEFECT" and e["defect_id"] for e in events)
+    assert [e["sequence"] for e in events] == sorted(e["sequence"] for e in events)
+
+    jpegs = 0
+    with httpx.stream("GET", f"{url}/v1/cameras/loom1/stream.mjpeg", timeout=20) as response:
+        assert response.headers["content-type"].startswith("multipart/x-mixed-replace")
+        buffer = b""
+        for chunk in response.iter_bytes():
+            buffer += chunk
+            jpegs = buffer.count(b"\xff\xd8")
+            if jpegs >= 2:
+                break
+    assert jpegs >= 2
+
+    status = httpx.get(f"{url}/v1/cameras/loom1").json()
+    assert status["state"] == "running" and status["frames_processed"] >= 3
+    logged = httpx.get(f"{url}/v1/defects", params={"camera_id": "loom1"}).json()
+    assert logged["total"] >= 3
+    assert 'fabricad_camera_frames_processed{camera="loom1"}' in httpx.get(f"{url}/metrics").text
+    assert httpx.post(f"{url}/v1/cameras/loom1/stop", headers=admin).json()["state"] == "stopped"
+    assert httpx.delete(f"{url}/v1/cameras/loom1", headers=admin).status_code == 204
+    assert httpx.get(f"{url}/v1/cameras/loom1").status_code == 404
+    assert httpx.get(f"{url}/healthz").status_code == 200
