@@ -25,9 +25,12 @@ def test_output_shapes(teacher, family, skips):
     assert [t.shape for t in targets] == [p.shape for p in predictions]
     expected_scales = 4 if family == "dbfad" else 3
     assert len(targets) == expected_scales
-    # rd: strides 8/16/32 (96 px is not a multiple of the embedding's stride 64: sizes still
-    # match); dbfad: stride 4 first, its stride-2 stem pooled to it.
-    assert targets[0].shape[-2:] == ((12, 16) if family == "rd" else (24, 32))
+    # Features are of the reflect-padded input. rd: strides 8/16/32 (96 + 64 px is not a
+    # multiple of the embedding's stride 64: sizes still match); dbfad: stride 4 first, its
+    # stride-2 stem pooled to it.
+    pad = model.config.pad
+    first_stride = 8 if family == "rd" else 4
+    assert targets[0].shape[-2:] == ((96 + 2 * pad) // first_stride, (128 + 2 * pad) // first_stride)
     assert anomaly_map.shape == (2, 1, 96, 128)
     assert score.shape == (2,)
     assert torch.allclose(score, anomaly_map.amax(dim=(1, 2, 3)))

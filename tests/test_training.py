@@ -74,6 +74,10 @@ def test_resume_continues_from_the_saved_epoch(tmp_path, fabric_category):
     ckpt = read_checkpoint(out)
     assert result.epochs == 2 and ckpt.training["epoch"] == 2
     assert [h["epoch"] for h in ckpt.training["history"]] == [1, 2]
+    from fabricad.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot resume"):
+        train(config.with_overrides(["model.width=96"]), out, resume=out / "model.ckpt", progress=False)
 
 
 def test_mismatched_teacher_is_refused(tmp_path, fabric_category):

@@ -129,6 +129,11 @@ def train(
 
     if resume is not None:
         checkpoint = read_checkpoint(resume)
+        if checkpoint.config.model != config.model or checkpoint.config.data.image_size != config.data.image_size:
+            raise ConfigError(
+                f"cannot resume {resume} with another model or image size; change only training settings "
+                "(or start a new run)"
+            )
         model = build_model(checkpoint)
         state = checkpoint.training
     else:

@@ -1,0 +1,163 @@
+"""Service overhead and camera throughput, side by side in one run.
+
+    python benchmarks/service_load.py --bundle runs/bundles/fabric02 --image tile.png [--seconds 10]
+
+1. The bare engine (decode + inspect in-process) vs `POST /v1/inspect` on a real uvicorn server
+   on loopback, with 1, 4 and 16 concurrent clients: throughput, p50 and p99 latency.
+2. Four simulated cameras (the same image folder) at 30 fps each: sustained inferred fps per
+   camera, dropped frames, end-to-end latency (capture to result).
+Prints a Markdown table; --write appends it to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from fabricad.data.images import decode_image
+from fabricad.inference.engine import InferenceEngine
+
+KEY = "bench-admin"
+
+
+def run_clients(call, clients: int, seconds: float) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def worker():
+        local = []
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            call()
+            local.append(time.perf_counter() - started)
+        with lock:
+            latencies.extend(local)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(latencies) / (time.perf_counter() - began), latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    return 1000 * float(np.percentile(values, q)) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--image", type=Path, required=True)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    png = args.image.read_bytes()
+    work = Path(tempfile.mkdtemp())
+    models = work / "models"
+    shutil.copytree(args.bundle, models / "bench")
+    media = work / "media" / "frames"
+    media.mkdir(parents=True)
+    for i in range(8):
+        (media / f"{i}.png").write_bytes(png)
+
+    engine = InferenceEngine.load(models / "bench")
+    rows = []
+    for clients in (1, 4, 16):
+        rate, lat = run_clients(lambda: engine.inspect(decode_image(png)), clients, args.seconds)
+        rows.append(("bare engine", clients, rate, percentile(lat, 50), percentile(lat, 99)))
+        print(rows[-1], flush=True)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "FABRICAD_MODELS_DIR": str(models), "FABRICAD_DATABASE_URL": f"sqlite:///{work / 'd.db'}",
+           "FABRICAD_IMAGE_STORE": str(work / "img"), "FABRICAD_MEDIA_DIR": str(work / "media"),
+           "FABRICAD_API_KEYS": f'{{"{KEY}": "admin"}}'}
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port),
+                               "--log-level", "warning"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        local = threading.local()
+
+        def post():
+            if not hasattr(local, "client"):
+                local.client = httpx.Client(timeout=60)
+            response = local.client.post(f"{url}/v1/inspect", content=png, headers={"content-type": "image/png"})
+            response.raise_for_status()
+
+        for clients in (1, 4, 16):
+            rate, lat = run_clients(post, clients, args.seconds)
+            rows.append(("POST /v1/inspect", clients, rate, percentile(lat, 50), percentile(lat, 99)))
+            print(rows[-1], flush=True)
+
+        admin = {"X-API-Key": KEY}
+        for i in range(4):
+            httpx.post(f"{url}/v1/cameras", json={"id": f"cam{i}", "source": "media:frames", "fps": 30, "queue_size": 4},
+                       headers=admin).raise_for_status()
+        time.sleep(3)  # warm up
+        before = {c["id"]: c for c in httpx.get(f"{url}/v1/cameras").json()}
+        latencies: list[float] = []
+        began = time.perf_counter()
+        while time.perf_counter() - began < args.seconds * 2:
+            for c in httpx.get(f"{url}/v1/cameras").json():
+                if c["last_result"]:
+                    latencies.append(c["last_result"]["latency_end_to_end_ms"] / 1000)
+            time.sleep(0.25)
+        elapsed = time.perf_counter() - began
+        after = {c["id"]: c for c in httpx.get(f"{url}/v1/cameras").json()}
+        camera_rows = []
+        for cid in sorted(after):
+            processed = after[cid]["frames_processed"] - before[cid]["frames_processed"]
+            captured = after[cid]["frames_captured"] - before[cid]["frames_captured"]
+            dropped = after[cid]["frames_dropped"] - before[cid]["frames_dropped"]
+            camera_rows.append((cid, captured / elapsed, processed / elapsed, dropped))
+    finally:
+        server.terminate()
+        server.wait(20)
+
+    bare = {c: r for name, c, r, *_ in rows if name == "bare engine"}
+    lines = [
+        f"\n## Service load ({date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU threads)\n",
+        f"Command: `python benchmarks/service_load.py --bundle {args.bundle} --image {args.image}` "
+        f"({args.seconds:g} s per point; the image is a {decode_image(png).shape[1]}x{decode_image(png).shape[0]} PNG).\n",
+        "| path | clients | images/s | p50 ms | p99 ms | throughput vs bare engine |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, clients, rate, p50, p99 in rows:
+        lines.append(f"| {name} | {clients} | {rate:.1f} | {p50:.1f} | {p99:.1f} | {rate / bare[clients]:.2f} |")
+    lines += ["", "| camera (30 fps requested) | captured fps | inferred fps | dropped frames |", "|---|---|---|---|"]
+    for cid, cap, proc, dropped in camera_rows:
+        lines.append(f"| {cid} | {cap:.1f} | {proc:.1f} | {dropped} |")
+    lines.append(f"\nEnd-to-end camera latency (capture → result), sampled: p50 {percentile(latencies, 50):.0f} ms, "
+                 f"p99 {percentile(latencies, 99):.0f} ms.")
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        with args.write.open("a") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
