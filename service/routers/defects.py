@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 
 from service.defect_log import DefectRecord
@@ -13,6 +14,7 @@ from service.dependencies import AppState, get_state, reader, require
 from service.schemas import AckIn, DefectOut, DefectPage
 
 router = APIRouter(prefix="/v1/defects", tags=["defects"], dependencies=[Depends(reader)])
+DefectId = Annotated[int, Path(ge=1, le=2**63 - 1, description="defect-log record id")]  # SQL integers are 64-bit
 
 
 def _out(row: DefectRecord) -> DefectOut:
@@ -41,7 +43,7 @@ def list_defects(
     return DefectPage(items=[_out(r) for r in rows], total=total, offset=offset, limit=limit)
 
 
-def _row(state: AppState, defect_id: int) -> DefectRecord:
+def _row(state: AppState, defect_id: DefectId) -> DefectRecord:
     row = state.defects.get(defect_id)
     if row is None:
         raise HTTPException(404, f"no defect {defect_id}")
@@ -49,12 +51,12 @@ def _row(state: AppState, defect_id: int) -> DefectRecord:
 
 
 @router.get("/{defect_id}", response_model=DefectOut)
-def get_defect(defect_id: int, state: AppState = Depends(get_state)) -> DefectOut:
+def get_defect(defect_id: DefectId, state: AppState = Depends(get_state)) -> DefectOut:
     return _out(_row(state, defect_id))
 
 
 @router.get("/{defect_id}/image", response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
-def defect_image(defect_id: int, state: AppState = Depends(get_state)):
+def defect_image(defect_id: DefectId, state: AppState = Depends(get_state)):
     path = state.defects.file_path(_row(state, defect_id).image_file)
     if path is None:
         raise HTTPException(404, "image no longer kept (retention limit)")
@@ -62,7 +64,7 @@ def defect_image(defect_id: int, state: AppState = Depends(get_state)):
 
 
 @router.get("/{defect_id}/overlay", response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
-def defect_overlay(defect_id: int, state: AppState = Depends(get_state)):
+def defect_overlay(defect_id: DefectId, state: AppState = Depends(get_state)):
     path = state.defects.file_path(_row(state, defect_id).overlay_file)
     if path is None:
         raise HTTPException(404, "overlay no longer kept (retention limit)")
@@ -70,7 +72,7 @@ def defect_overlay(defect_id: int, state: AppState = Depends(get_state)):
 
 
 @router.post("/{defect_id}/ack", response_model=DefectOut)
-def acknowledge(defect_id: int, body: AckIn, role: str = Depends(require("operator")), state: AppState = Depends(get_state)) -> DefectOut:
+def acknowledge(defect_id: DefectId, body: AckIn, role: str = Depends(require("operator")), state: AppState = Depends(get_state)) -> DefectOut:
     row = state.defects.acknowledge(defect_id, body.label, body.note, by=role)
     if row is None:
         raise HTTPException(404, f"no defect {defect_id}")
