@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from fabricad.export.bundle import Threshold
+
 
 class RegionOut(BaseModel):
     x: int
@@ -44,11 +46,7 @@ class ErrorItem(BaseModel):
     error: str
 
 
-class ThresholdOut(BaseModel):
-    value: float
-    method: str
-    target_fpr: float | None = None
-    calibration_count: int = 0
+ThresholdOut = Threshold  # the bundle's own threshold record is the API's answer too
 
 
 class ThresholdIn(BaseModel):

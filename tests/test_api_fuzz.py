@@ -28,7 +28,10 @@ def test_no_input_makes_a_server_error(models_dir, tmp_path):
                 continue
 
             @given(case=operation.as_strategy())
-            @settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            # derandomize: the same inputs every CI run (a random exploration found the 64-bit
+            # overflow bugs this guards against; run with derandomize=False to explore anew)
+            @settings(max_examples=12, deadline=None, database=None, derandomize=True,
+                      suppress_health_check=list(HealthCheck))
             def fuzz(case):
                 response = case.call(base_url=server.url, headers={"X-API-Key": ADMIN}, timeout=30)
                 if response.status_code >= 500:

@@ -34,7 +34,7 @@ def list_defects(
     acknowledged: bool | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**63 - 1),
     limit: int = Query(50, ge=1, le=500),
     state: AppState = Depends(get_state),
 ) -> DefectPage:
@@ -43,7 +43,7 @@ def list_defects(
     return DefectPage(items=[_out(r) for r in rows], total=total, offset=offset, limit=limit)
 
 
-def _row(state: AppState, defect_id: DefectId) -> DefectRecord:
+def _row(state: AppState, defect_id: int) -> DefectRecord:
     row = state.defects.get(defect_id)
     if row is None:
         raise HTTPException(404, f"no defect {defect_id}")
@@ -55,20 +55,21 @@ def get_defect(defect_id: DefectId, state: AppState = Depends(get_state)) -> Def
     return _out(_row(state, defect_id))
 
 
+def _picture(state: AppState, name: str | None, what: str) -> FileResponse:
+    path = state.defects.file_path(name)
+    if path is None:
+        raise HTTPException(404, f"{what} no longer kept (retention limit)")
+    return FileResponse(path, media_type="image/png")
+
+
 @router.get("/{defect_id}/image", response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
 def defect_image(defect_id: DefectId, state: AppState = Depends(get_state)):
-    path = state.defects.file_path(_row(state, defect_id).image_file)
-    if path is None:
-        raise HTTPException(404, "image no longer kept (retention limit)")
-    return FileResponse(path, media_type="image/png")
+    return _picture(state, _row(state, defect_id).image_file, "image")
 
 
 @router.get("/{defect_id}/overlay", response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
 def defect_overlay(defect_id: DefectId, state: AppState = Depends(get_state)):
-    path = state.defects.file_path(_row(state, defect_id).overlay_file)
-    if path is None:
-        raise HTTPException(404, "overlay no longer kept (retention limit)")
-    return FileResponse(path, media_type="image/png")
+    return _picture(state, _row(state, defect_id).overlay_file, "overlay")
 
 
 @router.post("/{defect_id}/ack", response_model=DefectOut)
