@@ -150,30 +150,38 @@ def export_bundle(
         # Score the held-out normal images with the exported graph itself: an INT8 graph's
         # scores are not the fp32 model's, and its threshold must come from its own.
         normal = _graph_scores(onnx_path, holdout_samples, size)
-    if not normal:
-        raise FabricadError("the checkpoint holds no held-out normal scores to calibrate a threshold from; retrain with data.holdout_fraction > 0")
-    dataset_info = checkpoint.training.get("dataset", {})
-    meta = BundleMeta(
-        name=name or out.name,
-        sha256=sha256_file(onnx_path),
-        precision=precision,
-        opset=OPSET,
-        input=InputSpec(height=size[0], width=size[1]),
-        preprocess=Preprocess(mode="tile" if dataset_info.get("tiled") else "resize"),
-        threshold=thresholds.from_normal_scores(normal),
-        score_scale=thresholds.score_scale(normal),
-        normal_scores=list(normal),
-        teacher=checkpoint.teacher,
-        model=checkpoint.config.model.model_dump(mode="json"),
-        training_data=dataset_info,
-        fabricad_version=__version__,
-    )
+    meta = bundle_meta(checkpoint, normal, name=name or out.name, sha256=sha256_file(onnx_path), precision=precision)
     write_meta(out, meta)
     bar.update(1)
     bar.close()
     if precision == "fp16":
         log.warning("fp16 bundle: threshold from fp32 scores (fp16 runs on GPUs); recalibrate on site if scores shift")
     return out
+
+
+def bundle_meta(checkpoint: Checkpoint, normal_scores: list[float], *, name: str, sha256: str = "",
+                precision: str = "fp32", opset: int = OPSET) -> BundleMeta:
+    """The metadata of a model made from `checkpoint`, thresholded on `normal_scores`; also what
+    the PyTorch backend uses, so a checkpoint and its bundle carry the same contract."""
+    if not normal_scores:
+        raise FabricadError("the checkpoint holds no held-out normal scores to calibrate a threshold from; retrain with data.holdout_fraction > 0")
+    dataset_info = checkpoint.training.get("dataset", {})
+    size = checkpoint.config.data.image_size
+    return BundleMeta(
+        name=name,
+        sha256=sha256,
+        precision=precision,
+        opset=opset,
+        input=InputSpec(height=size[0], width=size[1]),
+        preprocess=Preprocess(mode="tile" if dataset_info.get("tiled") else "resize"),
+        threshold=thresholds.from_normal_scores(normal_scores),
+        score_scale=thresholds.score_scale(normal_scores),
+        normal_scores=list(normal_scores),
+        teacher=checkpoint.teacher,
+        model=checkpoint.config.model.model_dump(mode="json"),
+        training_data=dataset_info,
+        fabricad_version=__version__,
+    )
 
 
 def _graph_scores(onnx_path: Path, samples: list[Sample], size: tuple[int, int], batch: int = 8) -> list[float]:

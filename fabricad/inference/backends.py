@@ -87,19 +87,8 @@ class TorchBackend:
 
     def meta(self) -> BundleMeta:
         """Bundle-equivalent metadata, so the engine treats both backends alike."""
-        from fabricad import __version__
-        from fabricad.export.bundle import InputSpec, Preprocess
-        from fabricad.inference import thresholds
+        from fabricad.export.onnx_export import bundle_meta
 
         ckpt = self.checkpoint
-        normal = ckpt.score_stats.get("scores") or []
-        if not normal:
-            raise FabricadError("checkpoint has no held-out normal scores; cannot set a threshold")
-        return BundleMeta(
-            name=Path(os.fspath(ckpt.config.data.path or "model")).name, sha256="", opset=0,
-            input=InputSpec(height=self.input_size[0], width=self.input_size[1]),
-            preprocess=Preprocess(mode="tile" if ckpt.training.get("dataset", {}).get("tiled") else "resize"),
-            threshold=thresholds.from_normal_scores(normal), score_scale=thresholds.score_scale(normal),
-            normal_scores=list(normal), teacher=ckpt.teacher, model=ckpt.config.model.model_dump(mode="json"),
-            training_data=ckpt.training.get("dataset", {}), fabricad_version=__version__,
-        )
+        name = Path(os.fspath(ckpt.config.data.path or "model")).name
+        return bundle_meta(ckpt, ckpt.score_stats.get("scores") or [], name=name, opset=0)
