@@ -12,15 +12,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def heatmap(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
+    """RGB colour map on a fixed scale [0, 2 x threshold]: the same colour means the same thing
+    in every picture, and the threshold sits in the middle of the scale."""
+    scaled = np.clip(anomaly_map / max(2 * threshold, 1e-12), 0, 1)
+    return cv2.cvtColor(cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
 def overlay(image: np.ndarray, anomaly_map: np.ndarray, threshold: float, mask: np.ndarray | None = None) -> np.ndarray:
     """Heatmap blended over an RGB image, red contours where the map exceeds `threshold`,
-    green contours of the ground truth when given. The colour scale is fixed to [0, 2 x
-    threshold] so that the same colour means the same thing in every picture."""
+    green contours of the ground truth when given (colours as in `heatmap`)."""
     height, width = image.shape[:2]
     amap = cv2.resize(anomaly_map.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    scaled = np.clip(amap / max(2 * threshold, 1e-12), 0, 1)
-    heat = cv2.cvtColor(cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-    out = cv2.addWeighted(image, 0.6, heat, 0.4, 0)
+    out = cv2.addWeighted(image, 0.6, heatmap(amap, threshold), 0.4, 0)
     if mask is not None and mask.any():
         gt = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
         contours, _ = cv2.findContours(gt, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)

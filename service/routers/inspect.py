@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from fabricad.evaluation.visualize import overlay
+from fabricad.evaluation import visualize
 from service.dependencies import AppState, get_state, reader
 from service.schemas import BatchOut, ErrorItem, InspectionOut
 from service.uploads import decode_upload, read_limited
@@ -22,18 +22,13 @@ def _png_b64(rgb: np.ndarray) -> str:
     return base64.b64encode(buffer.tobytes()).decode()
 
 
-def _heatmap(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
-    scaled = np.clip(anomaly_map / max(2 * threshold, 1e-12), 0, 1)
-    return cv2.cvtColor(cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-
-
 def record_result(state: AppState, entry, image: np.ndarray, result, camera_id: str | None,
                   want_overlay: bool = False) -> tuple[dict, int | None, np.ndarray | None]:
     """Metrics and, for a defect, the log entry: shared by uploads and cameras."""
     data = result.as_dict()
     state.metrics.latency.labels(entry.name).observe(result.latency_ms / 1000)
     state.metrics.inspections.labels(entry.name, data["verdict"]).inc()
-    picture = overlay(image, result.anomaly_map, result.threshold) if (want_overlay or result.is_defect) else None
+    picture = visualize.overlay(image, result.anomaly_map, result.threshold) if (want_overlay or result.is_defect) else None
     defect_id = None
     if result.is_defect:
         defect_id = state.defects.record(model=entry.name, model_version=entry.version, result=data, image=image,
@@ -65,7 +60,7 @@ def inspect_image(state: AppState, image: np.ndarray, *, model: str | None, want
         **{k: data[k] for k in ("verdict", "is_defect", "score", "normalized_score", "threshold", "regions", "latency_ms")},
         model=entry.name, model_version=entry.version, width=image.shape[1], height=image.shape[0], defect_id=defect_id,
         overlay_png_base64=_png_b64(picture) if want_overlay and picture is not None else None,
-        heatmap_png_base64=_png_b64(_heatmap(result.anomaly_map, result.threshold)) if want_heatmap else None,
+        heatmap_png_base64=_png_b64(visualize.heatmap(result.anomaly_map, result.threshold)) if want_heatmap else None,
     )
 
 
