@@ -30,7 +30,6 @@ def convert(data: Path, category: str | None, out: Path) -> Path:
     split = load_dataset(data, category)
     target = out / (category or split.name)
     jobs = [("train", s) for s in split.train] + [("test", s) for s in split.test]
-    full_shapes: dict[Path, tuple[int, int]] = {}
     for part, sample in tqdm(jobs, desc=f"converting {split.name}", unit="img"):
         image = sample.load()
         defect = "good" if sample.label == 0 else sample.defect_type
@@ -38,9 +37,7 @@ def convert(data: Path, category: str | None, out: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         if sample.label and sample.mask_paths:
-            if sample.path not in full_shapes:
-                full_shapes[sample.path] = cv2.imread(str(sample.path), cv2.IMREAD_UNCHANGED).shape[:2]
-            mask = sample.load_mask(full_shapes[sample.path])
+            mask = sample.load_mask()
             mask_path = target / "ground_truth" / defect / f"{sample_name(sample)}_mask.png"
             mask_path.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(mask_path), mask.astype(np.uint8) * 255)

@@ -12,9 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import cv2
-
-from fabricad.data.images import read_mask
+from fabricad.data.images import image_size, read_mask
 from fabricad.data.samples import DatasetSplit, Sample
 from fabricad.data.tiling import tile_boxes
 from fabricad.errors import DataError
@@ -38,16 +36,8 @@ def is_aitex_root(path: Path) -> bool:
     return (path / "NODefect_images").is_dir() and (path / "Defect_images").is_dir()
 
 
-def _size(path: Path) -> tuple[int, int]:
-    # Reading the header alone would be faster, but OpenCV has no such call; images are small.
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(f"{path}: unreadable AITEX image")
-    return image.shape[0], image.shape[1]
-
-
 def _tiles(path: Path, label_of_tile, masks: tuple[Path, ...], defect: str) -> list[Sample]:
-    height, width = _size(path)
+    height, width = image_size(path)
     samples = []
     for box in tile_boxes(height, width, TILE):
         label = label_of_tile(box)
@@ -73,7 +63,7 @@ def load_aitex(root: Path, category: str) -> DatasetSplit:
         masks = tuple(sorted(masks_dir.glob(f"{path.stem}_mask*.png")))
         if not masks:
             continue  # 0100_025_08 has none (and is fabric 08, outside the protocol anyway)
-        height, width = _size(path)
+        height, width = image_size(path)
         full = read_mask(masks, (height, width))
 
         def label(box, full=full):

@@ -60,6 +60,19 @@ def read_image(path: str | Path) -> np.ndarray:
     return decode_image(data, str(path))
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) from the file header, without decoding the pixels; a full decode only
+    where Pillow cannot read the header."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as header:
+            width, height = header.size
+        return height, width
+    except Exception:  # unknown to Pillow or too large for its header check: let OpenCV decide
+        return read_image(path).shape[:2]
+
+
 def read_mask(paths: list[Path] | tuple[Path, ...], shape: tuple[int, int]) -> np.ndarray:
     """Union of binary masks as a bool array of `shape`; no paths → all normal."""
     mask = np.zeros(shape, dtype=bool)

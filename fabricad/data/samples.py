@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fabricad.data.images import read_image, read_mask
+from fabricad.data.images import image_size, read_image, read_mask
 
 
 @dataclass(frozen=True)
@@ -29,14 +29,13 @@ class Sample:
         x, y, w, h = self.crop
         return image[y : y + h, x : x + w]
 
-    def load_mask(self, full_shape: tuple[int, int] | None = None) -> np.ndarray:
+    def load_mask(self) -> np.ndarray:
         """Ground-truth mask of this sample (bool, same size as `load()`)."""
+        full = read_mask(self.mask_paths, image_size(self.path))
         if self.crop is None:
-            shape = full_shape or read_image(self.path).shape[:2]
-            return read_mask(self.mask_paths, shape)
+            return full
         x, y, w, h = self.crop
-        full = full_shape or read_image(self.path).shape[:2]
-        return read_mask(self.mask_paths, full)[y : y + h, x : x + w]
+        return full[y : y + h, x : x + w]
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,8 @@ class Predictions:
     seconds_per_image: float
 
 
-def _mask_at(sample: Sample, size: tuple[int, int], full_shape: tuple[int, int]) -> np.ndarray:
-    mask = sample.load_mask(full_shape) if sample.mask_paths else np.zeros(full_shape[:2], bool)
+def _mask_at(sample: Sample, size: tuple[int, int]) -> np.ndarray:
+    mask = sample.load_mask()
     if mask.shape != size:
         # INTER_AREA then > 0: a defect of a single pixel survives downscaling.
         mask = cv2.resize(mask.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA) > 0
@@ -47,15 +48,12 @@ def _mask_at(sample: Sample, size: tuple[int, int], full_shape: tuple[int, int])
 @torch.inference_mode()
 def predict(detector: Detector, samples: list[Sample], size: tuple[int, int], batch_size: int = 8,
             device: torch.device | str = "cpu", progress: bool = True) -> Predictions:
-    import time
-
     dataset = ImageDataset(samples, size)
     n = len(samples)
     maps = np.zeros((n, *size), np.float16)
     masks = np.zeros((n, *size), bool)
     scores = np.zeros(n, np.float64)
     elapsed = 0.0
-    full_shapes: dict[Path, tuple[int, int]] = {}
     for start in tqdm(range(0, n, batch_size), desc="evaluating", unit="batch", disable=not progress):
         index = range(start, min(start + batch_size, n))
         batch = torch.stack([dataset[i] for i in index]).to(device)
@@ -67,17 +65,9 @@ def predict(detector: Detector, samples: list[Sample], size: tuple[int, int], ba
         for i in index:
             sample = samples[i]
             if sample.label and sample.mask_paths:
-                if sample.path not in full_shapes:
-                    full_shapes[sample.path] = sample.load().shape[:2] if sample.crop is None else _full_shape(sample)
-                masks[i] = _mask_at(sample, size, full_shapes[sample.path])
+                masks[i] = _mask_at(sample, size)
     labels = np.array([s.label for s in samples], dtype=int)
     return Predictions(samples, labels, scores, maps, masks, elapsed / max(n, 1))
-
-
-def _full_shape(sample: Sample) -> tuple[int, int]:
-    from fabricad.data.images import read_image
-
-    return read_image(sample.path).shape[:2]
 
 
 def compute_metrics(p: Predictions, calibration_scores: list[float] | None) -> dict:
