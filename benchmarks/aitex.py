@@ -27,7 +27,7 @@ from fabricad.data import ImageDataset, load_dataset
 from fabricad.data.aitex import CATEGORIES
 from fabricad.evaluation import compute_metrics, predict, write_report
 from fabricad.training import load_model, train
-from fabricad.training.trainer import split_holdout
+from fabricad.training.trainer import holdout_split
 
 KEYS = ("image_auroc", "pixel_auroc", "aupro", "full_image_auroc")
 
@@ -63,7 +63,7 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
     if baseline:
         started = time.perf_counter()
         core = PatchCore(config.model.teacher)
-        train_samples, _ = split_holdout(split.train, config.data.holdout_fraction, config.train.seed)
+        train_samples, _ = holdout_split(split.train, config)
         dataset = ImageDataset(train_samples, size)
         core.fit(torch.stack([dataset[i] for i in range(j, min(j + 8, len(dataset)))]) for j in range(0, len(dataset), 8))
         fit_seconds = time.perf_counter() - started

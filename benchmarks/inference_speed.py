@@ -28,7 +28,7 @@ from fabricad.export.onnx_export import export_bundle
 from fabricad.inference.backends import OnnxBackend, TorchBackend
 from fabricad.inference.engine import InferenceEngine
 from fabricad.training import load_model
-from fabricad.training.trainer import split_holdout
+from fabricad.training.trainer import holdout_split
 
 
 def throughput(run, batch: np.ndarray, seconds: float = 8.0) -> float:
@@ -64,7 +64,7 @@ def main() -> None:
     data = args.data or Path(ckpt.config.data.path)
     category = args.category or ckpt.config.data.category
     split = load_dataset(data, category)
-    train_samples, holdout = split_holdout(split.train, ckpt.config.data.holdout_fraction, ckpt.config.train.seed)
+    train_samples, holdout = holdout_split(split.train, ckpt.config)
     tmp = Path(tempfile.mkdtemp())
     export_bundle(model, ckpt, tmp / "fp32")
     export_bundle(model, ckpt, tmp / "int8", precision="int8", calibration_samples=train_samples, holdout_samples=holdout)

@@ -140,7 +140,7 @@ def export(
     from fabricad.export.onnx_export import export_bundle
     from fabricad.export.tensorrt import build_engine, require_tensorrt
     from fabricad.training import load_model
-    from fabricad.training.trainer import split_holdout
+    from fabricad.training.trainer import holdout_split
 
     if format not in ("onnx", "tensorrt"):
         raise FabricadError(f"unknown format {format!r}: use onnx or tensorrt")
@@ -151,7 +151,7 @@ def export(
     data_path = data or ckpt.config.data.path
     if data_path is not None and Path(data_path).exists():
         split = load_dataset(data_path, category or (None if data else ckpt.config.data.category))
-        train_samples, holdout = split_holdout(split.train, ckpt.config.data.holdout_fraction, ckpt.config.train.seed)
+        train_samples, holdout = holdout_split(split.train, ckpt.config)
     elif precision == "int8":
         raise FabricadError("int8 export needs the normal training images for calibration: pass --data")
     bundle = export_bundle(detector, ckpt, out, precision=precision, calibration_samples=train_samples,
@@ -263,12 +263,10 @@ def demo(
     max_steps: Annotated[int, typer.Option("--max-steps", help="Training budget in optimiser steps.")] = 300,
 ) -> None:
     """Generate a synthetic fabric, train the default model on it and check it on a defect."""
-    import numpy as np
-    import torch
-
     from fabricad.config import FabricadConfig
     from fabricad.data import load_dataset
-    from fabricad.data.torch_dataset import resize, to_tensor
+    from fabricad.evaluation import predict
+    from fabricad.evaluation.metrics import auroc
     from fabricad.training import load_model
     from fabricad.training import train as run_training
 
@@ -285,21 +283,13 @@ def demo(
         )
         run_training(cfg, model_dir)
     model, ckpt = load_model(model_dir)
-    split = load_dataset(category)
-    size = ckpt.config.data.image_size
-    scores = {0: [], 1: []}
-    with torch.no_grad():
-        for sample in split.test:
-            _, score = model(to_tensor(resize(sample.load(), size))[None])
-            scores[sample.label].append(float(score))
-    from sklearn.metrics import roc_auc_score
-
-    labels = [0] * len(scores[0]) + [1] * len(scores[1])
-    auroc = roc_auc_score(labels, scores[0] + scores[1])
+    predictions = predict(model, load_dataset(category).test, ckpt.config.data.image_size, progress=False)
+    labels, scores = predictions.labels, predictions.scores
     typer.echo(
         f"model: {model_dir / 'model.ckpt'}\n"
-        f"test images: {len(scores[0])} normal, {len(scores[1])} defective; "
-        f"mean score normal {np.mean(scores[0]):.3f}, defective {np.mean(scores[1]):.3f}; image AUROC {auroc:.3f}"
+        f"test images: {int((labels == 0).sum())} normal, {int(labels.sum())} defective; "
+        f"mean score normal {scores[labels == 0].mean():.3f}, defective {scores[labels == 1].mean():.3f}; "
+        f"image AUROC {auroc(labels, scores):.3f}"
     )
 
 

@@ -16,7 +16,7 @@ from fabricad.export.onnx_export import export_bundle
 from fabricad.inference.engine import InferenceEngine, blend_window
 from fabricad.inference.thresholds import normalise
 from fabricad.training import load_model, train
-from fabricad.training.trainer import split_holdout
+from fabricad.training.trainer import holdout_split
 from tests.conftest import quick_config
 
 ort = pytest.importorskip("onnxruntime")
@@ -71,7 +71,7 @@ def test_int8_bundle_is_smaller_and_keeps_detection_quality(trained_run, fabric_
 
     model, ckpt = load_model(trained_run)
     split = load_dataset(fabric_category)
-    train_samples, holdout = split_holdout(split.train, ckpt.config.data.holdout_fraction, ckpt.config.train.seed)
+    train_samples, holdout = holdout_split(split.train, ckpt.config)
     export_bundle(model, ckpt, tmp_path / "fp32", progress=False)
     export_bundle(model, ckpt, tmp_path / "int8", precision="int8", calibration_samples=train_samples,
                   holdout_samples=holdout, progress=False)

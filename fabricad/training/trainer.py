@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fabricad.config import FabricadConfig
-from fabricad.data import ImageDataset, Sample, load_dataset
+from fabricad.data import ImageDataset, Sample, load_dataset, read_image
 from fabricad.errors import ConfigError, DataError
 from fabricad.models import DistillationModel, create_model
 from fabricad.models.loss import distillation_loss
@@ -60,13 +60,19 @@ def split_holdout(samples: list[Sample], fraction: float, seed: int) -> tuple[li
     ]
 
 
+def holdout_split(samples: list[Sample], config: FabricadConfig) -> tuple[list[Sample], list[Sample]]:
+    """The run's own train / held-out partition (its fraction and seed): what export and the
+    benchmarks must reuse to calibrate on the images training held out."""
+    return split_holdout(samples, config.data.holdout_fraction, config.train.seed)
+
+
 def check_readable(samples: list[Sample], progress: bool) -> None:
-    """Decode every training image once up front: a bad file fails the run now, by name,
-    not after an hour of training."""
+    """Decode every training file once up front (once per file, not per tile): a bad file
+    fails the run now, by name, not after an hour of training."""
     bad = []
-    for sample in tqdm(samples, desc="checking images", unit="img", disable=not progress, leave=False):
+    for path in tqdm(sorted({s.path for s in samples}), desc="checking images", unit="img", disable=not progress, leave=False):
         try:
-            sample.load()
+            read_image(path)
         except DataError as exc:
             bad.append(str(exc))
     if bad:
@@ -123,7 +129,7 @@ def train(
         torch.backends.cudnn.benchmark = True
 
     split = load_dataset(config.data.path, config.data.category)
-    train_samples, holdout_samples = split_holdout(split.train, config.data.holdout_fraction, tc.seed)
+    train_samples, holdout_samples = holdout_split(split.train, config)
     check_readable(split.train, progress)
     log.info("training on %d images, %d held out (%s)", len(train_samples), len(holdout_samples), split.name)
 
