@@ -16,7 +16,8 @@ from service.defect_log import DefectLog
 from service.dependencies import AppState
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry, UnknownModel
-from service.routers import cameras, defects, health, inspect, models
+from service.rolls import RollTracker
+from service.routers import cameras, defects, health, inspect, models, rolls
 from service.settings import ServiceSettings
 
 log = logging.getLogger("fabricad.service")
@@ -28,7 +29,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         registry = ModelRegistry(settings.models_dir, settings.providers, settings.threads)
-        state = AppState(settings, registry, DefectLog(settings.database_url, settings.image_store, settings.image_retention), ServiceMetrics())
+        defect_log = DefectLog(settings.database_url, settings.image_store, settings.image_retention)
+        state = AppState(settings, registry, defect_log, ServiceMetrics(), rolls=RollTracker(defect_log))
         app.state.fabricad = state
         state.cameras = CameraManager(
             settings.media_dir, lambda model, frames: inspect.run_camera_batch(state, model, frames), settings.max_batch
@@ -70,6 +72,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
 
-    for router in (health.router, inspect.router, models.router, defects.router, cameras.router):
+    for router in (health.router, inspect.router, models.router, defects.router, cameras.router, rolls.router):
         app.include_router(router)
     return app

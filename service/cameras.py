@@ -104,6 +104,16 @@ class FrameSource:
                 raise ImageReadError(f"camera {self.spec.id} stopped delivering frames")
         return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
+    @property
+    def is_media(self) -> bool:
+        return self.spec.source.startswith("media:")
+
+    def rewind(self) -> None:
+        if self.images:
+            self.index = 0
+        elif self.is_media and self.capture is not None:
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+
     def close(self) -> None:
         if self.capture is not None:
             self.capture.release()
@@ -133,6 +143,7 @@ class Camera:
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     subscribers: list = field(default_factory=list)  # (asyncio loop, asyncio.Queue)
+    rewind_at: float | None = None
 
     def status(self) -> dict:
         return {
@@ -208,28 +219,45 @@ class CameraManager:
         self._loop.join(timeout=5)
 
     # --- capture -----------------------------------------------------------------------------
+    def rewind(self, camera_id: str, at: float) -> None:
+        """Play a media source from its first frame, the first one stamped at `at` (time.time()).
+        A simulated camera thus starts with the roll; live sources ignore it."""
+        self.get(camera_id).rewind_at = at
+
     def _capture(self, camera: Camera) -> None:
+        """Frames on a fixed schedule (`fps`), so that time maps to roll position without drift.
+        A media frame is stamped with its scheduled time, as a triggered camera stamps exposure."""
         delay = 0.5
         source = None
         sequence = 0
+        due = time.time()
         while not camera.stop_event.is_set():
             try:
                 if source is None:
                     source = FrameSource(camera.spec, self.media_dir)
                     camera.state, camera.error, delay = "running", None, 0.5
-                started = time.perf_counter()
+                    due = time.time()
+                if camera.rewind_at is not None:
+                    source.rewind()
+                    due, camera.rewind_at = camera.rewind_at, None
+                    camera.stop_event.wait(max(0.0, due - time.time()))
                 image = source.read()
                 if image is None:
                     camera.state = "finished"
                     break
+                now = time.time()
+                stamp = due if source.is_media else now
                 sequence += 1
                 camera.frames_captured += 1
                 with self._work:
                     if len(camera.queue) == camera.queue.maxlen:
                         camera.frames_dropped += 1  # deque drops the oldest on append
-                    camera.queue.append(Frame(camera.spec.id, sequence, image, time.time()))
+                    camera.queue.append(Frame(camera.spec.id, sequence, image, stamp))
                     self._work.notify()
-                camera.stop_event.wait(max(0.0, 1.0 / camera.spec.fps - (time.perf_counter() - started)))
+                due += 1.0 / camera.spec.fps
+                if due < now - 1.0:  # far behind (a stalled source): resynchronise rather than burst
+                    due = now
+                camera.stop_event.wait(max(0.0, due - time.time()))
             except (ImageReadError, FabricadError, cv2.error) as exc:
                 if source is not None:
                     source.close()

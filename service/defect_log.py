@@ -84,7 +84,8 @@ class DefectLog:
         return name
 
     def record(self, *, model: str, model_version: str, result: dict, image: np.ndarray, overlay: np.ndarray | None,
-               camera_id: str | None = None, roll_id: str | None = None) -> int:
+               camera_id: str | None = None, roll_id: str | None = None, across_mm: float | None = None,
+               along_m: float | None = None) -> int:
         """Store one defect; files first, then the row, so a row never points to a missing file."""
         image_file = self._write_png(image) if self.retention else None
         overlay_file = self._write_png(overlay) if self.retention and overlay is not None else None
@@ -92,7 +93,7 @@ class DefectLog:
             created_at=datetime.now(UTC), camera_id=camera_id, model=model, model_version=model_version,
             score=result["score"], normalized_score=result["normalized_score"], threshold=result["threshold"],
             regions_json=json.dumps(result["regions"]), width=int(image.shape[1]), height=int(image.shape[0]),
-            image_file=image_file, overlay_file=overlay_file, roll_id=roll_id,
+            image_file=image_file, overlay_file=overlay_file, roll_id=roll_id, across_mm=across_mm, along_m=along_m,
         )
         with Session(self.engine) as session, session.begin():
             session.add(row)

@@ -12,6 +12,7 @@ from service.cameras import CameraManager
 from service.defect_log import DefectLog
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
+from service.rolls import RollTracker
 from service.settings import ServiceSettings
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -25,6 +26,7 @@ class AppState:
     defects: DefectLog
     metrics: ServiceMetrics
     cameras: CameraManager | None = None
+    rolls: RollTracker | None = None
 
 
 def get_state(request: Request) -> AppState:

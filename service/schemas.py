@@ -18,6 +18,7 @@ class RegionOut(BaseModel):
     area: int = Field(description="pixels above the threshold")
     max_score: float
     mean_score: float
+    outline: list[list[int]] = Field([], description="boundary polygon, [x, y] pixel points")
 
 
 class InspectionOut(BaseModel):
@@ -33,6 +34,9 @@ class InspectionOut(BaseModel):
     width: int
     height: int
     defect_id: int | None = Field(None, description="defect-log record, when the verdict is DEFECT")
+    roll_id: str | None = Field(None, description="the running roll this camera inspects")
+    along_m: float | None = Field(None, description="the frame's top row along the roll, metres")
+    roll_defect_ids: list[int] | None = Field(None, description="roll defects this frame's regions belong to")
     overlay_png_base64: str | None = None
     heatmap_png_base64: str | None = None
 
@@ -84,6 +88,8 @@ class DefectOut(BaseModel):
     acknowledged_by: str | None
     acknowledged_at: datetime | None
     roll_id: str | None = None
+    across_mm: float | None = None
+    along_m: float | None = None
 
 
 class DefectPage(BaseModel):

@@ -30,6 +30,8 @@ class ServiceSettings(BaseSettings):
     max_upload_bytes: int = Field(32 * 1024 * 1024, ge=1)
     max_pixels: int = Field(40_000_000, ge=1)
     cors_origins: list[str] = []
+    report_dir: Path = Path("roll-reports")
+    """Where the report of each ended roll is written (PDF, JSON, CSV, roll map)."""
     media_dir: Path = Path("media")
     """Video files and image folders that `media:NAME` camera sources may name (simulated cameras)."""
     max_batch: int = Field(8, ge=1, le=64)

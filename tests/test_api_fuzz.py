@@ -12,7 +12,7 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from tests.test_service import ADMIN, Server  # noqa: E402
+from tests.live_server import ADMIN, Server  # noqa: E402
 
 EXCLUDED = {("POST", "/v1/cameras"), ("GET", "/v1/cameras/{camera_id}/stream.mjpeg")}
 

@@ -75,7 +75,7 @@ def test_camera_sources_never_take_a_path(source):
 
 @pytest.fixture()
 def camera_server(models_dir, tmp_path, fabric_category):
-    from tests.test_service import Server
+    from tests.live_server import Server
 
     media = tmp_path / "media"
     media.mkdir()
@@ -89,7 +89,7 @@ def camera_server(models_dir, tmp_path, fabric_category):
 
 
 def test_video_file_camera_streams_events_mjpeg_and_defects(camera_server):
-    from tests.test_service import ADMIN
+    from tests.live_server import ADMIN
 
     url = camera_server.url
     admin = {"X-API-Key": ADMIN}

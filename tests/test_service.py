@@ -4,8 +4,6 @@ file, real ONNX Runtime sessions."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,57 +19,8 @@ pytest.importorskip("fastapi")
 
 from fabricad.data import load_dataset  # noqa: E402
 
-ADMIN, OPERATOR = "admin-key-123", "operator-key-456"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`uvicorn service.app:create_app --factory` in a child process."""
-
-    def __init__(self, models: Path, workdir: Path, **env: str):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        environment = {
-            **os.environ,
-            "FABRICAD_MODELS_DIR": str(models),
-            "FABRICAD_DATABASE_URL": f"sqlite:///{workdir / 'defects.db'}",
-            "FABRICAD_IMAGE_STORE": str(workdir / "images"),
-            "FABRICAD_API_KEYS": f'{{"{ADMIN}": "admin", "{OPERATOR}": "operator"}}',
-            "FABRICAD_THREADS": "1",
-            **env,
-        }
-        self.log = open(workdir / f"server-{self.port}.log", "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=environment, stdout=self.log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
-        )
-        deadline = time.time() + 180  # seconds on an idle machine; generous for a loaded CI box
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"server did not become ready; log: {Path(self.log.name).read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-        self.log.close()
+from tests.live_server import ADMIN, OPERATOR, Server, _free_port  # noqa: E402
+from tests.live_server import png as _png  # noqa: E402
 
 
 @pytest.fixture()
@@ -79,10 +28,6 @@ def server(models_dir, tmp_path):
     srv = Server(models_dir, tmp_path)
     yield srv
     srv.stop()
-
-
-def _png(image: np.ndarray) -> bytes:
-    return cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
 
 
 @pytest.fixture(scope="module")

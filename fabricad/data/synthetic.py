@@ -198,3 +198,66 @@ def generate_category(
     for _, job in tqdm(jobs, desc=f"generating {fabric}", unit="img", disable=not progress):
         job()
     return folder
+
+
+@dataclass(frozen=True)
+class PlacedDefect:
+    """A defect drawn inside a chosen box of a long strip: `x`, `y` (top-left), `width`, `height` px.
+    Linear kinds fill the box as one yarn fault along its longer side; blob kinds sit inside it."""
+
+    kind: str
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+LINEAR_KINDS = ("broken_yarn", "missing_yarn", "thick_place", "slub")
+
+
+def render_roll(
+    fabric: str, width: int, length: int, defects: list[PlacedDefect], seed: int = 0, strength: float = 1.0
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A long strip of fabric (rows run along the roll) with defects at known places; returns the
+    image and each defect's true box (x, y, width, height) taken from the pixels it changed."""
+    spec = FABRICS[fabric]
+    rng = np.random.default_rng(seed)
+    image = render_fabric(spec, length, width, rng)
+    boxes = []
+    for d in defects:
+        crop = image[d.y:d.y + d.height, d.x:d.x + d.width]
+        if d.kind in LINEAR_KINDS:
+            out = crop.astype(np.float32)
+            mask = np.zeros(crop.shape[:2], bool)
+            thick = max(int(round(spec.pitch)), 2) * (2 if d.kind == "thick_place" else 1)
+            if d.height >= d.width:
+                mask[:, (d.width - thick) // 2:(d.width + thick) // 2] = True
+            else:
+                mask[(d.height - thick) // 2:(d.height + thick) // 2, :] = True
+            if d.kind in ("thick_place", "slub"):
+                out[mask] = out[mask] * (1 + 0.35 * strength) + 20
+            else:
+                out[mask] = out[mask] * (1 - strength) + out[mask].mean(axis=0) * strength * 0.55
+            crop[:] = np.clip(out, 0, 255).astype(np.uint8)
+        else:  # a blob that fills its box (a hole, stain or knot of the box's size)
+            yy, xx = np.mgrid[0:d.height, 0:d.width].astype(np.float32)
+            dist = np.hypot((yy - (d.height - 1) / 2) / (d.height / 2), (xx - (d.width - 1) / 2) / (d.width / 2))
+            mask = dist <= 1
+            out = crop.astype(np.float32)
+            if d.kind == "hole":
+                out[mask] = out[mask] * (1 - 0.85 * strength) + 10 * strength
+            else:
+                out[mask] = out[mask] + np.asarray([-70, -50, 30], np.float32) * strength
+            crop[:] = np.clip(out, 0, 255).astype(np.uint8)
+        ys, xs = np.nonzero(mask)
+        boxes.append((d.x + int(xs.min()), d.y + int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)))
+    return image, boxes
+
+
+def write_frames(folder: Path, strip: np.ndarray, frame_height: int) -> list[Path]:
+    """Cut a strip into consecutive frames (what a camera over the moving roll sees)."""
+    paths = []
+    for i, top in enumerate(range(0, strip.shape[0] - frame_height + 1, frame_height)):
+        paths.append(folder / f"frame_{i:05d}.png")
+        _write_rgb(paths[-1], strip[top:top + frame_height])
+    return paths

@@ -33,6 +33,8 @@ class Region:
     area: int
     max_score: float
     mean_score: float
+    outline: list[list[int]] = field(default_factory=list)
+    """the region's boundary as a simplified polygon of [x, y] points (for overlays and roll maps)"""
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -67,7 +69,21 @@ def blend_window(height: int, width: int) -> np.ndarray:
     return (np.outer(wy, wx) + 1e-3).astype(np.float32)
 
 
+def _outline(component: np.ndarray, x: int, y: int, max_points: int = 64) -> list[list[int]]:
+    contours, _ = cv2.findContours(component.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contour = max(contours, key=cv2.contourArea)
+    epsilon = 1.0
+    polygon = cv2.approxPolyDP(contour, epsilon, True)
+    while len(polygon) > max_points:
+        epsilon *= 2
+        polygon = cv2.approxPolyDP(contour, epsilon, True)
+    return [[int(px) + x, int(py) + y] for px, py in polygon[:, 0, :]]
+
+
 def find_regions(anomaly_map: np.ndarray, threshold: float, min_area: int = 1) -> list[Region]:
+    """Connected components above the threshold. A region's box and outline are drawn where the map
+    is at least half its peak (never below the threshold): the blurred map's tails would otherwise
+    make a strong defect look several times its size, and sizes are what a roll is graded on."""
     above = (anomaly_map > threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(above, connectivity=8)
     regions = []
@@ -75,8 +91,15 @@ def find_regions(anomaly_map: np.ndarray, threshold: float, min_area: int = 1) -
         x, y, w, h, area = (int(v) for v in stats[k])
         if area < min_area:
             continue
-        values = anomaly_map[labels == k]
-        regions.append(Region(x, y, w, h, area, float(values.max()), float(values.mean())))
+        component = labels[y:y + h, x:x + w] == k
+        window = anomaly_map[y:y + h, x:x + w]
+        values = window[component]
+        peak = float(values.max())
+        core = component & (window >= max(threshold, 0.5 * peak))
+        ys, xs = np.nonzero(core)
+        cx, cy = x + int(xs.min()), y + int(ys.min())
+        core = core[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        regions.append(Region(cx, cy, core.shape[1], core.shape[0], area, peak, float(values.mean()), _outline(core, cx, cy)))
     return sorted(regions, key=lambda r: -r.max_score)
 
 

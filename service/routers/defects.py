@@ -24,6 +24,7 @@ def _out(row: DefectRecord) -> DefectOut:
         regions=json.loads(row.regions_json), width=row.width, height=row.height, has_image=row.image_file is not None,
         acknowledged=row.acknowledged, label=row.label, acknowledged_by=row.acknowledged_by,
         acknowledged_at=row.acknowledged_at, roll_id=row.roll_id,
+        across_mm=row.across_mm, along_m=row.along_m,
     )
 
 
@@ -77,4 +78,5 @@ def acknowledge(defect_id: DefectId, body: AckIn, role: str = Depends(require("o
     row = state.defects.acknowledge(defect_id, body.label, body.note, by=role)
     if row is None:
         raise HTTPException(404, f"no defect {defect_id}")
+    state.rolls.label_sighting(defect_id, body.label)  # the roll's grade follows the operator
     return _out(row)

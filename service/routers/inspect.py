@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import cv2
 import numpy as np
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Upl
 from starlette.concurrency import run_in_threadpool
 
 from fabricad.evaluation import visualize
+from fabricad.rolls.geometry import region_on_roll
 from service.dependencies import AppState, get_state, reader
 from service.schemas import BatchOut, ErrorItem, InspectionOut
 from service.uploads import decode_upload, read_limited
@@ -23,17 +25,32 @@ def _png_b64(rgb: np.ndarray) -> str:
 
 
 def record_result(state: AppState, entry, image: np.ndarray, result, camera_id: str | None,
-                  want_overlay: bool = False) -> tuple[dict, int | None, np.ndarray | None]:
-    """Metrics and, for a defect, the log entry: shared by uploads and cameras."""
+                  want_overlay: bool = False, captured_at: float | None = None,
+                  along_m: float | None = None) -> tuple[dict, int | None, np.ndarray | None]:
+    """Metrics, the roll position and, for a defect, the log entry: shared by uploads and cameras.
+    `along_m` is the frame's own roll position when its source knows it (an encoder-stamped frame)."""
     data = result.as_dict()
     state.metrics.latency.labels(entry.name).observe(result.latency_ms / 1000)
     state.metrics.inspections.labels(entry.name, data["verdict"]).inc()
+    placed = state.rolls.roll_for_camera(camera_id)
+    if placed is not None:
+        roll, placement = placed
+        if along_m is None:
+            along_m = state.rolls.frame_position(roll, time.time() if captured_at is None else captured_at)
+        state.rolls.frame_seen(roll.id, along_m + image.shape[0] * placement.mm_per_px / 1000)
+        data.update(roll_id=roll.id, along_m=along_m)
     picture = visualize.overlay(image, result.anomaly_map, result.threshold) if (want_overlay or result.is_defect) else None
     defect_id = None
     if result.is_defect:
+        where = {}
+        if placed is not None:
+            top = region_on_roll(data["regions"][0], along_m, placement)
+            where = {"roll_id": roll.id, "across_mm": top.centre[0], "along_m": top.centre[1]}
         defect_id = state.defects.record(model=entry.name, model_version=entry.version, result=data, image=image,
-                                         overlay=picture, camera_id=camera_id)
+                                         overlay=picture, camera_id=camera_id, **where)
         state.metrics.defects.labels(entry.name).inc()
+        if placed is not None:
+            data["roll_defect_ids"] = state.rolls.observe(roll, placement, along_m, image.shape[0], data["regions"], defect_id)
     return data, defect_id, picture
 
 
@@ -43,22 +60,24 @@ def run_camera_batch(state: AppState, model: str | None, frames: list) -> list[t
     results = engine.predict([f.image for f in frames])
     events = []
     for frame, result in zip(frames, results):
-        data, defect_id, _ = record_result(state, entry, frame.image, result, frame.camera_id)
+        data, defect_id, _ = record_result(state, entry, frame.image, result, frame.camera_id,
+                                           captured_at=frame.captured_at)
         events.append(({**data, "camera_id": frame.camera_id, "sequence": frame.sequence, "model": entry.name,
                         "model_version": entry.version, "defect_id": defect_id, "captured_at": frame.captured_at}, result))
     return events
 
 
 def inspect_image(state: AppState, image: np.ndarray, *, model: str | None, want_overlay: bool, want_heatmap: bool,
-                  camera_id: str | None = None) -> InspectionOut:
+                  camera_id: str | None = None, along_m: float | None = None) -> InspectionOut:
     """Run one image through the (active or named) model and log it if defective. Blocking:
     call from a worker thread."""
     entry, engine = state.registry.engine(model)
     result = engine.inspect(image)
-    data, defect_id, picture = record_result(state, entry, image, result, camera_id, want_overlay)
+    data, defect_id, picture = record_result(state, entry, image, result, camera_id, want_overlay, along_m=along_m)
     return InspectionOut(
         **{k: data[k] for k in ("verdict", "is_defect", "score", "normalized_score", "threshold", "regions", "latency_ms")},
         model=entry.name, model_version=entry.version, width=image.shape[1], height=image.shape[0], defect_id=defect_id,
+        roll_id=data.get("roll_id"), along_m=data.get("along_m"), roll_defect_ids=data.get("roll_defect_ids"),
         overlay_png_base64=_png_b64(picture) if want_overlay and picture is not None else None,
         heatmap_png_base64=_png_b64(visualize.heatmap(result.anomaly_map, result.threshold)) if want_heatmap else None,
     )
@@ -77,6 +96,9 @@ async def inspect(
     overlay: bool = Query(False, description="include an overlay PNG (base64)"),
     heatmap: bool = Query(False, description="include a heatmap PNG (base64)"),
     camera_id: str | None = Query(None, max_length=64, pattern=r"^[A-Za-z0-9._-]+$"),
+    along_m: float | None = Query(None, ge=0, le=1e6, description="the frame's position along the running roll of "
+                                  "`camera_id` (its top row, metres), when the sender knows it; otherwise "
+                                  "the encoder feed or line speed places it"),
     state: AppState = Depends(get_state),
 ) -> InspectionOut:
     limit = state.settings.max_upload_bytes
@@ -95,7 +117,7 @@ async def inspect(
         name = "body"
     image = decode_upload(data, state.settings.max_pixels, name)
     return await run_in_threadpool(inspect_image, state, image, model=model, want_overlay=overlay,
-                                   want_heatmap=heatmap, camera_id=camera_id)
+                                   want_heatmap=heatmap, camera_id=camera_id, along_m=along_m)
 
 
 @router.post("/inspect/batch", response_model=BatchOut, summary="Inspect several images (multipart field `files`)")

@@ -1,0 +1,142 @@
+"""The per-roll report: roll map picture, JSON, CSV and PDF.
+
+The inputs are plain dicts (the roll summary and its defects, as the service's API gives them) so
+the report can be rebuilt offline from an exported JSON as well as produced by the service.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+from fpdf import FPDF
+
+POINT_COLOURS = {0: (150, 150, 150), 1: (250, 204, 21), 2: (249, 115, 22), 3: (220, 38, 38), 4: (127, 29, 29)}  # RGB
+CSV_FIELDS = ["id", "along_start_m", "along_end_m", "across_start_mm", "across_end_mm", "width_mm", "length_mm",
+              "points", "label", "max_score", "cameras", "sightings"]
+
+
+def roll_map(summary: dict, defects: list[dict], width_px: int = 1600) -> np.ndarray:
+    """The roll as a strip (start at the left, width top to bottom) with defects coloured by points."""
+    length = max(summary["length_m"], max((d["along_m"][1] for d in defects), default=0.0), 1e-3)
+    width_mm = summary["width_mm"]
+    margin, strip_h = 40, 160
+    scale_x = (width_px - 2 * margin) / length  # px per metre
+    scale_y = strip_h / width_mm  # px per mm across
+    image = np.full((strip_h + 2 * margin, width_px, 3), 255, np.uint8)
+    cv2.rectangle(image, (margin, margin), (width_px - margin, margin + strip_h), (225, 215, 195), -1)
+    cv2.rectangle(image, (margin, margin), (width_px - margin, margin + strip_h), (90, 90, 90), 1)
+    step = max(1.0, 10 ** np.floor(np.log10(length)) / 2) if length > 2 else 0.25
+    metre = 0.0
+    while metre <= length + 1e-9:
+        x = int(margin + metre * scale_x)
+        cv2.line(image, (x, margin + strip_h), (x, margin + strip_h + 6), (60, 60, 60), 1)
+        cv2.putText(image, f"{metre:g} m", (x - 12, margin + strip_h + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1)
+        metre += step
+    for d in defects:
+        x0, x1 = (int(margin + a * scale_x) for a in d["along_m"])
+        y0, y1 = (int(margin + a * scale_y) for a in d["across_mm"])
+        colour = POINT_COLOURS.get(d.get("points") or 0, POINT_COLOURS[4])
+        cv2.rectangle(image, (x0 - 3, y0 - 3), (max(x1, x0) + 3, max(y1, y0) + 3), colour, -1)
+        cv2.rectangle(image, (x0 - 3, y0 - 3), (max(x1, x0) + 3, max(y1, y0) + 3), (30, 30, 30), 1)
+        cv2.putText(image, str(d["id"]), (x0, max(y0 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (30, 30, 30), 1)
+    title = f"roll {summary['id']}  {summary['article']}  {length:.2f} m x {width_mm:g} mm"
+    cv2.putText(image, title, (margin, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (20, 20, 20), 1)
+    return image
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return buffer.tobytes()
+
+
+def defects_csv(defects: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for d in defects:
+        writer.writerow({
+            "id": d["id"], "along_start_m": f"{d['along_m'][0]:.4f}", "along_end_m": f"{d['along_m'][1]:.4f}",
+            "across_start_mm": f"{d['across_mm'][0]:.1f}", "across_end_mm": f"{d['across_mm'][1]:.1f}",
+            "width_mm": d["width_mm"], "length_mm": d["length_mm"], "points": d.get("points"),
+            "label": d.get("label") or "", "max_score": f"{d['max_score']:.4f}",
+            "cameras": " ".join(d.get("cameras", [])), "sightings": " ".join(map(str, d.get("sightings", []))),
+        })
+    return out.getvalue()
+
+
+def _cell_text(value) -> str:
+    return str(value).encode("latin-1", "replace").decode("latin-1")
+
+
+def roll_pdf(summary: dict, defects: list[dict], thumbnails: dict[int, np.ndarray] | None = None) -> bytes:
+    """A printable report: summary, verdict, points table, roll map, defect thumbnails."""
+    thumbnails = thumbnails or {}
+    grade = summary["grade"]
+    pdf = FPDF(orientation="L", unit="mm", format="A4")
+    pdf.set_auto_page_break(True, margin=12)
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(0, 9, _cell_text(f"Roll inspection report - roll {summary['id']}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 10)
+    pdf.cell(0, 5, f"generated {datetime.now().astimezone().isoformat(timespec='seconds')} by fabricad", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    verdict = "PASS" if grade["passed"] else "FAIL"
+    pdf.set_font("Helvetica", "B", 14)
+    pdf.set_text_color(*((22, 128, 61) if grade["passed"] else (185, 28, 28)))
+    pdf.cell(0, 8, f"Grade: {verdict}  -  {grade['points']} points, {grade['points_per_100_m2']:.1f} points per 100 m²"
+                   f" (limit {grade['limit_per_100_m2']:g})", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_text_color(0, 0, 0)
+    pdf.set_font("Helvetica", "", 10)
+    for reason in grade["reasons"]:
+        pdf.cell(0, 5, _cell_text(f"- {reason}"), new_x="LMARGIN", new_y="NEXT")
+    rows = [
+        ("Article", summary["article"]), ("Model", summary.get("model") or "(camera default)"),
+        ("Usable width", f"{summary['width_mm']:g} mm"), ("Inspected length", f"{summary['length_m']:.2f} m"),
+        ("Area", f"{grade['area_m2']:.2f} m²"), ("Started", summary["started_at"]),
+        ("Ended", summary.get("ended_at") or "running"), ("Defects", str(len(defects))),
+        ("Cameras", ", ".join(f"{c['camera_id']} @ {c['offset_mm']:g} mm, {c['mm_per_px']:g} mm/px" for c in summary["cameras"])),
+    ]
+    pdf.ln(2)
+    with pdf.table(col_widths=(40, 200), first_row_as_headings=False) as table:
+        for key, value in rows:
+            table.row([key, _cell_text(value)])
+    pdf.ln(4)
+    picture = roll_map(summary, defects)
+    pdf.image(io.BytesIO(png_bytes(picture)), w=270)
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 12)
+    pdf.cell(0, 8, "Defects and points", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 9)
+    with pdf.table(col_widths=(12, 28, 28, 22, 22, 14, 40, 20, 84)) as table:
+        table.row(["#", "along (m)", "across (mm)", "width mm", "length mm", "points", "label", "score", "picture"])
+        for d in defects:
+            row = table.row()
+            for value in (d["id"], f"{d['along_m'][0]:.3f}-{d['along_m'][1]:.3f}",
+                          f"{d['across_mm'][0]:.0f}-{d['across_mm'][1]:.0f}", f"{d['width_mm']:.0f}",
+                          f"{d['length_mm']:.0f}", d.get("points"), d.get("label") or "", f"{d['max_score']:.3f}"):
+                row.cell(_cell_text(value))
+            thumb = thumbnails.get(d["id"])
+            if thumb is not None:
+                row.cell(img=io.BytesIO(png_bytes(thumb)), img_fill_width=False)
+            else:
+                row.cell("")
+    return bytes(pdf.output())
+
+
+def write_report(folder: Path, summary: dict, defects: list[dict], thumbnails: dict[int, np.ndarray] | None = None) -> dict[str, Path]:
+    """All formats side by side in `folder` (the service writes them at roll end)."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"json": folder / "report.json", "csv": folder / "defects.csv", "pdf": folder / "report.pdf",
+             "map": folder / "roll_map.png"}
+    paths["json"].write_text(json.dumps({"roll": summary, "defects": defects}, indent=2))
+    paths["csv"].write_text(defects_csv(defects))
+    paths["pdf"].write_bytes(roll_pdf(summary, defects, thumbnails))
+    paths["map"].write_bytes(png_bytes(roll_map(summary, defects)))
+    return paths

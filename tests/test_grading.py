@@ -1,0 +1,107 @@
+"""The 4-point system on hand-made cases, roll geometry, merging and the roll report."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from fabricad.rolls.geometry import CameraPlacement, RollBox, merge_into, region_on_roll
+from fabricad.rolls.grading import GradedDefect, GradingRules, defect_points, grade_roll, per_100_yd2_to_per_100_m2
+
+RULES = GradingRules()
+
+
+def defect(i, along, length_mm, width_mm=5.0, across=100.0, label=None):
+    return GradedDefect(i, (across, across + width_mm), (along, along + length_mm / 1000), label)
+
+
+@pytest.mark.parametrize("size, points", [(10, 1), (75, 1), (75.5, 2), (150, 2), (151, 3), (230, 3), (231, 4), (900, 4)])
+def test_points_by_length(size, points):
+    assert defect_points(defect(1, 3.0, size), RULES) == points
+    # length in any direction: a defect across the width counts the same
+    assert defect_points(GradedDefect(2, (0, size), (3.0, 3.001)), RULES) == points
+
+
+def test_holes_and_false_alarms():
+    assert defect_points(defect(1, 1, 20, label="hole"), RULES) == 2
+    assert defect_points(defect(1, 1, 25, label="hole"), RULES) == 2
+    assert defect_points(defect(1, 1, 26, label="hole"), RULES) == 4
+    assert defect_points(defect(1, 1, 200, label="false_alarm"), RULES) == 0
+    assert defect_points(defect(1, 1, 20, label="slub"), RULES) == 1
+    # the configurable rule: small round defects are holes even unlabelled
+    rule = GradingRules(compact_as_hole_max_mm=30)
+    assert defect_points(defect(1, 1, 20, width_mm=18), rule) == 2
+    assert defect_points(defect(1, 1, 20, width_mm=5), rule) == 1  # elongated: a yarn fault, not a hole
+    assert defect_points(defect(1, 1, 20, width_mm=18, label="stain"), rule) == 1  # the operator's label wins
+
+
+def test_rules_are_validated():
+    with pytest.raises(ValueError):
+        GradingRules(length_limits_mm=[150, 75, 230])
+
+
+def test_per_metre_cap_and_area_formula():
+    # three 3-point defects in metre 2 → capped at 4; one 1-point defect in metre 7
+    defects = [defect(1, 2.1, 200), defect(2, 2.4, 200), defect(3, 2.7, 200), defect(4, 7.5, 30)]
+    grade = grade_roll(defects, width_mm=1500, length_m=50, rules=RULES)
+    assert grade.metre_points == {2: 4, 7: 1}
+    assert grade.points == 5
+    assert grade.points_per_100_m2 == pytest.approx(5 * 100_000 / (1500 * 50), abs=1e-3)
+    assert grade.area_m2 == pytest.approx(75.0)
+    assert grade.passed
+
+
+def test_running_defect_scores_every_metre_and_fails_past_ten_metres():
+    short = grade_roll([defect(1, 10.2, 3500)], width_mm=1500, length_m=100, rules=RULES)
+    assert short.metre_points == {10: 4, 11: 4, 12: 4, 13: 4}
+    assert short.points == 16 and short.passed
+    long = grade_roll([defect(1, 10.2, 10_500)], width_mm=1500, length_m=100, rules=RULES)
+    assert not long.passed
+    assert any("runs 10.5 m" in r for r in long.reasons)
+
+
+def test_limit_conversion_and_fail_on_points():
+    assert per_100_yd2_to_per_100_m2(40) == pytest.approx(47.84, abs=0.01)
+    assert RULES.limit_per_100_m2 == pytest.approx(47.84, abs=0.01)
+    # 10 m × 1 m roll = 10 m²; 4 points in each of 2 metres = 8 points → 80 per 100 m² > 47.84
+    grade = grade_roll([defect(1, 1.2, 300), defect(2, 5.5, 300)], width_mm=1000, length_m=10, rules=RULES)
+    assert grade.points == 8 and grade.points_per_100_m2 == pytest.approx(80.0)
+    assert not grade.passed
+    relabelled = grade_roll([defect(1, 1.2, 300), defect(2, 5.5, 300, label="false_alarm")], 1000, 10, RULES)
+    assert relabelled.points == 4 and relabelled.passed  # 40 per 100 m²
+
+
+def test_region_on_roll_and_merge():
+    placement = CameraPlacement(camera_id="cam2", offset_mm=800, mm_per_px=0.5)
+    box = region_on_roll({"x": 100, "y": 40, "width": 20, "height": 10, "outline": [[100, 40], [120, 50]]}, 12.0, placement)
+    assert box.across_mm == (850.0, 860.0)
+    assert box.along_m == pytest.approx((12.02, 12.025))
+    assert box.outline[1] == pytest.approx((860.0, 12.025))
+    known = {1: RollBox((850, 860), (11.99, 12.021)), 2: RollBox((100, 110), (12.0, 12.01)), 3: RollBox((861, 870), (12.03, 12.04))}
+    keep, fold = merge_into(known, box, gap_mm=10)
+    assert (keep, fold) == (1, [3])  # continues defect 1, and bridges to defect 3
+    assert merge_into(known, box, gap_mm=0) == (1, [])
+
+
+def test_report_formats(tmp_path):
+    from pypdf import PdfReader
+
+    from fabricad.rolls.report import defects_csv, roll_map, roll_pdf
+
+    summary = {"id": "R-17", "article": "denim 12oz", "model": "denim", "width_mm": 1600.0, "length_m": 42.0,
+               "started_at": "2026-11-28T10:00:00+00:00", "ended_at": None, "speed_m_per_min": 20,
+               "cameras": [{"camera_id": "cam1", "offset_mm": 0, "mm_per_px": 1}],
+               "grade": grade_roll([defect(1, 3.0, 120)], 1600, 42, RULES).as_dict()}
+    defects = [{"id": 1, "along_m": [3.0, 3.12], "across_mm": [100, 105], "width_mm": 5, "length_mm": 120, "points": 2,
+                "label": None, "max_score": 0.9, "cameras": ["cam1"], "sightings": [4, 5]}]
+    picture = roll_map(summary, defects)
+    assert picture.shape[1] == 1600 and picture.dtype == np.uint8
+    marker = picture[:, int(40 + 3.06 / 42 * 1520)]
+    assert (np.abs(marker.astype(int) - (249, 115, 22)).sum(axis=1) < 10).any()  # the 2-point colour at 3 m
+    rows = defects_csv(defects).splitlines()
+    assert rows[0].startswith("id,along_start_m") and rows[1].startswith("1,3.0000,3.1200")
+    pdf = roll_pdf(summary, defects, {1: np.zeros((40, 60, 3), np.uint8)})
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    assert "roll R-17" in text and "PASS" in text and "denim 12oz" in text and "3.000-3.120" in text

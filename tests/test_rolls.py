@@ -1,0 +1,155 @@
+"""A simulated roll end to end: a long synthetic strip with defects at known places, played by a
+simulated camera at a known speed through the real service, graded and reported."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+
+from fabricad.data.synthetic import PlacedDefect, render_roll, write_frames
+from fabricad.rolls.grading import GradedDefect, GradingRules, grade_roll
+from tests.live_server import ADMIN, OPERATOR, Server
+
+httpx = pytest.importorskip("httpx")
+
+FRAME = 128  # px; at 1 mm/px a frame is 128 mm of fabric
+FPS = 4.0
+SPEED_M_PER_MIN = FRAME / 1000 * FPS * 60  # the line moves one frame per frame period
+PLANTED = [  # (defect, points it should earn)
+    (PlacedDefect("hole", 35, 175, 30, 30), 1),  # a 30 mm hole, unlabelled: by length, 1 point
+    (PlacedDefect("broken_yarn", 56, 470, 16, 110), 2),  # 110 mm along the roll, across a frame border at 512
+    (PlacedDefect("missing_yarn", 80, 900, 16, 300), 4),  # 300 mm running over three frames, in metre 1
+]
+
+
+@pytest.fixture(scope="module")
+def roll_setup(tmp_path_factory, trained_run):
+    from fabricad.export.onnx_export import export_bundle
+    from fabricad.training import load_model
+
+    root = tmp_path_factory.mktemp("roll")
+    model, ckpt = load_model(trained_run)
+    export_bundle(model, ckpt, root / "models" / "plain", progress=False)
+    strip, truth = render_roll("plain", FRAME, FRAME * 10, [d for d, _ in PLANTED], seed=5)
+    frames = write_frames(root / "media" / "roll-1", strip, FRAME)
+    assert len(frames) == 10
+    return root, truth
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_simulated_roll_positions_points_and_report(roll_setup, tmp_path):
+    from pypdf import PdfReader
+    import pypdfium2
+
+    root, truth = roll_setup
+    server = Server(root / "models", tmp_path, FABRICAD_MEDIA_DIR=str(root / "media"),
+                    FABRICAD_REPORT_DIR=str(tmp_path / "reports"))
+    admin, operator = {"X-API-Key": ADMIN}, {"X-API-Key": OPERATOR}
+    try:
+        url = server.url
+        camera = {"id": "line1-cam1", "source": "media:roll-1", "fps": FPS, "loop": False, "queue_size": 64}
+        assert httpx.post(f"{url}/v1/cameras?start=false", json=camera, headers=admin).status_code == 201
+        roll = {"id": "R-0001", "article": "plain 120 g/m²", "width_mm": FRAME, "speed_m_per_min": SPEED_M_PER_MIN,
+                "cameras": [{"camera_id": "line1-cam1", "offset_mm": 0, "mm_per_px": 1.0}]}
+        assert httpx.post(f"{url}/v1/rolls", json=roll).status_code == 401
+        started = httpx.post(f"{url}/v1/rolls", json=roll, headers=operator)
+        assert started.status_code == 201, started.text
+        assert httpx.post(f"{url}/v1/rolls", json=roll, headers=operator).status_code == 409  # camera busy, id taken
+        _wait(lambda: httpx.get(f"{url}/v1/cameras/line1-cam1").json()["frames_processed"] >= 10, 60, "10 frames")
+        ended = httpx.post(f"{url}/v1/rolls/R-0001/end", headers=operator)
+        assert ended.status_code == 200, ended.text
+        body = ended.json()
+        assert body["length_m"] == pytest.approx(1.28, abs=0.01)
+        found = body["defect_list"]
+        for (planted, points), (x, y, w, h) in zip(PLANTED, truth):
+            centre = (x + w / 2, (y + h / 2) / 1000)  # mm across, m along
+            near = [d for d in found if abs(sum(d["across_mm"]) / 2 - centre[0]) <= 10
+                    and abs(sum(d["along_m"]) / 2 - centre[1]) <= 0.010]
+            assert len(near) == 1, f"{planted.kind} at {centre}: {[(d['across_mm'], d['along_m']) for d in found]}"
+            assert near[0]["points"] == points, (planted.kind, near[0])
+            assert abs(near[0]["length_mm"] - h) <= 25  # the map is 8 px coarse and blurred: sizes to ±25 mm
+        spanning = [d for d in found if len(d["sightings"]) > 1]
+        assert spanning, "the defects across frame borders were seen twice and merged into one"
+        # metre 0 holds 1 + 2 points, metre 1 the 4-point yarn fault; 128 mm × 1.28 m of fabric
+        expected = grade_roll([GradedDefect(i, (x, x + w), (y / 1000, (y + h) / 1000)) for i, (x, y, w, h) in enumerate(truth)],
+                              FRAME, 1.28, GradingRules())
+        assert expected.points == 7
+        assert body["grade"]["points"] == 7
+        assert body["grade"]["points_per_100_m2"] == pytest.approx(expected.points_per_100_m2, rel=0.02)
+        assert body["grade"]["passed"] is False  # 7 points on 0.16 m² is far over the limit
+
+        # the operator's label changes the grade: a false alarm earns nothing
+        longest = max(found, key=lambda d: d["length_mm"])
+        relabel = httpx.post(f"{url}/v1/rolls/R-0001/defects/{longest['id']}/label", json={"label": "false_alarm"}, headers=operator)
+        assert relabel.status_code == 200
+        regraded = httpx.get(f"{url}/v1/rolls/R-0001").json()
+        assert regraded["grade"]["points"] == body["grade"]["points"] - 4
+
+        # reports: written at the end, and on demand in every format
+        for name in ("report.pdf", "report.json", "defects.csv", "roll_map.png"):
+            assert (tmp_path / "reports" / "R-0001" / name).stat().st_size > 0
+        pdf = httpx.get(f"{url}/v1/rolls/R-0001/report.pdf")
+        assert pdf.headers["content-type"] == "application/pdf"
+        text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages)
+        assert "R-0001" in text and "Defects and points" in text
+        page = pypdfium2.PdfDocument(pdf.content)[0].render(scale=1).to_pil()
+        page.save(tmp_path / "report-page1.png")
+        assert page.size[0] > 800 and np.asarray(page).std() > 10  # a real rendered page, not blank
+        csv_rows = httpx.get(f"{url}/v1/rolls/R-0001/report.csv").text.splitlines()
+        assert len(csv_rows) == len(found) + 1
+        assert httpx.get(f"{url}/v1/rolls/R-0001/map.png").content[:4] == b"\x89PNG"
+        assert httpx.get(f"{url}/v1/rolls/..%2Fetc/report.pdf").status_code in (404, 422)
+        assert [r["id"] for r in httpx.get(f"{url}/v1/rolls?status=ended").json()] == ["R-0001"]
+    finally:
+        server.stop()
+
+
+def test_encoder_feed_places_frames(roll_setup, tmp_path):
+    """Without a camera: frames posted with the encoder feed (and one with its own position)."""
+    from tests.live_server import png
+
+    root, _ = roll_setup
+    server = Server(root / "models", tmp_path)
+    operator = {"X-API-Key": OPERATOR}
+    try:
+        url = server.url
+        roll = {"id": "R-2", "article": "plain", "width_mm": 2000,
+                "cameras": [{"camera_id": "cam-b", "offset_mm": 1000, "mm_per_px": 0.5}]}
+        assert httpx.post(f"{url}/v1/rolls", json=roll, headers=operator).status_code == 201
+        strip, truth = render_roll("plain", FRAME, FRAME, [PlacedDefect("hole", 40, 40, 40, 40)], seed=2)
+        assert httpx.post(f"{url}/v1/rolls/R-2/position", json={"along_m": 12.5}, headers=operator).status_code == 200
+        httpx.put(f"{url}/v1/models/plain/threshold", json={"target_fpr": 0.01}, headers={"X-API-Key": ADMIN})
+        answer = httpx.post(f"{url}/v1/inspect?camera_id=cam-b&along_m=20.0", content=png(strip),
+                            headers={"content-type": "image/png"}, timeout=30).json()
+        assert answer["roll_id"] == "R-2" and answer["along_m"] == 20.0
+        assert answer["verdict"] == "DEFECT"
+        defect = httpx.get(f"{url}/v1/rolls/R-2").json()["defect_list"][0]
+        x, y, w, h = truth[0]
+        assert sum(defect["across_mm"]) / 2 == pytest.approx(1000 + (x + w / 2) * 0.5, abs=5)
+        assert sum(defect["along_m"]) / 2 == pytest.approx(20.0 + (y + h / 2) * 0.0005, abs=0.005)
+        logged = httpx.get(f"{url}/v1/defects/{answer['defect_id']}").json()
+        assert logged["roll_id"] == "R-2" and logged["along_m"] == pytest.approx(sum(defect["along_m"]) / 2, abs=0.01)
+        # the encoder reading places a frame without its own position: 12.5 m plus a little drift at no speed
+        second = httpx.post(f"{url}/v1/inspect?camera_id=cam-b", content=png(strip), headers={"content-type": "image/png"},
+                            timeout=30).json()
+        assert second["along_m"] == pytest.approx(12.5, abs=1e-6)
+        # an operator's acknowledgement on the frame-level defect labels the roll defect
+        httpx.post(f"{url}/v1/defects/{answer['defect_id']}/ack", json={"label": "hole"}, headers=operator)
+        relabelled = httpx.get(f"{url}/v1/rolls/R-2").json()["defect_list"]
+        assert [d["label"] for d in relabelled if answer["defect_id"] in d["sightings"]] == ["hole"]
+        assert httpx.post(f"{url}/v1/rolls/R-2/end", json={"length_m": 30}, headers=operator).json()["length_m"] == 30
+        assert httpx.post(f"{url}/v1/rolls/R-2/position", json={"along_m": 31}, headers=operator).status_code == 409
+    finally:
+        server.stop()
