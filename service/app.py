@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from fabricad import __version__
 from fabricad.errors import FabricadError
@@ -21,6 +23,7 @@ from service.routers import cameras, defects, health, inspect, models, rolls
 from service.settings import ServiceSettings
 
 log = logging.getLogger("fabricad.service")
+DASHBOARD = Path(__file__).parent / "static"
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -74,4 +77,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     for router in (health.router, inspect.router, models.router, defects.router, cameras.router, rolls.router):
         app.include_router(router)
+
+    # The operator dashboard: plain HTML, CSS and JS modules, no build step.
+    app.mount("/static", StaticFiles(directory=DASHBOARD), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(DASHBOARD / "index.html", headers={"Cache-Control": "no-cache"})
+
     return app

@@ -156,6 +156,25 @@ class DefectLog:
             session.expunge(row)
             return row
 
+    def with_label(self, label: str, model: str | None = None, limit: int = 5000) -> list[DefectRecord]:
+        query = select(DefectRecord).where(DefectRecord.label == label)
+        if model is not None:
+            query = query.where(DefectRecord.model == model)
+        with Session(self.engine) as session:
+            rows = list(session.scalars(query.order_by(DefectRecord.id).limit(limit)))
+            session.expunge_all()
+        return rows
+
+    def labelled_scores(self, model: str) -> dict[str, list[float]]:
+        """Scores of acknowledged defects by label, for a model: what a new threshold would keep."""
+        with Session(self.engine) as session:
+            rows = session.execute(select(DefectRecord.label, DefectRecord.score)
+                                   .where(DefectRecord.model == model, DefectRecord.acknowledged.is_(True))).all()
+        out: dict[str, list[float]] = {}
+        for label, score in rows:
+            out.setdefault(label or "", []).append(float(score))
+        return out
+
     def file_path(self, name: str | None) -> Path | None:
         if not name:
             return None

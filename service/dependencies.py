@@ -33,7 +33,7 @@ def get_state(request: Request) -> AppState:
     return request.app.state.fabricad
 
 
-def _role_of(key: str | None, state: AppState) -> str | None:
+def role_of(key: str | None, state: AppState) -> str | None:
     if not key:
         return None
     for known, role in state.settings.api_keys.items():
@@ -48,7 +48,7 @@ def require(role: str):
     def check(key: str | None = Depends(api_key_header), state: AppState = Depends(get_state)) -> str:
         if not state.settings.api_keys:
             raise HTTPException(401, "no API keys are configured on this service (set FABRICAD_API_KEYS)")
-        actual = _role_of(key, state)
+        actual = role_of(key, state)
         if actual is None:
             raise HTTPException(401, "missing or unknown API key (header X-API-Key)")
         if ROLE_RANK[actual] < ROLE_RANK[role]:
@@ -59,5 +59,5 @@ def require(role: str):
 
 
 def reader(key: str | None = Depends(api_key_header), state: AppState = Depends(get_state)) -> None:
-    if state.settings.require_key_for_reads and _role_of(key, state) is None:
+    if state.settings.require_key_for_reads and role_of(key, state) is None:
         raise HTTPException(401, "this service requires an API key for every request (header X-API-Key)")

@@ -58,6 +58,23 @@ class ThresholdIn(BaseModel):
     target_fpr: float | None = Field(None, gt=0, lt=1, description="recalibrate on the model's normal scores")
 
 
+class CalibrationOut(BaseModel):
+    value: float = Field(description="the threshold previewed")
+    current: float = Field(description="the threshold in force")
+    false_alarm_rate: float | None = Field(description="share of calibration (normal) images above `value`")
+    recall: float | None = Field(description="share of operator-confirmed defects above `value`; none labelled: null")
+    false_alarms_still_raised: float | None = Field(description="share of labelled false alarms still above `value`")
+    normal_scores: list[float]
+    defect_scores: list[float]
+    false_alarm_scores: list[float]
+
+
+class WhoAmI(BaseModel):
+    role: Literal["operator", "admin"] | None
+    keys_configured: bool
+    reads_need_key: bool
+
+
 class ModelOut(BaseModel):
     name: str
     active: bool

@@ -69,3 +69,15 @@ def models_dir(tmp_path_factory, fabric_category) -> Path:
     for name in ("plain-a", "plain-b"):
         export_bundle(model, ckpt, root / name, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory, trained_run) -> Path:
+    """The learned model of `trained_run` as an ONNX bundle `plain` in a models folder."""
+    from fabricad.export.onnx_export import export_bundle
+    from fabricad.training import load_model
+
+    root = tmp_path_factory.mktemp("trained-models")
+    model, ckpt = load_model(trained_run)
+    export_bundle(model, ckpt, root / "plain", progress=False)
+    return root

@@ -26,13 +26,8 @@ PLANTED = [  # (defect, points it should earn)
 
 
 @pytest.fixture(scope="module")
-def roll_setup(tmp_path_factory, trained_run):
-    from fabricad.export.onnx_export import export_bundle
-    from fabricad.training import load_model
-
+def roll_setup(tmp_path_factory, trained_models):
     root = tmp_path_factory.mktemp("roll")
-    model, ckpt = load_model(trained_run)
-    export_bundle(model, ckpt, root / "models" / "plain", progress=False)
     strip, truth = render_roll("plain", FRAME, FRAME * 10, [d for d, _ in PLANTED], seed=5)
     frames = write_frames(root / "media" / "roll-1", strip, FRAME)
     assert len(frames) == 10
@@ -49,12 +44,12 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_simulated_roll_positions_points_and_report(roll_setup, tmp_path):
+def test_simulated_roll_positions_points_and_report(roll_setup, trained_models, tmp_path):
     from pypdf import PdfReader
     import pypdfium2
 
     root, truth = roll_setup
-    server = Server(root / "models", tmp_path, FABRICAD_MEDIA_DIR=str(root / "media"),
+    server = Server(trained_models, tmp_path, FABRICAD_MEDIA_DIR=str(root / "media"),
                     FABRICAD_REPORT_DIR=str(tmp_path / "reports"))
     admin, operator = {"X-API-Key": ADMIN}, {"X-API-Key": OPERATOR}
     try:
@@ -116,12 +111,11 @@ def test_simulated_roll_positions_points_and_report(roll_setup, tmp_path):
         server.stop()
 
 
-def test_encoder_feed_places_frames(roll_setup, tmp_path):
+def test_encoder_feed_places_frames(roll_setup, trained_models, tmp_path):
     """Without a camera: frames posted with the encoder feed (and one with its own position)."""
     from tests.live_server import png
 
-    root, _ = roll_setup
-    server = Server(root / "models", tmp_path)
+    server = Server(trained_models, tmp_path)
     operator = {"X-API-Key": OPERATOR}
     try:
         url = server.url

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Depends, HTTPException, WebSocket, WebSocketDisconnect
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
 
 from fabricad.errors import FabricadError
 from service.cameras import Camera, CameraSpec
-from service.dependencies import AppState, _role_of, get_state, reader, require
+from service.dependencies import AppState, role_of, get_state, reader, require
 
 router = APIRouter(prefix="/v1/cameras", tags=["cameras"])
 
@@ -59,6 +60,31 @@ def delete_camera(camera_id: str, state: AppState = Depends(get_state)) -> None:
     state.cameras.remove(camera_id)
 
 
+class CameraModelIn(BaseModel):
+    model: str | None = Field(None, max_length=128, description="model name; null follows the active model")
+
+
+@router.put("/{camera_id}/model", dependencies=[Depends(require("admin"))])
+def set_camera_model(camera_id: str, body: CameraModelIn, state: AppState = Depends(get_state)) -> dict:
+    """Switch the model one camera (line) runs; the others keep theirs. Takes effect with the next frame."""
+    camera = _camera(state, camera_id)
+    if body.model is not None:
+        state.registry.engine(body.model)  # 404 for an unknown name; loaded now, not on the next frame
+    camera.spec = camera.spec.model_copy(update={"model": body.model})
+    return camera.status()
+
+
+@router.get("/{camera_id}/latest.jpg", dependencies=[Depends(reader)], response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no frame yet"}})
+def latest_frame(camera_id: str, state: AppState = Depends(get_state)) -> Response:
+    """The newest annotated frame (the dashboard fetches it on each event; no long-lived connection)."""
+    camera = _camera(state, camera_id)
+    if camera.latest_jpeg is None:
+        raise HTTPException(404, f"camera {camera_id!r} has no inspected frame yet")
+    return Response(camera.latest_jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store",
+                                                                          "X-Frame-Sequence": str(camera.jpeg_sequence)})
+
+
 @router.get("/{camera_id}/stream.mjpeg", dependencies=[Depends(reader)],
             responses={200: {"content": {"multipart/x-mixed-replace; boundary=frame": {}}}})
 async def stream(camera_id: str, state: AppState = Depends(get_state)) -> StreamingResponse:
@@ -80,7 +106,7 @@ async def stream(camera_id: str, state: AppState = Depends(get_state)) -> Stream
 async def events(websocket: WebSocket, camera_id: str) -> None:
     state: AppState = websocket.app.state.fabricad
     key = websocket.headers.get("x-api-key") or websocket.query_params.get("api_key")
-    if state.settings.require_key_for_reads and _role_of(key, state) is None:
+    if state.settings.require_key_for_reads and role_of(key, state) is None:
         await websocket.close(code=4401, reason="API key required")
         return
     camera = state.cameras.cameras.get(camera_id)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from service.defect_log import DefectRecord
 from service.dependencies import AppState, get_state, reader, require
@@ -49,6 +51,32 @@ def _row(state: AppState, defect_id: int) -> DefectRecord:
     if row is None:
         raise HTTPException(404, f"no defect {defect_id}")
     return row
+
+
+@router.get("/export.zip", response_class=Response, dependencies=[Depends(require("operator"))],
+            responses={200: {"content": {"application/zip": {}}}})
+def export_images(label: str = Query("false_alarm", max_length=64, pattern=r"^[A-Za-z0-9 _.\-]+$"),
+                  model: str | None = Query(None, max_length=128), limit: int = Query(5000, ge=1, le=50_000),
+                  state: AppState = Depends(get_state)) -> Response:
+    """Frames operators labelled `label` (by default false alarms) as a zip: unzip into the next
+    training run's `train/good` so the model learns they are normal."""
+    rows = state.defects.with_label(label, model, limit)
+    buffer = io.BytesIO()
+    written = 0
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
+        lines = ["file,defect_id,model,model_version,camera_id,score,created_at"]
+        for row in rows:
+            path = state.defects.file_path(row.image_file)
+            if path is None:
+                continue
+            name = f"{row.model}-{row.id:08d}.png"
+            archive.write(path, name)
+            lines.append(f"{name},{row.id},{row.model},{row.model_version},{row.camera_id or ''},{row.score},{row.created_at.isoformat()}")
+            written += 1
+        archive.writestr("manifest.csv", "\n".join(lines) + "\n")
+    filename = f"{label.replace(' ', '_')}-images.zip"
+    return Response(buffer.getvalue(), media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"', "X-Image-Count": str(written)})
 
 
 @router.get("/{defect_id}", response_model=DefectOut)

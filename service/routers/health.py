@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from service.dependencies import AppState, get_state
+from service.dependencies import AppState, api_key_header, get_state, role_of
+from service.schemas import WhoAmI
 
 router = APIRouter(tags=["health"])
 
@@ -33,3 +34,10 @@ def readyz(state: AppState = Depends(get_state)) -> JSONResponse:
 def metrics(state: AppState = Depends(get_state)) -> Response:
     cameras = [c.status() for c in state.cameras.cameras.values()] if state.cameras else []
     return Response(state.metrics.render(cameras), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/v1/whoami", response_model=WhoAmI, tags=["auth"])
+def whoami(key: str | None = Depends(api_key_header), state: AppState = Depends(get_state)) -> WhoAmI:
+    """The role of the presented key (the dashboard's sign-in): null for none or an unknown key."""
+    return WhoAmI(role=role_of(key, state), keys_configured=bool(state.settings.api_keys),
+                  reads_need_key=state.settings.require_key_for_reads)

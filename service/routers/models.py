@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from service.dependencies import AppState, get_state, reader, require
-from service.schemas import ModelOut, ThresholdIn, ThresholdOut
+from fabricad.rolls.grading import FALSE_ALARM
+from service.schemas import CalibrationOut, ModelOut, ThresholdIn, ThresholdOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(reader)])
 
@@ -49,3 +51,25 @@ def put_threshold(name: str, body: ThresholdIn, state: AppState = Depends(get_st
     _, engine = state.registry.engine(name)
     threshold = engine.set_threshold(body.value, target_fpr=body.target_fpr)
     return ThresholdOut(**threshold.model_dump())
+
+
+@router.get("/{name}/calibration", response_model=CalibrationOut)
+def calibration(name: str, value: float | None = Query(None, description="a threshold to preview; the current one when omitted"),
+                state: AppState = Depends(get_state)) -> CalibrationOut:
+    """What a threshold would do before it is applied: the false-alarm rate on the model's
+    calibration (normal) images, and the share of operator-confirmed defects it would still catch."""
+    entry = state.registry.entry(name)
+    current = entry.engine.threshold.value if entry.engine else entry.meta.threshold.value
+    value = current if value is None else value
+    normal = np.asarray(entry.meta.normal_scores, dtype=float)
+    labelled = state.defects.labelled_scores(name)
+    confirmed = np.asarray([s for label, scores in labelled.items() if label != FALSE_ALARM for s in scores], dtype=float)
+    false_alarms = np.asarray(labelled.get(FALSE_ALARM, []), dtype=float)
+    return CalibrationOut(
+        value=value, current=current,
+        false_alarm_rate=float((normal > value).mean()) if normal.size else None,
+        recall=float((confirmed > value).mean()) if confirmed.size else None,
+        false_alarms_still_raised=float((false_alarms > value).mean()) if false_alarms.size else None,
+        normal_scores=sorted(normal.tolist()), defect_scores=sorted(confirmed.tolist()),
+        false_alarm_scores=sorted(false_alarms.tolist()),
+    )

@@ -1,0 +1,58 @@
+// Models: which one each camera runs, activation, and a threshold slider that previews the
+// false-alarm rate on calibration images and the recall on confirmed defects before applying.
+import { api, auth, el, fmt, notify } from "./api.js";
+
+async function preview(name, value, out) {
+  try {
+    const p = await api(`/v1/models/${encodeURIComponent(name)}/calibration?value=${value}`);
+    out.replaceChildren(
+      el("span", {}, "threshold"), el("b", { "data-testid": "preview-value" }, fmt.num(p.value, 4)),
+      el("span", {}, "false alarms on calibration images"), el("b", { "data-testid": "preview-far" }, fmt.pct(p.false_alarm_rate)),
+      el("span", {}, `confirmed defects caught (${p.defect_scores.length})`), el("b", {}, fmt.pct(p.recall)),
+      el("span", {}, `labelled false alarms still raised (${p.false_alarm_scores.length})`), el("b", {}, fmt.pct(p.false_alarms_still_raised)),
+    );
+  } catch (e) { out.replaceChildren(el("span", {}, e.message)); }
+}
+
+function modelCard(model, cameras, calibration) {
+  const admin = auth.role === "admin";
+  const scores = [...calibration.normal_scores, ...calibration.defect_scores, model.threshold.value];
+  const lo = Math.min(...scores) * 0.9;
+  const hi = Math.max(...scores) * 1.3;
+  const slider = el("input", { type: "range", min: lo, max: hi, step: (hi - lo) / 500, value: model.threshold.value,
+    "aria-label": `threshold of ${model.name}`, disabled: !admin });
+  const out = el("div", { class: "preview" });
+  let timer = null;
+  slider.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => preview(model.name, slider.value, out), 120); });
+  const apply = el("button", { disabled: !admin, onclick: async () => {
+    try {
+      await api(`/v1/models/${encodeURIComponent(model.name)}/threshold`, { method: "PUT", body: { value: Number(slider.value) } });
+      notify(`threshold of ${model.name} is now ${Number(slider.value).toFixed(4)}`);
+      refreshModels();
+    } catch (e) { notify(`threshold: ${e.message}`); }
+  } }, "Apply threshold");
+  preview(model.name, model.threshold.value, out);
+  const cameraRows = cameras.map((c) => el("label", {}, `${c.id}: `,
+    el("select", { disabled: !admin, "aria-label": `model of camera ${c.id}`, onchange: async (e) => {
+      try { await api(`/v1/cameras/${encodeURIComponent(c.id)}/model`, { method: "PUT", body: { model: e.target.value || null } }); notify(`camera ${c.id} runs ${e.target.value || "the active model"}`); }
+      catch (err) { notify(`camera model: ${err.message}`); }
+    } }, el("option", { value: "" }, "(active model)"), el("option", { value: model.name, selected: c.model === model.name }, model.name))));
+  return el("article", { class: "card", "data-model": model.name },
+    el("h2", {}, model.name, model.active ? " · active" : ""),
+    el("p", { class: "hint" }, `${model.teacher} · ${model.precision} · input ${model.input.join("×")} · ${model.version} · ${model.backend ?? "not loaded"}`),
+    el("p", {}, "threshold in force: ", el("b", { "data-testid": "threshold" }, fmt.num(model.threshold.value, 4)), ` (${model.threshold.method})`),
+    el("div", { class: "threshold" }, slider, out, apply),
+    model.active ? null : el("button", { disabled: !admin, onclick: async () => {
+      try { await api(`/v1/models/${encodeURIComponent(model.name)}/activate`, { method: "POST" }); refreshModels(); } catch (e) { notify(e.message); }
+    } }, "Make active"),
+    cameras.length ? el("div", {}, el("h3", {}, "Cameras"), cameraRows) : null,
+  );
+}
+
+export async function refreshModels() {
+  try {
+    const [models, cameras] = await Promise.all([api("/v1/models"), api("/v1/cameras")]);
+    const calibrations = await Promise.all(models.map((m) => api(`/v1/models/${encodeURIComponent(m.name)}/calibration`)));
+    document.getElementById("model-list").replaceChildren(...models.map((m, i) => modelCard(m, cameras, calibrations[i])));
+  } catch (e) { notify(`models: ${e.message}`); }
+}

@@ -1,0 +1,173 @@
+"""The operator dashboard in a real headless Chromium (Debian's, driven by Playwright) against a
+real service with a simulated video camera. Screenshots go to FABRICAD_TEST_ARTIFACTS
+(default: test-artifacts/ in the repository)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fabricad.data.synthetic import FABRICS, PlacedDefect, render_fabric, render_roll
+from tests.live_server import ADMIN, Server
+
+httpx = pytest.importorskip("httpx")
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+ARTIFACTS = Path(os.environ.get("FABRICAD_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+def _video(path: Path, frames: int = 16) -> Path:
+    """A video camera's file: normal fabric with a hole in every eighth frame."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 4, (128, 128))
+    rng = np.random.default_rng(3)
+    for i in range(frames):
+        if i % 8 == 7:
+            image, _ = render_roll("plain", 128, 128, [PlacedDefect("hole", 44, 44, 36, 36)], seed=i)
+        else:
+            image = render_fabric(FABRICS["plain"], 128, 128, rng)
+        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    writer.release()
+    assert path.stat().st_size > 0
+    return path
+
+
+@pytest.fixture()
+def live(trained_models, tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    _video(media / "loom7.avi")
+    server = Server(trained_models, tmp_path, FABRICAD_MEDIA_DIR=str(media), FABRICAD_REPORT_DIR=str(tmp_path / "reports"))
+    added = httpx.post(f"{server.url}/v1/cameras", json={"id": "loom7", "source": "media:loom7.avi", "fps": 4},
+                       headers={"X-API-Key": ADMIN})
+    assert added.status_code == 201, added.text
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def page():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        context = browser.new_context(viewport={"width": 1920, "height": 1080})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        yield page
+        browser.close()
+        assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_dashboard_live_defects_ack_threshold_and_rolls(live, page):
+    url, expect = live.url, sync_api.expect
+    page.goto(url)
+    expect(page.get_by_test_id("role")).to_contain_text("read-only")
+    page.fill("#key", "wrong-key")
+    page.click("#signin")
+    expect(page.locator("#banner")).to_contain_text("unknown API key")
+    page.fill("#key", ADMIN)
+    page.click("#signin")
+    expect(page.get_by_test_id("role")).to_have_text("signed in: admin")
+
+    # live: the frame and its counter keep changing
+    sequence = page.locator('[data-camera="loom7"] [data-testid="sequence"]')
+    expect(sequence).to_have_text(re.compile(r"\d+"), timeout=30_000)
+    first = int(sequence.inner_text())
+    page.wait_for_function(f"() => Number(document.querySelector('[data-camera=loom7] [data-testid=sequence]').textContent) > {first + 2}",
+                           timeout=30_000)
+    page.wait_for_function("() => document.querySelector('[data-camera=loom7] img').naturalWidth === 128", timeout=10_000)
+    expect(page.locator('[data-camera="loom7"] .lamp')).to_have_text(re.compile("OK|DEFECT"))
+    page.screenshot(path=ARTIFACTS / "dashboard-live.png")
+
+    # a defective frame puts a defect in the log (the badge counts it), and the table shows it
+    page.click('#tabs button[data-tab="defects"]')
+    rows = page.locator("#defect-table tbody tr")
+    expect(rows.first).to_be_visible(timeout=30_000)
+    expect(page.locator("#unacked")).to_be_visible()
+    rows.first.click()
+    defect_id = int(rows.first.get_attribute("data-id"))
+    expect(page.locator("#defect-detail img")).to_be_visible()
+    page.keyboard.press("f")  # false alarm, by keyboard
+    detail = httpx.get(f"{url}/v1/defects/{defect_id}").json()
+    for _ in range(50):
+        if detail["acknowledged"]:
+            break
+        time.sleep(0.1)
+        detail = httpx.get(f"{url}/v1/defects/{defect_id}").json()
+    assert detail["acknowledged"] and detail["label"] == "false_alarm" and detail["acknowledged_by"] == "admin"
+    page.screenshot(path=ARTIFACTS / "dashboard-defects.png")
+    page.reload()  # persisted: the label is there after a reload
+    page.click('#tabs button[data-tab="defects"]')
+    expect(page.locator(f'#defect-table tr[data-id="{defect_id}"] [data-testid="label"]')).to_have_text("false_alarm")
+    zipped = httpx.get(f"{url}/v1/defects/export.zip", headers={"X-API-Key": ADMIN})
+    assert zipped.status_code == 200 and int(zipped.headers["X-Image-Count"]) == 1
+
+    # the threshold slider previews the false-alarm rate, and the new threshold takes effect
+    page.click('#tabs button[data-tab="models"]')
+    slider = page.locator('[data-model="plain"] input[type=range]')
+    expect(slider).to_be_enabled()
+    slider.evaluate("s => { s.value = s.max; s.dispatchEvent(new Event('input')); }")
+    expect(page.locator('[data-model="plain"] [data-testid="preview-far"]')).to_have_text("0.0 %")
+    chosen = float(slider.input_value())
+    page.click('[data-model="plain"] >> text=Apply threshold')
+    expect(page.locator('[data-model="plain"] [data-testid="threshold"]')).to_have_text(f"{chosen:.4f}")
+    assert httpx.get(f"{url}/v1/models/plain/threshold").json()["value"] == pytest.approx(chosen)
+    page.screenshot(path=ARTIFACTS / "dashboard-models.png")
+    page.click('#tabs button[data-tab="live"]')
+    seen = int(httpx.get(f"{url}/v1/cameras/loom7").json()["frames_processed"])
+    deadline = time.time() + 30
+    while httpx.get(f"{url}/v1/cameras/loom7").json()["frames_processed"] < seen + 10 and time.time() < deadline:
+        time.sleep(0.3)
+    last = httpx.get(f"{url}/v1/cameras/loom7").json()["last_result"]
+    assert last["threshold"] == pytest.approx(chosen) and last["verdict"] == "OK"
+    expect(page.locator('[data-camera="loom7"] .lamp')).to_have_text("OK")
+
+    # rolls: start one from the form; it is listed with its grade and its map
+    page.click('#tabs button[data-tab="rolls"]')
+    page.fill('#roll-start [name="id"]', "R-77")
+    page.fill('#roll-start [name="article"]', "plain")
+    page.fill('#roll-start [name="width_mm"]', "128")
+    page.fill('#roll-start [name="speed_m_per_min"]', "30")
+    page.fill('#roll-start [name="cameras"]', "loom7@0:1")
+    page.click("#roll-start button[type=submit]")
+    expect(page.locator('#roll-table tr[data-id="R-77"]')).to_be_visible()
+    expect(page.get_by_test_id("rollmap")).to_be_visible()
+    expect(page.get_by_test_id("roll-grade")).to_contain_text("points")
+    page.screenshot(path=ARTIFACTS / "dashboard-rolls.png")
+
+    # a tablet: the same page, one column
+    page.set_viewport_size({"width": 800, "height": 1200})
+    page.click('#tabs button[data-tab="live"]')
+    box = page.locator('[data-camera="loom7"]').bounding_box()
+    assert box["width"] > 700
+    page.screenshot(path=ARTIFACTS / "dashboard-tablet.png")
+
+
+def test_inspect_by_drop_and_operator_limits(live, page):
+    from tests.live_server import OPERATOR
+
+    image, _ = render_roll("plain", 128, 128, [PlacedDefect("hole", 40, 40, 40, 40)], seed=9)
+    path = ARTIFACTS / "drop.png"
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    page.goto(live.url)
+    page.fill("#key", OPERATOR)
+    page.click("#signin")
+    expect = sync_api.expect
+    expect(page.get_by_test_id("role")).to_have_text("signed in: operator")
+    page.click('#tabs button[data-tab="inspect"]')
+    page.set_input_files("#file", str(path))
+    expect(page.get_by_test_id("inspect-verdict")).to_have_text("DEFECT", timeout=30_000)
+    expect(page.locator("#inspect-result img")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "dashboard-inspect.png")
+    page.click('#tabs button[data-tab="models"]')
+    expect(page.locator('[data-model="plain"] input[type=range]')).to_be_disabled()  # operators cannot change thresholds
