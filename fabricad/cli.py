@@ -101,26 +101,10 @@ def evaluate(
     """Evaluate a checkpoint on a test split; writes OUT/metrics.json, OUT/report.md and pictures.
 
     Without --data, the dataset the model was trained on is used."""
-    from fabricad.data import load_dataset
-    from fabricad.evaluation import compute_metrics, predict, write_report
-    from fabricad.training import load_model
-    from fabricad.training.trainer import select_device
+    from fabricad.evaluation import evaluate_checkpoint, format_metrics
 
-    detector, ckpt = load_model(model)
-    data_path = data or ckpt.config.data.path
-    if data_path is None:
-        raise FabricadError("no dataset given: pass --data PATH")
-    split = load_dataset(data_path, category or (None if data else ckpt.config.data.category))
-    if not split.test:
-        raise FabricadError(f"{data_path}: the dataset has no test images to evaluate on")
-    target = select_device(device)
-    predictions = predict(detector.to(target), split.test, ckpt.config.data.image_size, batch_size, target, not quiet)
-    result = compute_metrics(predictions, ckpt.score_stats.get("scores"))
-    write_report(out, predictions, result, split.name)
-    for key in ("image_auroc", "pixel_auroc", "aupro", "full_image_auroc", "f1_max", "recall_at_1pct_fpr"):
-        if key in result:
-            value = result[key]
-            typer.echo(f"{key:>20}: {value:.4f}" if value is not None else f"{key:>20}: n/a")
+    result = evaluate_checkpoint(model, out, data, category, batch_size, device, progress=not quiet)
+    typer.echo(format_metrics(result))
     typer.echo(f"report: {out / 'report.md'}")
 
 
@@ -136,26 +120,15 @@ def export(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Export a checkpoint to a deployable bundle: ONNX (fp32/fp16/int8), optionally a TensorRT engine."""
-    from fabricad.data import load_dataset
-    from fabricad.export.onnx_export import export_bundle
+    from fabricad.export.onnx_export import export_checkpoint
     from fabricad.export.tensorrt import build_engine, require_tensorrt
-    from fabricad.training import load_model
-    from fabricad.training.trainer import holdout_split
 
     if format not in ("onnx", "tensorrt"):
         raise FabricadError(f"unknown format {format!r}: use onnx or tensorrt")
     if format == "tensorrt":
         require_tensorrt()  # before any work: say now, not after the export, that it cannot be done
-    detector, ckpt = load_model(model)
-    train_samples = holdout = None
-    data_path = data or ckpt.config.data.path
-    if data_path is not None and Path(data_path).exists():
-        split = load_dataset(data_path, category or (None if data else ckpt.config.data.category))
-        train_samples, holdout = holdout_split(split.train, ckpt.config)
-    elif precision == "int8":
-        raise FabricadError("int8 export needs the normal training images for calibration: pass --data")
-    bundle = export_bundle(detector, ckpt, out, precision=precision, calibration_samples=train_samples,
-                           holdout_samples=holdout, name=name, progress=not quiet)
+    bundle = export_checkpoint(model, out, precision=precision, data=data, category=category, name=name,
+                               progress=not quiet)
     typer.echo(f"bundle: {bundle}")
     if format == "tensorrt":
         typer.echo(f"tensorrt engine: {build_engine(bundle, fp16=precision != 'fp32')}")
@@ -259,38 +232,21 @@ def generate(
 
 @app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option("--workdir", help="Where data and models are written.")] = Path("runs/demo"),
+    workdir: Annotated[Path, typer.Option("--workdir", help="Where data, model, bundle and the defect store are written.")] = Path("runs/demo"),
     max_steps: Annotated[int, typer.Option("--max-steps", help="Training budget in optimiser steps.")] = 300,
+    train_images: Annotated[int, typer.Option("--train-images", help="Synthetic normal images to train on.")] = 30,
+    category: CategoryOpt = None,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Start the service and dashboard at the end.")] = True,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    fps: Annotated[float, typer.Option("--fps", help="Frame rate of the simulated camera.")] = 2.0,
 ) -> None:
-    """Generate a synthetic fabric, train the default model on it and check it on a defect."""
-    from fabricad.config import FabricadConfig
-    from fabricad.data import load_dataset
-    from fabricad.evaluation import predict
-    from fabricad.evaluation.metrics import auroc
-    from fabricad.training import load_model
-    from fabricad.training import train as run_training
+    """Everything on an embedded default: synthetic fabric (or FABRICAD_DATA), train, evaluate,
+    export, then the service with the dashboard and a simulated camera. Re-running reuses each step."""
+    from fabricad.demo import DemoPlan, run_demo
 
-    data_root = workdir / "data"
-    category = data_root / "plain"
-    if not (category / "train" / "good").is_dir():
-        from fabricad.data.synthetic import generate_category
-
-        generate_category(data_root, "plain", size=(256, 256), n_train=30, n_test_good=6, n_test_defect=12)
-    model_dir = workdir / "model"
-    if not (model_dir / "model.ckpt").is_file():
-        cfg = FabricadConfig().with_overrides(
-            [f"data.path={category}", f"train.max_steps={max_steps}", "data.image_size=128"]
-        )
-        run_training(cfg, model_dir)
-    model, ckpt = load_model(model_dir)
-    predictions = predict(model, load_dataset(category).test, ckpt.config.data.image_size, progress=False)
-    labels, scores = predictions.labels, predictions.scores
-    typer.echo(
-        f"model: {model_dir / 'model.ckpt'}\n"
-        f"test images: {int((labels == 0).sum())} normal, {int(labels.sum())} defective; "
-        f"mean score normal {scores[labels == 0].mean():.3f}, defective {scores[labels == 1].mean():.3f}; "
-        f"image AUROC {auroc(labels, scores):.3f}"
-    )
+    run_demo(DemoPlan(workdir, max_steps=max_steps, train_images=train_images, category=category),
+             serve=serve, host=host, port=port, fps=fps)
 
 
 def main() -> None:
@@ -302,3 +258,7 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -47,6 +47,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 log.error("cannot activate model %s: %s", first, exc)
         else:
             log.warning("no model bundles in %s: /readyz will answer 503", settings.models_dir)
+        for spec in settings.cameras:
+            try:
+                state.cameras.add(spec)
+            except FabricadError as exc:
+                log.error("camera %s not started: %s", spec.id, exc)
         if not settings.api_keys:
             log.warning("no API keys configured: mutating endpoints answer 401 (set FABRICAD_API_KEYS)")
         yield

@@ -16,7 +16,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text, create_engine, event, func, select
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 

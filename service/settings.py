@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from service.cameras import CameraSpec
 
 Role = Literal["operator", "admin"]
 
@@ -34,6 +41,8 @@ class ServiceSettings(BaseSettings):
     """Where the report of each ended roll is written (PDF, JSON, CSV, roll map)."""
     media_dir: Path = Path("media")
     """Video files and image folders that `media:NAME` camera sources may name (simulated cameras)."""
+    cameras: list[CameraSpec] = []
+    """Cameras started with the service (more can be added at run time by the API)."""
     max_batch: int = Field(8, ge=1, le=64)
     """Frames from all cameras inferred together at most."""
     threads: int | None = None

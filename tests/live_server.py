@@ -35,6 +35,7 @@ class Server:
             "FABRICAD_MODELS_DIR": str(models),
             "FABRICAD_DATABASE_URL": f"sqlite:///{workdir / 'defects.db'}",
             "FABRICAD_IMAGE_STORE": str(workdir / "images"),
+            "FABRICAD_REPORT_DIR": str(workdir / "reports"),
             "FABRICAD_API_KEYS": f'{{"{ADMIN}": "admin", "{OPERATOR}": "operator"}}',
             "FABRICAD_THREADS": "1",
             **env,

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from fabricad.rolls.geometry import CameraPlacement, RollBox, merge_into, region_on_roll
-from fabricad.rolls.grading import GradedDefect, GradingRules, defect_points, grade_roll, per_100_yd2_to_per_100_m2
+from fabricad.rolls.grading import (
+    GradedDefect,
+    GradingRules,
+    defect_points,
+    grade_roll,
+    per_100_yd2_to_per_100_m2,
+)
 
 RULES = GradingRules()
 

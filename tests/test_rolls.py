@@ -45,8 +45,8 @@ def _wait(predicate, timeout: float, what: str):
 
 
 def test_simulated_roll_positions_points_and_report(roll_setup, trained_models, tmp_path):
-    from pypdf import PdfReader
     import pypdfium2
+    from pypdf import PdfReader
 
     root, truth = roll_setup
     server = Server(trained_models, tmp_path, FABRICAD_MEDIA_DIR=str(root / "media"),

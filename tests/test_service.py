@@ -18,7 +18,6 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
 from fabricad.data import load_dataset  # noqa: E402
-
 from tests.live_server import ADMIN, OPERATOR, Server, _free_port  # noqa: E402
 from tests.live_server import png as _png  # noqa: E402
 

@@ -1,4 +1,9 @@
-from fabricad.backbones.teacher import TeacherEncoder, feature_strides, pick_layers, state_hash
+from fabricad.backbones.teacher import (
+    TeacherEncoder,
+    feature_strides,
+    pick_layers,
+    state_hash,
+)
 from fabricad.backbones.weights import PACKAGED_WEIGHTS, LoadedWeights, resolve_weights
 
 __all__ = [

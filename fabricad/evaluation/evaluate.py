@@ -146,3 +146,34 @@ def write_report(out: Path, p: Predictions, result: dict, title: str, max_exampl
     lines += ["", f"Threshold used in the pictures: {threshold:.4f}", ""]
     lines += [f"## {caption}\n\n![{caption}]({name})\n" for caption, name in pictures]
     (out / "report.md").write_text("\n".join(lines))
+
+
+REPORTED = ("image_auroc", "pixel_auroc", "aupro", "full_image_auroc", "f1_max", "recall_at_1pct_fpr")
+
+
+def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, category: str | None = None,
+                        batch_size: int = 8, device: str = "auto", progress: bool = True) -> dict:
+    """`fabricad eval` as a function: load, predict on the test split, write metrics.json and the
+    report. Without `data`, the dataset the model was trained on."""
+    from fabricad.data import load_dataset
+    from fabricad.errors import FabricadError
+    from fabricad.training import load_model
+    from fabricad.training.trainer import select_device
+
+    detector, ckpt = load_model(model)
+    data_path = data or ckpt.config.data.path
+    if data_path is None:
+        raise FabricadError("no dataset given: pass --data PATH")
+    split = load_dataset(data_path, category or (None if data else ckpt.config.data.category))
+    if not split.test:
+        raise FabricadError(f"{data_path}: the dataset has no test images to evaluate on")
+    target = select_device(device)
+    predictions = predict(detector.to(target), split.test, ckpt.config.data.image_size, batch_size, target, progress)
+    result = compute_metrics(predictions, ckpt.score_stats.get("scores"))
+    write_report(out, predictions, result, split.name)
+    return result
+
+
+def format_metrics(result: dict) -> str:
+    return "\n".join(f"{key:>20}: {result[key]:.4f}" if result[key] is not None else f"{key:>20}: n/a"
+                     for key in REPORTED if key in result)

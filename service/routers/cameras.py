@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from fabricad.errors import FabricadError
 from service.cameras import Camera, CameraSpec
-from service.dependencies import AppState, role_of, get_state, reader, require
+from service.dependencies import AppState, get_state, reader, require, role_of
 
 router = APIRouter(prefix="/v1/cameras", tags=["cameras"])
 

@@ -6,8 +6,8 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
-from service.dependencies import AppState, get_state, reader, require
 from fabricad.rolls.grading import FALSE_ALARM
+from service.dependencies import AppState, get_state, reader, require
 from service.schemas import CalibrationOut, ModelOut, ThresholdIn, ThresholdOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(reader)])

@@ -17,7 +17,13 @@ from torch import nn
 from fabricad.backbones import TeacherEncoder
 from fabricad.config import ModelConfig
 from fabricad.models.base import DistillationModel, Features
-from fabricad.models.layers import SSPCAB, SpatialAttentionGate, StudentDecoder, conv_bn_relu, steps_between
+from fabricad.models.layers import (
+    SSPCAB,
+    SpatialAttentionGate,
+    StudentDecoder,
+    conv_bn_relu,
+    steps_between,
+)
 
 DEFAULT_STRIDES = (2, 4, 8, 16)
 MIN_TARGET_STRIDE = 4

@@ -14,7 +14,12 @@ from torch import nn
 from fabricad.backbones import TeacherEncoder
 from fabricad.config import ModelConfig
 from fabricad.models.base import DistillationModel, Features
-from fabricad.models.layers import BasicBlock, StudentDecoder, conv_bn_relu, steps_between
+from fabricad.models.layers import (
+    BasicBlock,
+    StudentDecoder,
+    conv_bn_relu,
+    steps_between,
+)
 
 # The classic design distils strides 4/8/16. On fabrics the stride-4 scale mostly adds noise:
 # on AITEX fabric 02, strides 8/16/32 beat 4/8/16 on every metric and run twice as fast

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Install fabricad from the build stage's wheel into the image's Python; shared by both targets.
+#   install.sh cpu | gpu
+set -eu
+variant="$1"
+extras="postgres"
+[ "$variant" = gpu ] && extras="postgres,gpu"
+# CPU-only PyTorch: the service infers with ONNX Runtime; torch serves the library (and is large).
+pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==2.*" "torchvision==0.*"
+pip install --no-cache-dir "$(ls /wheels/fabricad-*.whl)[$extras]"
+if [ "$variant" = gpu ]; then
+  # onnxruntime and onnxruntime-gpu share one module name: keep only the GPU build.
+  pip uninstall -y onnxruntime
+  pip install --no-cache-dir --force-reinstall --no-deps "onnxruntime-gpu>=1.18"
+fi
+useradd --system --uid 10001 --create-home fabricad
+mkdir -p /data/models /data/store /data/media
+chown -R 10001 /data

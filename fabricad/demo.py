@@ -1,0 +1,182 @@
+"""`fabricad demo`: a newcomer's first ten minutes, with no data and no network.
+
+data → train → evaluate → export → service with the dashboard and a simulated camera. Each step
+leaves its result in the work folder and is skipped when that result is already there, so a
+second run starts the service in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from fabricad.errors import FabricadError
+
+CAMERA_ID = "demo-line"
+
+
+@dataclass
+class DemoPlan:
+    workdir: Path
+    max_steps: int = 300
+    train_images: int = 30
+    image_size: int = 128
+    fabric: str = "plain"
+    category: str | None = None
+    """With FABRICAD_DATA: the category of that dataset (an AITEX fabric code, an MVTec category)."""
+
+    @property
+    def model_dir(self) -> Path:
+        return self.workdir / "model"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.workdir / "models"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.workdir / "media"
+
+
+def _say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def prepare_data(plan: DemoPlan) -> tuple[Path, str | None]:
+    """The dataset: FABRICAD_DATA when set (AITEX or any supported layout), else a synthetic fabric."""
+    external = os.environ.get("FABRICAD_DATA")
+    if external:
+        from fabricad.data import load_dataset
+
+        root = Path(external)
+        category = plan.category
+        if category is None and (root / "NODefect_images").is_dir():
+            category = "00"  # AITEX: the first fabric code
+        load_dataset(root, category)  # fails now, with the reason, rather than after training
+        _say(f"data: {root}{f' (category {category})' if category else ''} from FABRICAD_DATA")
+        return root, category
+    from fabricad.data.synthetic import generate_category
+
+    category_dir = plan.workdir / "data" / plan.fabric
+    if (category_dir / "train" / "good").is_dir():
+        _say(f"data: reusing {category_dir}")
+    else:
+        _say(f"data: generating a synthetic '{plan.fabric}' fabric in {category_dir}")
+        generate_category(plan.workdir / "data", plan.fabric, size=(256, 256), n_train=plan.train_images,
+                          n_test_good=8, n_test_defect=16)
+    return category_dir, None
+
+
+def train_model(plan: DemoPlan, data: Path, category: str | None) -> Path:
+    from fabricad.config import FabricadConfig
+    from fabricad.training import train
+
+    if (plan.model_dir / "model.ckpt").is_file():
+        _say(f"model: reusing {plan.model_dir / 'model.ckpt'}")
+        return plan.model_dir
+    overrides = [f"data.path={data}", f"train.max_steps={plan.max_steps}", f"data.image_size={plan.image_size}"]
+    if category:
+        overrides.append(f"data.category={category}")
+    _say(f"model: training the default model ({plan.max_steps} steps at {plan.image_size} px) into {plan.model_dir}")
+    train(FabricadConfig().with_overrides(overrides), plan.model_dir)
+    return plan.model_dir
+
+
+def evaluate_model(plan: DemoPlan) -> None:
+    from fabricad.evaluation import evaluate_checkpoint, format_metrics
+
+    out = plan.workdir / "eval"
+    if (out / "metrics.json").is_file() and (out / "metrics.json").stat().st_mtime >= (plan.model_dir / "model.ckpt").stat().st_mtime:
+        _say(f"evaluation: reusing {out / 'metrics.json'}")
+        import json
+
+        result = json.loads((out / "metrics.json").read_text())
+    else:
+        _say("evaluation: test split")
+        result = evaluate_checkpoint(plan.model_dir, out)
+    print(format_metrics(result), flush=True)
+    _say(f"report: {out / 'report.md'}")
+
+
+def export_model(plan: DemoPlan, name: str) -> Path:
+    from fabricad.export.onnx_export import export_checkpoint
+
+    bundle = plan.models_dir / name
+    if (bundle / "model.json").is_file() and (bundle / "model.json").stat().st_mtime >= (plan.model_dir / "model.ckpt").stat().st_mtime:
+        _say(f"export: reusing {bundle}")
+        return bundle
+    _say(f"export: ONNX bundle {bundle}")
+    return export_checkpoint(plan.model_dir, bundle, name=name)
+
+
+def camera_frames(plan: DemoPlan, data: Path, category: str | None) -> Path:
+    """The simulated camera's film: the test images, normal and defective interleaved."""
+    from fabricad.data import load_dataset
+
+    folder = plan.media_dir / CAMERA_ID
+    if folder.is_dir() and any(folder.iterdir()):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    test = load_dataset(data, category).test
+    normal = [s for s in test if s.label == 0]
+    defective = [s for s in test if s.label == 1]
+    if not normal and not defective:
+        raise FabricadError(f"{data}: no test images to play on the simulated camera")
+    order = []
+    while normal or defective:  # three normal frames, then a defective one
+        order += [normal.pop(0) for _ in range(min(3, len(normal)))]
+        if defective:
+            order.append(defective.pop(0))
+    for i, sample in enumerate(order[:60]):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(sample.load(), cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def api_key(plan: DemoPlan) -> str:
+    """The demo's admin key: made once, kept in the work folder (readable by its owner only)."""
+    path = plan.workdir / "api-key.txt"
+    if path.is_file():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(18)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
+
+
+def service_settings(plan: DemoPlan, name: str, key: str, fps: float):
+    from service.cameras import CameraSpec
+    from service.settings import ServiceSettings
+
+    return ServiceSettings(
+        models_dir=plan.models_dir, active_model=name, database_url=f"sqlite:///{plan.workdir / 'fabricad.db'}",
+        image_store=plan.workdir / "defect-images", report_dir=plan.workdir / "roll-reports", media_dir=plan.media_dir,
+        api_keys={key: "admin"}, cameras=[CameraSpec(id=CAMERA_ID, source=f"media:{CAMERA_ID}", fps=fps)],
+    )
+
+
+def run_demo(plan: DemoPlan, serve: bool = True, host: str = "127.0.0.1", port: int = 8000, fps: float = 2.0) -> None:
+    plan.workdir.mkdir(parents=True, exist_ok=True)
+    data, category = prepare_data(plan)
+    train_model(plan, data, category)
+    evaluate_model(plan)
+    name = "demo-" + (category or plan.fabric)
+    export_model(plan, name)
+    camera_frames(plan, data, category)
+    if not serve:
+        _say("done (--no-serve): start the service with `fabricad serve --models "
+             f"{plan.models_dir}` or run the demo again without --no-serve")
+        return
+    import uvicorn
+
+    from service.app import create_app
+
+    key = api_key(plan)
+    shown = "localhost" if host in ("0.0.0.0", "127.0.0.1") else host
+    _say(f"dashboard: http://{shown}:{port}/   (admin API key: {key}, also in {plan.workdir / 'api-key.txt'})")
+    _say(f"API docs:  http://{shown}:{port}/docs   · Ctrl+C stops the service")
+    uvicorn.run(create_app(service_settings(plan, name, key, fps)), host=host, port=port, log_level="warning")
+    _say("service stopped")
