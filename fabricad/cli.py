@@ -111,7 +111,7 @@ def evaluate(
 @app.command()
 def export(
     model: Annotated[Path, typer.Option("--model", help="model.ckpt (or its folder).")],
-    format: Annotated[str, typer.Option("--format", help="onnx or tensorrt.")] = "onnx",
+    format: Annotated[str, typer.Option("--format", help="onnx, tensorrt, or triton (OUT is then a Triton model repository).")] = "onnx",
     precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 (GPUs) or int8 (CPUs, calibrated on normal images).")] = "fp32",
     out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (model.onnx + model.json).")] = Path("runs/bundle"),
     data: DataOpt = None,
@@ -123,10 +123,27 @@ def export(
     from fabricad.export.onnx_export import export_checkpoint
     from fabricad.export.tensorrt import build_engine, require_tensorrt
 
-    if format not in ("onnx", "tensorrt"):
-        raise FabricadError(f"unknown format {format!r}: use onnx or tensorrt")
+    if format not in ("onnx", "tensorrt", "triton"):
+        raise FabricadError(f"unknown format {format!r}: use onnx, tensorrt or triton")
     if format == "tensorrt":
         require_tensorrt()  # before any work: say now, not after the export, that it cannot be done
+    if format == "triton":
+        import shutil
+
+        from fabricad.export.triton import write_repository
+
+        model_name = name or Path(model).resolve().with_suffix("").name
+        if model_name == "model":  # `--model runs/x/model.ckpt`: name it after the run folder
+            model_name = Path(model).resolve().parent.name
+        version = out / model_name / "1"
+        bundle = export_checkpoint(model, version, precision=precision, data=data, category=category, name=model_name,
+                                   progress=not quiet)
+        plan = None
+        if shutil.which("trtexec"):  # a TensorRT plan when NVIDIA's tools are here; ONNX otherwise
+            plan = build_engine(bundle, fp16=precision != "fp32", route="trtexec")
+        folder = write_repository(bundle, out, model_name, plan=plan)
+        typer.echo(f"triton model repository: {out} (model {model_name}: {folder / 'config.pbtxt'})")
+        return
     bundle = export_checkpoint(model, out, precision=precision, data=data, category=category, name=name,
                                progress=not quiet)
     typer.echo(f"bundle: {bundle}")
@@ -185,6 +202,36 @@ def serve(
         os.environ["FABRICAD_CONFIG"] = str(config)
     settings = ServiceSettings(**({"models_dir": models} if models is not None else {}))
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def engine(
+    kind: Annotated[str, typer.Argument(help="ray (Triton runs its own server on `fabricad export --format triton` output)")],
+    models: Annotated[Path, typer.Option("--models", help="Folder of exported bundles to serve.")] = Path("models"),
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8100,
+    replicas: Annotated[int, typer.Option("--replicas", help="Replicas per model (the minimum when autoscaling).")] = 1,
+    max_replicas: Annotated[Optional[int], typer.Option("--max-replicas", help="Autoscale on queue length up to this many.")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads (and Ray CPUs) per replica.")] = 1,
+) -> None:
+    """Serve bundles from a scale-out engine; services reach it with FABRICAD_ENGINE=ray and
+    FABRICAD_ENGINE_URL=http://HOST:PORT."""
+    import time
+
+    if kind != "ray":
+        raise FabricadError(f"unknown engine {kind!r}: `fabricad engine ray`; for Triton export a model repository "
+                            "with `fabricad export --format triton` and start tritonserver on it")
+    from fabricad.serving.ray_app import serve_bundles
+
+    names = serve_bundles(models, host=host, port=port, replicas=replicas, max_replicas=max_replicas, threads=threads)
+    typer.echo(f"Ray Serve on http://{host}:{port}/ serving {', '.join(names)}; Ctrl+C stops it")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        from ray import serve
+
+        serve.shutdown()
 
 
 @app.command()

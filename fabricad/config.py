@@ -83,6 +83,9 @@ class TrainConfig(_Strict):
     max_minutes: float | None = Field(None, gt=0)
     """Wall-clock training budget; the best weights so far are kept when it runs out."""
     batch_size: int = Field(8, ge=1)
+    """Images per optimiser step and process (with torchrun, each process takes this many)."""
+    accumulate: int = Field(1, ge=1, le=64)
+    """Micro-batches whose gradients are averaged per step: a larger effective batch on a small GPU."""
     lr: float = Field(0.005, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
     patience: int = Field(10, ge=1)

@@ -31,7 +31,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        registry = ModelRegistry(settings.models_dir, settings.providers, settings.threads)
+        registry = ModelRegistry(settings.models_dir, settings.providers, settings.threads, settings.engine, settings.engine_url)
         defect_log = DefectLog(settings.database_url, settings.image_store, settings.image_retention)
         state = AppState(settings, registry, defect_log, ServiceMetrics(), rolls=RollTracker(defect_log))
         app.state.fabricad = state

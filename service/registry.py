@@ -37,10 +37,13 @@ class ModelEntry:
 
 
 class ModelRegistry:
-    def __init__(self, models_dir: Path, providers: list[str] | None = None, threads: int | None = None):
+    def __init__(self, models_dir: Path, providers: list[str] | None = None, threads: int | None = None,
+                 engine: str = "local", engine_url: str | None = None):
         self.models_dir = Path(models_dir)
         self.providers = providers
         self.threads = threads
+        self.engine_kind = engine
+        self.engine_url = engine_url
         self._lock = threading.Lock()
         self._entries: dict[str, ModelEntry] = {}
         self._active: str | None = None
@@ -75,8 +78,23 @@ class ModelRegistry:
         if entry.engine is None:
             with self._lock:
                 if entry.engine is None:
-                    entry.engine = InferenceEngine.load(entry.path, backend="onnx", providers=self.providers, threads=self.threads)
+                    entry.engine = self._load(entry)
         return entry, entry.engine
+
+    def _load(self, entry: ModelEntry) -> InferenceEngine:
+        """In-process ONNX Runtime, or the same bundle served by a remote engine: tiling, thresholds
+        and regions stay here either way, so the API and camera pipeline do not change."""
+        if self.engine_kind == "local":
+            return InferenceEngine.load(entry.path, backend="onnx", providers=self.providers, threads=self.threads)
+        from fabricad.inference.remote import RayServeBackend, TritonBackend
+
+        if self.engine_kind == "triton":
+            url = self.engine_url or ""
+            protocol = "grpc" if url.startswith("grpc://") else "http"
+            backend = TritonBackend(url, entry.meta, entry.name, protocol=protocol)
+        else:
+            backend = RayServeBackend(self.engine_url or "", entry.meta, entry.name)
+        return InferenceEngine(backend, entry.meta)
 
     def active_name(self) -> str:
         if self._active is None:

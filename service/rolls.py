@@ -129,7 +129,9 @@ class RollTracker:
                 raise FabricadError(f"roll {roll_id!r} has ended already")
             now = time.time()
             seen = max(row.length_m, self._seen_until.pop(roll_id, 0.0))
-            row.length_m = length_m if length_m is not None else max(seen, self._position(row, now) or 0.0)
+            # The inspected length when frames were seen (the cameras' own record); else where the
+            # encoder or line speed says the roll has got to.
+            row.length_m = length_m if length_m is not None else (seen if seen > 0 else self._position(row, now) or 0.0)
             row.status, row.ended_at = "ended", now
             session.flush()
             session.expunge(row)

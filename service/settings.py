@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -45,11 +45,22 @@ class ServiceSettings(BaseSettings):
     """Cameras started with the service (more can be added at run time by the API)."""
     max_batch: int = Field(8, ge=1, le=64)
     """Frames from all cameras inferred together at most."""
+    engine: Literal["local", "triton", "ray"] = "local"
+    """Where models run: in this process (ONNX Runtime), or a remote engine at `engine_url` —
+    a Triton server (`fabricad export --format triton` repository) or `fabricad engine ray`."""
+    engine_url: str | None = None
+    """e.g. http://gpu-host-a:8000 (Triton HTTP), grpc://gpu-host-a:8001, http://gpu-host-a:8100 (Ray Serve)"""
     threads: int | None = None
     providers: list[str] | None = None
     """ONNX Runtime providers by name (tensorrt, cuda, cpu); automatic when unset."""
 
     yaml_file: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _engine_needs_url(self) -> ServiceSettings:
+        if self.engine != "local" and not self.engine_url:
+            raise ValueError(f"engine {self.engine!r} needs engine_url (FABRICAD_ENGINE_URL)")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+
+# Tests never reach the internet: model hubs answer "offline" at once instead of retrying.
+# Set before anything imports huggingface_hub, which reads it once.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,7 @@ from fabricad.config import FabricadConfig
 from fabricad.data.synthetic import generate_category
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
 
 
 @pytest.fixture(scope="session")

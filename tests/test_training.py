@@ -1,6 +1,8 @@
 """Training for real: it learns, checkpoints round-trip, resume works, bad input is explained."""
 
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,3 +183,46 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path):
     assert proc.returncode == 2
     assert "error:" in proc.stderr and "train/good" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_distributed_training_matches_one_process(fabric_category, tmp_path):
+    """Two torchrun processes on the gloo backend (CPU), batch 2 each, give the weights of one
+    process with batch 2 and two accumulated micro-batches: gradients are really averaged across
+    processes, and both processes end with identical weights."""
+    import subprocess
+    import sys
+
+    from fabricad.training import load_model, train
+    from fabricad.training.trainer import weights_digest
+    from tests.live_server import _free_port
+
+    common = {"train.batch_size": "2", "train.max_steps": "3", "train.patience": "100", "data.holdout_fraction": "0",
+              "data.augment": "false", "train.threads": "1"}
+    accumulated = train(quick_config(fabric_category, **common, **{"train.accumulate": "2"}), tmp_path / "single",
+                        progress=False)
+    plain = train(quick_config(fabric_category, **common), tmp_path / "plain", progress=False)
+    config = quick_config(fabric_category, **common)
+    args = [f"model.teacher.name={config.model.teacher.name}", f"model.teacher.weights={config.model.teacher.weights}",
+            f"model.width={config.model.width}", f"data.image_size={config.data.image_size[0]}",
+            *[f"{k}={v}" for k, v in common.items()]]
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+         str(root / "tests" / "ddp_worker.py"), str(fabric_category), str(tmp_path / "ddp"), *args],
+        capture_output=True, text=True, timeout=600, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    digests = {(tmp_path / "ddp" / f"digest-rank{r}.txt").read_text() for r in (0, 1)}
+    assert len(digests) == 1, "the two processes ended with different weights: gradients were not synchronised"
+    ddp_model, ddp_ckpt = load_model(tmp_path / "ddp")
+    assert ddp_ckpt.training["world_size"] == 2 and ddp_ckpt.training["step"] == 3
+    assert digests == {weights_digest(ddp_model.trainable_state_dict())}  # rank 0 wrote what both hold
+    # Parameters follow the averaged gradients. BatchNorm running statistics are not gradients:
+    # each process keeps its own and rank 0's are saved, so they are not compared.
+    ddp_params = {n: p for n, p in ddp_model.named_parameters() if p.requires_grad}
+    single_params = {n: p for n, p in load_model(tmp_path / "single")[0].named_parameters() if p.requires_grad}
+    assert ddp_params.keys() == single_params.keys() and len(ddp_params) > 10
+    for key, value in single_params.items():
+        torch.testing.assert_close(ddp_params[key], value, rtol=1e-4, atol=1e-5, msg=lambda m, k=key: f"{k}: {m}")
+    # and the match means something: half the batch per step (no second process) trains differently
+    assert plain.weights_digest != accumulated.weights_digest

@@ -44,6 +44,17 @@ class Threshold(BaseModel):
     calibration_count: int = 0
 
 
+class ServingSpec(BaseModel):
+    """How a serving engine should batch and replicate this model (Triton's dynamic batcher and
+    instance groups, Ray Serve's batching): sized for line cameras, small batches, low delay."""
+
+    max_batch_size: int = Field(16, ge=1, le=1024)
+    preferred_batch_sizes: list[int] = [4, 8, 16]
+    max_queue_delay_us: int = Field(2000, ge=0, description="how long a batch may wait to fill")
+    instances: int = Field(1, ge=1, le=64, description="model copies per device")
+    device: Literal["auto", "gpu", "cpu"] = "auto"
+
+
 class BundleMeta(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -67,6 +78,7 @@ class BundleMeta(BaseModel):
     teacher: dict
     model: dict
     training_data: dict = {}
+    serving: ServingSpec = ServingSpec()
     fabricad_version: str
 
 

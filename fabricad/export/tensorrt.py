@@ -36,9 +36,10 @@ def require_tensorrt() -> str:
     return route
 
 
-def build_engine(bundle: Path, max_batch: int = 16, fp16: bool = True) -> Path:
-    """Build (and cache) a TensorRT engine for the bundle; returns the engine's location."""
-    route = require_tensorrt()
+def build_engine(bundle: Path, max_batch: int = 16, fp16: bool = True, route: str | None = None) -> Path:
+    """Build (and cache) a TensorRT engine for the bundle; returns the engine's location.
+    `route="trtexec"` forces a standalone `model.plan` (what Triton's TensorRT backend loads)."""
+    route = route or require_tensorrt()
     meta, model_path = read_bundle(bundle)
     h, w = meta.input.height, meta.input.width
     if route == "onnxruntime":

@@ -7,12 +7,14 @@ import logging
 import math
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from fabricad.config import FabricadConfig
@@ -21,6 +23,7 @@ from fabricad.errors import ConfigError, DataError
 from fabricad.models import DistillationModel, create_model
 from fabricad.models.loss import distillation_loss
 from fabricad.training.checkpoint import build_model, read_checkpoint, save_checkpoint
+from fabricad.training.distributed import DistillationStep, DistributedContext
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ class TrainResult:
     best_loss: float
     seconds: float
     stopped_early: bool
+    weights_digest: str = ""
+    """sha256 of the final trainable weights: equal on every process of a distributed run."""
 
 
 def select_device(name: str) -> torch.device:
@@ -117,20 +122,32 @@ def train(
     resume: str | Path | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    out_dir = Path(out_dir)
+    """Train and write `out_dir/model.ckpt`. Under torchrun, every process runs this; rank 0
+    writes the files and shows progress (see `fabricad.training.distributed`)."""
+    ctx = DistributedContext.from_env()
+    device = ctx.device(select_device(config.train.device))
+    ctx.start(device)
+    try:
+        return _train(config, Path(out_dir), resume, progress and ctx.is_main, ctx, device)
+    finally:
+        ctx.stop()
+
+
+def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, progress: bool,
+           ctx: DistributedContext, device: torch.device) -> TrainResult:
     if config.data.path is None:
         raise ConfigError("no training data: pass --data PATH (or data.path in the config)")
     tc = config.train
     seed_everything(tc.seed)
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    device = select_device(tc.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
     split = load_dataset(config.data.path, config.data.category)
     train_samples, holdout_samples = holdout_split(split.train, config)
-    check_readable(split.train, progress)
+    if ctx.is_main:
+        check_readable(split.train, progress)
     log.info("training on %d images, %d held out (%s)", len(train_samples), len(holdout_samples), split.name)
 
     if resume is not None:
@@ -149,17 +166,20 @@ def train(
     size = config.data.image_size
     train_set = ImageDataset(train_samples, size, augment=config.data.augment, seed=tc.seed)
     holdout_set = ImageDataset(holdout_samples, size)
-    batch_size = min(tc.batch_size, len(train_set))
-    generator = torch.Generator().manual_seed(tc.seed)
-    loader = DataLoader(
-        train_set,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=len(train_set) >= 2 * batch_size,
-        generator=generator,
-        num_workers=config.data.workers,
-        persistent_workers=config.data.workers > 0,
-    )
+    # One seeded permutation per epoch, cut into world × accumulate disjoint shards: this
+    # process's micro-batch j of a step comes from shard rank × accumulate + j.
+    shards = ctx.world_size * tc.accumulate
+    shard_size = math.ceil(len(train_set) / shards)
+    batch_size = min(tc.batch_size, shard_size)
+    samplers = [DistributedSampler(train_set, num_replicas=shards, rank=ctx.rank * tc.accumulate + j, shuffle=True,
+                                   seed=tc.seed) for j in range(tc.accumulate)]
+    loaders = [DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=shard_size >= 2 * batch_size,
+                          num_workers=config.data.workers, persistent_workers=config.data.workers > 0)
+               for sampler in samplers]
+    steps_per_epoch = len(loaders[0])
+    step_module = DistillationStep(model)
+    runner = (DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
+              if ctx.enabled else step_module)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=tc.lr, betas=tc.betas)
     if state.get("optimizer"):
@@ -176,10 +196,13 @@ def train(
     stopped_early = False
     started = time.perf_counter()
     ckpt_path = out_dir / "model.ckpt"
-    config.to_yaml(_ensure(out_dir) / "config.yaml")
+    if ctx.is_main:
+        config.to_yaml(_ensure(out_dir) / "config.yaml")
 
     def save(epoch: int, scores: list[float] | None = None) -> None:
         # Mid-run saves carry the best weights too, so a resumed run can still return them.
+        if not ctx.is_main:
+            return
         final = scores is not None
         save_checkpoint(
             ckpt_path,
@@ -194,6 +217,7 @@ def train(
                 "history": history,
                 "optimizer": optimizer.state_dict(),
                 "best_state": None if final else best_state,
+                "world_size": ctx.world_size,
                 "dataset": {
                     "name": split.name,
                     "format": split.format,
@@ -204,29 +228,40 @@ def train(
             },
         )
 
-    def out_of_time() -> bool:
-        return tc.max_minutes is not None and time.perf_counter() - started > tc.max_minutes * 60
+    def budget_spent() -> bool:
+        """Step or time budget; every process must agree, or one would wait for the others forever."""
+        spent = bool(tc.max_steps and step >= tc.max_steps) or (
+            tc.max_minutes is not None and time.perf_counter() - started > tc.max_minutes * 60)
+        return ctx.mean(float(spent), device) > 0 if ctx.enabled else spent
 
     epoch = start_epoch
-    bar = tqdm(total=tc.max_steps or tc.epochs * len(loader), initial=step, desc="training", unit="step", disable=not progress)
+    bar = tqdm(total=tc.max_steps or tc.epochs * steps_per_epoch, initial=step, desc="training", unit="step", disable=not progress)
     for epoch in range(start_epoch + 1, tc.epochs + 1):
         running = 0.0
-        for batch in loader:
-            batch = batch.to(device, non_blocking=True)
-            with torch.autocast(device.type, enabled=use_amp):
-                teacher, student = model.distill(batch)
-                loss = distillation_loss(teacher, student)
+        for sampler in samplers:
+            sampler.set_epoch(epoch)
+        for micro_batches in zip(*loaders):
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            step_loss = 0.0
+            for j, batch in enumerate(micro_batches):
+                batch = batch.to(device, non_blocking=True)
+                last = j == len(micro_batches) - 1
+                # Gradients are exchanged once per step, after the last micro-batch.
+                with runner.no_sync() if ctx.enabled and not last else nullcontext():
+                    with torch.autocast(device.type, enabled=use_amp):
+                        loss = runner(batch) / len(micro_batches)
+                    scaler.scale(loss).backward()
+                step_loss += loss.item()
             scaler.step(optimizer)
             scaler.update()
             step += 1
-            running += loss.item()
+            running += step_loss
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", best=f"{best_loss:.4f}")
-            if (tc.max_steps and step >= tc.max_steps) or out_of_time():
+            bar.set_postfix(epoch=epoch, loss=f"{step_loss:.4f}", best=f"{best_loss:.4f}")
+            if budget_spent():
                 break
-        train_loss = running / max(len(loader), 1)
+        train_loss = ctx.mean(running / max(steps_per_epoch, 1), device)
+        ctx.sync_buffers(model)  # identical BatchNorm statistics, so every process judges alike
         if holdout_samples:
             monitored, _ = holdout_pass(model, holdout_set, batch_size, device)
         else:
@@ -238,7 +273,7 @@ def train(
         else:
             bad_epochs += 1
         save(epoch)  # resumable after every epoch
-        if (tc.max_steps and step >= tc.max_steps) or out_of_time():
+        if budget_spent():
             break
         if bad_epochs >= tc.patience:
             stopped_early = True
@@ -252,7 +287,18 @@ def train(
     save(epoch, scores)
     if not holdout_samples:
         log.warning("no held-out images: score statistics come from training images and are optimistic")
-    return TrainResult(ckpt_path, epoch, step, best_loss, time.perf_counter() - started, stopped_early)
+    return TrainResult(ckpt_path, epoch, step, best_loss, time.perf_counter() - started, stopped_early,
+                       weights_digest(model.trainable_state_dict()))
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _ensure(path: Path) -> Path:
