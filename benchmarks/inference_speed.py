@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from datetime import date
@@ -29,6 +30,9 @@ from fabricad.inference.backends import OnnxBackend, TorchBackend
 from fabricad.inference.engine import InferenceEngine
 from fabricad.training import load_model
 from fabricad.training.trainer import holdout_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from service_load import emit  # noqa: E402
 
 
 def throughput(run, batch: np.ndarray, seconds: float = 8.0) -> float:
@@ -111,11 +115,7 @@ def main() -> None:
         value = auroc_rows.get(name)
         lines.append(f"| {name} | {r['b1']:.1f} | {r['b16']:.1f} | {r['b16'] / base['b16']:.2f} | {r['scan_ms']:.0f} | "
                      f"{f'{value:.4f}' if value is not None else '—'} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        with args.write.open("a") as f:
-            f.write(text + "\n")
+    emit("\n".join(lines), args.write)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,26 @@ def percentile(values: list[float], q: float) -> float:
     return 1000 * float(np.percentile(values, q)) if values else float("nan")
 
 
+def prepare_workdir(bundle: Path, png: bytes, frames: int = 8) -> tuple[Path, Path]:
+    """A scratch folder with the bundle as `models/bench` and a media folder `frames` of the image."""
+    work = Path(tempfile.mkdtemp())
+    models = work / "models"
+    shutil.copytree(bundle, models / "bench")
+    media = work / "media" / "frames"
+    media.mkdir(parents=True)
+    for i in range(frames):
+        (media / f"{i}.png").write_bytes(png)
+    return work, models
+
+
+def emit(text: str, write: Path | None) -> None:
+    """Print the Markdown result; append it to `write` (e.g. BENCHMARKS.md) when given."""
+    print(text)
+    if write:
+        with write.open("a") as f:
+            f.write(text + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, required=True)
@@ -68,13 +88,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     png = args.image.read_bytes()
-    work = Path(tempfile.mkdtemp())
-    models = work / "models"
-    shutil.copytree(args.bundle, models / "bench")
-    media = work / "media" / "frames"
-    media.mkdir(parents=True)
-    for i in range(8):
-        (media / f"{i}.png").write_bytes(png)
+    work, models = prepare_workdir(args.bundle, png)
 
     engine = InferenceEngine.load(models / "bench")
     rows = []
@@ -152,11 +166,7 @@ def main() -> None:
         lines.append(f"| {cid} | {cap:.1f} | {proc:.1f} | {dropped} |")
     lines.append(f"\nEnd-to-end camera latency (capture → result), sampled: p50 {percentile(latencies, 50):.0f} ms, "
                  f"p99 {percentile(latencies, 99):.0f} ms.")
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        with args.write.open("a") as f:
-            f.write(text + "\n")
+    emit("\n".join(lines), args.write)
 
 
 if __name__ == "__main__":

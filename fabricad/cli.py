@@ -201,7 +201,7 @@ def serve(
             raise FabricadError(f"settings file not found: {config}")
         os.environ["FABRICAD_CONFIG"] = str(config)
     settings = ServiceSettings(**({"models_dir": models} if models is not None else {}))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
 
 
 @app.command()

@@ -178,5 +178,6 @@ def run_demo(plan: DemoPlan, serve: bool = True, host: str = "127.0.0.1", port: 
     shown = "localhost" if host in ("0.0.0.0", "127.0.0.1") else host
     _say(f"dashboard: http://{shown}:{port}/   (admin API key: {key}, also in {plan.workdir / 'api-key.txt'})")
     _say(f"API docs:  http://{shown}:{port}/docs   · Ctrl+C stops the service")
-    uvicorn.run(create_app(service_settings(plan, name, key, fps)), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(service_settings(plan, name, key, fps)), host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=10)
     _say("service stopped")

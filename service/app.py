@@ -36,7 +36,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         state = AppState(settings, registry, defect_log, ServiceMetrics(), rolls=RollTracker(defect_log))
         app.state.fabricad = state
         state.cameras = CameraManager(
-            settings.media_dir, lambda model, frames: inspect.run_camera_batch(state, model, frames), settings.max_batch
+            settings.media_dir, lambda model, frames: inspect.run_camera_batch(state, model, frames), settings.max_batch,
+            workers=settings.inference_workers,
         )
         first = settings.active_model or next(iter(registry.names()), None)
         if first is not None:

@@ -158,7 +158,9 @@ class CameraManager:
     """Owns the cameras and the inference loop. `inspect_batch(model, images)` is injected so the
     manager knows nothing of the registry or the defect log beyond that call."""
 
-    def __init__(self, media_dir: Path, run_batch, max_batch: int = 8, backoff_max: float = 10.0):
+    def __init__(self, media_dir: Path, run_batch, max_batch: int = 8, backoff_max: float = 10.0, workers: int = 1):
+        """`workers` inference loops take batches concurrently: 1 for an in-process model (it uses
+        every core already); as many as a remote engine has replicas, so they all stay busy."""
         self.media_dir = Path(media_dir)
         self.run_batch = run_batch
         self.max_batch = max_batch
@@ -166,9 +168,11 @@ class CameraManager:
         self.cameras: dict[str, Camera] = {}
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
+        self._results = threading.Lock()  # counters and the latest frame, written by every worker
         self._stopping = threading.Event()
-        self._loop = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
-        self._loop.start()
+        self._loops = [threading.Thread(target=self._inference_loop, name=f"inference-{i}", daemon=True) for i in range(workers)]
+        for loop in self._loops:
+            loop.start()
 
     # --- management ------------------------------------------------------------------------
     def add(self, spec: CameraSpec, start: bool = True) -> Camera:
@@ -216,7 +220,8 @@ class CameraManager:
         self._stopping.set()
         with self._work:
             self._work.notify_all()
-        self._loop.join(timeout=5)
+        for loop in self._loops:
+            loop.join(timeout=5)
 
     # --- capture -----------------------------------------------------------------------------
     def rewind(self, camera_id: str, at: float) -> None:
@@ -229,7 +234,7 @@ class CameraManager:
         A media frame is stamped with its scheduled time, as a triggered camera stamps exposure."""
         delay = 0.5
         source = None
-        sequence = 0
+        sequence = camera.frames_captured  # continues across restarts: "newest frame" stays well defined
         due = time.time()
         while not camera.stop_event.is_set():
             try:
@@ -314,17 +319,22 @@ class CameraManager:
         camera = self.cameras.get(frame.camera_id)
         if camera is None:
             return
-        camera.frames_processed += 1
-        camera.defects += int(event["is_defect"])
         event["latency_end_to_end_ms"] = (time.time() - frame.captured_at) * 1000
-        camera.last_result = event
+        with self._results:
+            camera.frames_processed += 1
+            camera.defects += int(event["is_defect"])
+            newest = frame.sequence > (camera.last_result or {}).get("sequence", 0)
+            if newest:  # with several workers a frame can finish after a newer one
+                camera.last_result = event
         annotated = overlay(frame.image, result.anomaly_map, result.threshold)
         colour = (255, 40, 40) if event["is_defect"] else (40, 200, 40)
         cv2.putText(annotated, f"{event['verdict']} {event['normalized_score']:.2f}", (8, 24),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
         if ok:
-            camera.latest_jpeg, camera.jpeg_sequence = jpeg.tobytes(), frame.sequence
+            with self._results:
+                if frame.sequence > camera.jpeg_sequence:
+                    camera.latest_jpeg, camera.jpeg_sequence = jpeg.tobytes(), frame.sequence
         for loop, queue in list(camera.subscribers):
             loop.call_soon_threadsafe(_offer, queue, event)
 

@@ -47,6 +47,8 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._entries: dict[str, ModelEntry] = {}
         self._active: str | None = None
+        self.errors: dict[str, str] = {}
+        """why a model could not be loaded, by name (shown by /readyz)"""
         self.scan()
 
     def scan(self) -> None:
@@ -78,7 +80,12 @@ class ModelRegistry:
         if entry.engine is None:
             with self._lock:
                 if entry.engine is None:
-                    entry.engine = self._load(entry)
+                    try:
+                        entry.engine = self._load(entry)
+                    except FabricadError as exc:
+                        self.errors[entry.name] = str(exc)
+                        raise
+                    self.errors.pop(entry.name, None)
         return entry, entry.engine
 
     def _load(self, entry: ModelEntry) -> InferenceEngine:

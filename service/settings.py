@@ -45,6 +45,8 @@ class ServiceSettings(BaseSettings):
     """Cameras started with the service (more can be added at run time by the API)."""
     max_batch: int = Field(8, ge=1, le=64)
     """Frames from all cameras inferred together at most."""
+    inference_workers: int = Field(1, ge=1, le=64)
+    """Camera batches in flight at once: 1 in-process; the replica count with a remote engine."""
     engine: Literal["local", "triton", "ray"] = "local"
     """Where models run: in this process (ONNX Runtime), or a remote engine at `engine_url` —
     a Triton server (`fabricad export --format triton` repository) or `fabricad engine ray`."""

@@ -27,7 +27,9 @@ def _free_port() -> int:
 class Server:
     """`uvicorn service.app:create_app --factory` in a child process."""
 
-    def __init__(self, models: Path, workdir: Path, **env: str):
+    def __init__(self, models: Path, workdir: Path, require_ready: bool = True, **env: str):
+        """Returns once /readyz answers 200 (or, with `require_ready=False`, answers at all)."""
+        workdir.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {
@@ -48,7 +50,7 @@ class Server:
         deadline = time.time() + 180  # seconds on an idle machine; generous for a loaded CI box
         while time.time() < deadline:
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200 or not require_ready:
                     return
             except httpx.TransportError:
                 pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 
@@ -125,3 +126,24 @@ def test_video_file_camera_streams_events_mjpeg_and_defects(camera_server):
     assert httpx.delete(f"{url}/v1/cameras/loom1", headers=admin).status_code == 204
     assert httpx.get(f"{url}/v1/cameras/loom1").status_code == 404
     assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+def test_a_client_leaving_an_idle_camera_does_not_hold_up_shutdown(models_dir, tmp_path):
+    """A WebSocket handler waiting for events of an idle camera must notice its client left;
+    otherwise the server waits for it forever on SIGTERM (and Docker kills it)."""
+    from websockets.sync.client import connect
+
+    from tests.live_server import ADMIN, Server
+
+    server = Server(models_dir, tmp_path)
+    added = httpx.post(f"{server.url}/v1/cameras?start=false", json={"id": "idle", "source": "media:nothing"},
+                       headers={"X-API-Key": ADMIN})
+    assert added.status_code == 201
+    with connect(f"ws://127.0.0.1:{server.port}/v1/cameras/idle/events"):
+        time.sleep(0.5)
+    time.sleep(0.5)
+    began = time.time()
+    server.process.terminate()
+    assert server.process.wait(15) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+    assert time.time() - began < 5
+    server.stop()

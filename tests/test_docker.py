@@ -46,43 +46,42 @@ def dockerfile():
     return stages((ROOT / "Dockerfile").read_text())
 
 
-def test_targets_users_ports_and_healthcheck(dockerfile):
+def test_variants_user_ports_and_healthcheck(dockerfile):
     from typer.main import get_command
 
     from fabricad.cli import app
     from service.app import create_app
 
-    assert {"build", "cpu", "gpu"} <= set(dockerfile)
+    assert {"build", "base-cpu", "base-gpu", "runtime"} <= set(dockerfile)
+    assert instruction(dockerfile["runtime"], "FROM")[0].startswith("base-${VARIANT}")
+    default = re.search(r"^ARG VARIANT=(\w+)", (ROOT / "Dockerfile").read_text(), re.M).group(1)
+    assert default == "cpu" and "python:" in instruction(dockerfile["base-cpu"], "FROM")[0]
+    assert "nvidia/cuda" in instruction(dockerfile["base-gpu"], "FROM")[0]
+    gpu_env = " ".join(instruction(dockerfile["base-gpu"], "ENV"))
+    assert json.loads(re.search(r"FABRICAD_PROVIDERS='([^']+)'", gpu_env).group(1))[0] == "cuda"
+
+    stage = dockerfile["runtime"]
     paths = set(create_app(ServiceSettings(models_dir=Path("/nonexistent"))).openapi()["paths"])
     serve = get_command(app).commands["serve"]
     options = {opt for param in serve.params for opt in param.opts}
-    for target in ("cpu", "gpu"):
-        stage = dockerfile[target]
-        user = instruction(stage, "USER")[-1]
-        assert user not in ("root", "0"), f"{target} runs as root"
-        (expose,) = instruction(stage, "EXPOSE")
-        cmd = json.loads(instruction(stage, "CMD")[-1])
-        assert cmd[:2] == ["fabricad", "serve"]
-        flags = [a for a in cmd[2:] if a.startswith("--")]
-        assert set(flags) <= options, f"unknown options {set(flags) - options}"
-        assert cmd[cmd.index("--port") + 1] == expose
-        assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
-        health = instruction(stage, "HEALTHCHECK")[-1]
-        url = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", health)
-        assert url and url.group(1) == expose and url.group(2) in paths
-        volumes = json.loads(instruction(stage, "VOLUME")[-1])
-        env = " ".join(instruction(stage, "ENV"))
-        assert "FABRICAD_MODELS_DIR=/data/models" in env and "/data/models" in volumes
-        assert any(v == "/data/store" for v in volumes) and "sqlite:////data/store/" in env
-        for name in re.findall(r"FABRICAD_([A-Z_]+)=", env):
-            assert name.lower() in ServiceSettings.model_fields, f"FABRICAD_{name} is not a setting"
-    gpu_env = " ".join(instruction(dockerfile["gpu"], "ENV"))
-    assert "nvidia/cuda" in instruction(dockerfile["gpu"], "FROM")[0]
-    providers = re.search(r"FABRICAD_PROVIDERS='([^']+)'", gpu_env).group(1)
-    assert json.loads(providers)[0] == "cuda"
+    assert instruction(stage, "USER")[-1] not in ("root", "0")
+    (expose,) = instruction(stage, "EXPOSE")
+    cmd = json.loads(instruction(stage, "CMD")[-1])
+    assert cmd[:2] == ["fabricad", "serve"]
+    flags = [a for a in cmd[2:] if a.startswith("--")]
+    assert set(flags) <= options, f"unknown options {set(flags) - options}"
+    assert cmd[cmd.index("--port") + 1] == expose and cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    url = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", instruction(stage, "HEALTHCHECK")[-1])
+    assert url and url.group(1) == expose and url.group(2) in paths
+    volumes = json.loads(instruction(stage, "VOLUME")[-1])
+    env = " ".join(instruction(stage, "ENV") + [gpu_env])
+    assert "FABRICAD_MODELS_DIR=/data/models" in env and {"/data/models", "/data/store"} <= set(volumes)
+    assert "sqlite:////data/store/" in env
+    for name in re.findall(r"FABRICAD_([A-Z_]+)=", env):
+        assert name.lower() in ServiceSettings.model_fields, f"FABRICAD_{name} is not a setting"
     install = (ROOT / "docker" / "install.sh").read_text()
     assert "onnxruntime-gpu" in install and "uid 10001" in install
-    assert "docker/install.sh" in " ".join(instruction(dockerfile["gpu"], "RUN"))
+    assert 'install.sh "${VARIANT}"' in " ".join(instruction(stage, "RUN"))
 
 
 def test_compose_service_database_and_volumes():
@@ -92,7 +91,7 @@ def test_compose_service_database_and_volumes():
     assert db["image"].startswith("postgres:") and "healthcheck" in db
     assert app["depends_on"]["db"]["condition"] == "service_healthy"
     assert app["environment"]["FABRICAD_DATABASE_URL"].startswith("postgresql+psycopg://")
-    assert app["build"]["target"].endswith(":-cpu}")
+    assert app["build"]["args"]["VARIANT"] == "cpu"
     assert app["ports"][0].endswith(":8000")
     mounts = {v.split(":")[1] for v in app["volumes"]}
     assert {"/data/models", "/data/store"} <= mounts
@@ -100,7 +99,7 @@ def test_compose_service_database_and_volumes():
     for key in app["environment"]:
         assert key.removeprefix("FABRICAD_").lower() in ServiceSettings.model_fields
     gpu = services["fabricad-gpu"]
-    assert gpu["build"]["target"] == "gpu" and gpu["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    assert gpu["build"]["args"]["VARIANT"] == "gpu" and gpu["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
     # the example environment file names every required variable
     example = (ROOT / "docker" / ".env.example").read_text()
     for required in re.findall(r"\$\{(\w+):\?", (ROOT / "docker" / "compose.yaml").read_text()):

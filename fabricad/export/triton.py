@@ -77,6 +77,9 @@ def write_repository(bundle: Path, repository: Path, name: str | None = None, pl
     if not SAFE_NAME.match(name):
         raise FabricadError(f"invalid Triton model name {name!r}")
     inputs, outputs = graph_io(model_path)
+    for t in outputs:  # the exporter leaves the map's height and width symbolic; they are the input's
+        if t["name"] == "anomaly_map" and len(t["dims"]) == 4:
+            t["dims"] = [t["dims"][0], 1, meta.input.height, meta.input.width]
     if not inputs or inputs[0]["dims"][0] != -1:
         raise FabricadError("the graph's batch axis must be dynamic for Triton's batcher")
     folder = repository / name

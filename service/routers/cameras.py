@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, HTTPException, WebSocket
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -117,11 +117,28 @@ async def events(websocket: WebSocket, camera_id: str) -> None:
     queue: asyncio.Queue = asyncio.Queue(maxsize=32)
     subscription = (asyncio.get_running_loop(), queue)
     camera.subscribers.append(subscription)
+
+    async def send_events() -> None:
+        while camera_id in state.cameras.cameras:
+            try:
+                event = await asyncio.wait_for(queue.get(), timeout=1.0)
+            except TimeoutError:
+                continue  # no frame for a second: look again whether the camera still exists
+            await websocket.send_json(event)
+        await websocket.close(code=1001, reason=f"camera {camera_id!r} removed")
+
+    async def until_client_leaves() -> None:
+        # Without reading, a client that left is noticed only at the next send: on an idle camera
+        # never, and the server would wait for that handler forever when it shuts down.
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    tasks = [asyncio.create_task(send_events()), asyncio.create_task(until_client_leaves())]
     try:
-        while True:
-            await websocket.send_json(await queue.get())
-    except (WebSocketDisconnect, RuntimeError):
-        pass
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if subscription in camera.subscribers:
             camera.subscribers.remove(subscription)

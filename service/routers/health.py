@@ -22,6 +22,7 @@ def readyz(state: AppState = Depends(get_state)) -> JSONResponse:
     active = state.registry.active
     if active is None:
         problems.append("no active model")
+        problems += [f"model {name} cannot be loaded: {error}" for name, error in state.registry.errors.items()]
     elif state.registry.entry(active).engine is None:
         problems.append(f"model {active} not loaded")
     if not state.defects.ping():
