@@ -126,7 +126,11 @@ def main() -> None:
             engine = subprocess.Popen([sys.executable, "-m", "fabricad.cli", "engine", "ray", "--models", str(models),
                                        "--port", str(engine_port), "--replicas", str(replicas), "--threads", "1"],
                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_http(f"http://127.0.0.1:{engine_port}/bench/-/meta", 240, engine)
+            try:
+                wait_http(f"http://127.0.0.1:{engine_port}/bench/-/meta", 240, engine)
+            except RuntimeError:
+                engine.kill()
+                raise
             env.update(FABRICAD_ENGINE="ray", FABRICAD_ENGINE_URL=f"http://127.0.0.1:{engine_port}",
                        FABRICAD_INFERENCE_WORKERS=str(replicas))
         port = free_port()

@@ -97,13 +97,14 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda ...")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Inference settings, e.g. model.fabric_roi=true.")] = None,
 ) -> None:
     """Evaluate a checkpoint on a test split; writes OUT/metrics.json, OUT/report.md and pictures.
 
     Without --data, the dataset the model was trained on is used."""
     from fabricad.evaluation import evaluate_checkpoint, format_metrics
 
-    result = evaluate_checkpoint(model, out, data, category, batch_size, device, progress=not quiet)
+    result = evaluate_checkpoint(model, out, data, category, batch_size, device, progress=not quiet, overrides=overrides)
     typer.echo(format_metrics(result))
     typer.echo(f"report: {out / 'report.md'}")
 
@@ -118,6 +119,7 @@ def export(
     category: CategoryOpt = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Model name shown by the service (default: folder name).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Inference settings, e.g. model.fabric_roi=true.")] = None,
 ) -> None:
     """Export a checkpoint to a deployable bundle: ONNX (fp32/fp16/int8), optionally a TensorRT engine."""
     from fabricad.export.onnx_export import export_checkpoint
@@ -137,7 +139,7 @@ def export(
             model_name = Path(model).resolve().parent.name
         version = out / model_name / "1"
         bundle = export_checkpoint(model, version, precision=precision, data=data, category=category, name=model_name,
-                                   progress=not quiet)
+                                   progress=not quiet, overrides=overrides)
         plan = None
         if shutil.which("trtexec"):  # a TensorRT plan when NVIDIA's tools are here; ONNX otherwise
             plan = build_engine(bundle, fp16=precision != "fp32", route="trtexec")
@@ -145,7 +147,7 @@ def export(
         typer.echo(f"triton model repository: {out} (model {model_name}: {folder / 'config.pbtxt'})")
         return
     bundle = export_checkpoint(model, out, precision=precision, data=data, category=category, name=name,
-                               progress=not quiet)
+                               progress=not quiet, overrides=overrides)
     typer.echo(f"bundle: {bundle}")
     if format == "tensorrt":
         typer.echo(f"tensorrt engine: {build_engine(bundle, fp16=precision != 'fp32')}")

@@ -51,6 +51,11 @@ class ModelConfig(_Strict):
     standardize: bool = False
     """Standardise each image's intensity (mean/std over all pixels) before the teacher, so
     illumination drift along a scan does not read as an anomaly."""
+    fabric_roi: bool = False
+    """Ignore what is not fabric: flat, saturated background (a scanner's white or black beyond
+    the fabric edge) and `roi_margin` pixels around it get a zero anomaly map. Label-free; it
+    changes nothing on images that are fabric throughout."""
+    roi_margin: int = Field(24, ge=0, le=256)
 
 
 class DataConfig(_Strict):

@@ -92,7 +92,8 @@ class ModelRegistry:
         """In-process ONNX Runtime, or the same bundle served by a remote engine: tiling, thresholds
         and regions stay here either way, so the API and camera pipeline do not change."""
         if self.engine_kind == "local":
-            return InferenceEngine.load(entry.path, backend="onnx", providers=self.providers, threads=self.threads)
+            return InferenceEngine.load(entry.path, backend="onnx", providers=self.providers, threads=self.threads,
+                                        spinning=False)
         from fabricad.inference.remote import RayServeBackend, TritonBackend
 
         if self.engine_kind == "triton":

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from fabricad.cli import app
 from fabricad.data import load_dataset
 from fabricad.data.torch_dataset import resize
-from fabricad.errors import CheckpointError, FabricadError
+from fabricad.errors import CheckpointError, ConfigError, FabricadError
 from fabricad.export.bundle import read_bundle
 from fabricad.export.onnx_export import export_bundle
 from fabricad.inference.engine import InferenceEngine, blend_window
@@ -223,3 +223,41 @@ def test_export_cli_and_tensorrt_message(exported, tmp_path):
                                "--out", str(tmp_path / "t")], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and "TensorRT is not available" in proc.stderr
         assert not (tmp_path / "t").exists()  # nothing half-built that could pass for an engine
+
+
+def test_fabric_roi_zeroes_background_in_pytorch_and_onnx(exported, tmp_path):
+    """The opt-in fabric ROI: flat saturated background and a margin around it score zero, the
+    fabric keeps its map, and the exported graph does the same."""
+    import torch
+
+    from fabricad.models.base import background_mask
+
+    run, _ = exported["rd-resnet18"]
+    model, ckpt = load_model(run, ["model.fabric_roi=true", "model.roi_margin=8"])
+    assert ckpt.config.model.fabric_roi and model.config.roi_margin == 8
+    h, w = ckpt.config.data.image_size
+    rng = np.random.default_rng(0)
+    image = rng.integers(60, 200, (h, w, 3), dtype=np.uint8)
+    image[:, : w // 2] = 255  # the scanner's white beyond the fabric edge
+    x = torch.from_numpy(image[None]).permute(0, 3, 1, 2).float() / 255
+    mask = background_mask(x, margin=8)[0, 0].numpy()
+    assert mask[:, : w // 2 - 5].min() == 1 and mask[:, w // 2 + 9:].max() == 0  # white + 8 px margin
+    assert mask[:, w // 2 : w // 2 + 8].min() == 1
+    with torch.no_grad():
+        masked, score = model(x)
+    assert masked[0, 0, :, : w // 2 + 8].abs().max() == 0 and masked[0, 0, :, w // 2 + 9:].max() > 0
+    assert float(score[0]) == pytest.approx(float(masked.max()))
+    textured = rng.integers(60, 200, (1, 3, h, w), dtype=np.uint8)
+    with torch.no_grad():
+        plain_model, _ = load_model(run)
+        a, _ = model(torch.from_numpy(textured).float() / 255)
+        b, _ = plain_model(torch.from_numpy(textured).float() / 255)
+    assert torch.allclose(a, b)  # all fabric: nothing changes
+    bundle = export_bundle(model, ckpt, tmp_path / "roi", progress=False)
+    meta, path = read_bundle(bundle)
+    assert meta.model["fabric_roi"] is True
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    onnx_map, _ = session.run(["anomaly_map", "score"], {"image": image[None]})
+    assert np.abs(onnx_map - masked.numpy()).max() < 1e-4
+    with pytest.raises(ConfigError, match="can change after training"):
+        load_model(run, ["model.width=32"])

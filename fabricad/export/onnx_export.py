@@ -208,14 +208,15 @@ def _graph_scores(onnx_path: Path, samples: list[Sample], size: tuple[int, int],
 
 
 def export_checkpoint(model: Path, out: Path, precision: str = "fp32", data: Path | None = None,
-                      category: str | None = None, name: str | None = None, progress: bool = True) -> Path:
+                      category: str | None = None, name: str | None = None, progress: bool = True,
+                      overrides: list[str] | None = None) -> Path:
     """`fabricad export` as a function: the checkpoint's own normal images (or `data`) calibrate the
     threshold on the held-out part and, for int8, the quantiser on the training part."""
     from fabricad.data import load_dataset
     from fabricad.training import load_model
     from fabricad.training.trainer import holdout_split
 
-    detector, ckpt = load_model(model)
+    detector, ckpt = load_model(model, overrides)
     train_samples = holdout = None
     data_path = data or ckpt.config.data.path
     if data_path is not None and Path(data_path).exists():

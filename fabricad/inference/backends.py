@@ -24,7 +24,7 @@ PROVIDER_ALIASES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExe
 
 class OnnxBackend:
     def __init__(self, bundle: str | Path, providers: list[str] | None = None, threads: int | None = None,
-                 trt_cache: str | Path | None = None):
+                 trt_cache: str | Path | None = None, spinning: bool = True):
         import onnxruntime as ort
 
         self.meta, model_path = read_bundle(bundle)
@@ -44,6 +44,11 @@ class OnnxBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:
+            # ORT's workers spin after each run: the fastest for a lone caller (14 vs 22 ms per
+            # tile here), but in the service they take the cores the HTTP, decoding and camera
+            # threads need (4 clients: 64 vs 54 images/s). See BENCHMARKS.md.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         provider_options = []
         for p in chosen:
             if p == "TensorrtExecutionProvider":

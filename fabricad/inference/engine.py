@@ -117,7 +117,7 @@ class InferenceEngine:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", providers: list[str] | None = None,
-             threads: int | None = None, device: str = "auto", **kwargs) -> InferenceEngine:
+             threads: int | None = None, device: str = "auto", spinning: bool = True, **kwargs) -> InferenceEngine:
         """A bundle folder (ONNX Runtime) or a checkpoint (PyTorch)."""
         path = Path(path)
         is_bundle = (path / "model.json").is_file() or path.name == "model.json"
@@ -126,7 +126,7 @@ class InferenceEngine:
         if backend == "onnx":
             if not is_bundle:
                 raise FabricadError(f"{path} is not an exported bundle; run `fabricad export` first or use the torch backend")
-            runner = OnnxBackend(path, providers, threads)
+            runner = OnnxBackend(path, providers, threads, spinning=spinning)
             return cls(runner, runner.meta, **kwargs)
         if backend == "torch":
             runner = TorchBackend(path, device, threads)

@@ -80,7 +80,7 @@ class RayServeBackend:
         import httpx
 
         self.meta = meta
-        self.model_name = model_name or meta.name
+        self.model_name = model_name or meta.name  # the service passes its registry name (the folder's)
         self.endpoint = f"{url.rstrip('/')}/{self.model_name}"
         self.http = httpx.Client(timeout=timeout_s)
         try:

@@ -14,6 +14,22 @@ from fabricad.models.anomaly_map import AnomalyMapGenerator
 Features = list[torch.Tensor]
 
 
+def background_mask(x: torch.Tensor, margin: int, window: int = 9) -> torch.Tensor:
+    """1 where the image is not fabric: flat (no texture in a `window`) and saturated (near white
+    or black), widened by `margin` pixels so the fabric/background boundary goes too. Max-pooling
+    only, so it exports to ONNX with the rest of the graph. x: (B, 3, H, W) in [0, 1]."""
+    gray = x.mean(dim=1, keepdim=True)
+    half = window // 2
+    local_max = F.max_pool2d(gray, window, 1, half)
+    local_min = -F.max_pool2d(-gray, window, 1, half)
+    flat = (local_max - local_min) < 3 / 255
+    saturated = (gray > 250 / 255) | (gray < 5 / 255)
+    background = (flat & saturated).to(x.dtype)
+    # The flatness window loses `half` pixels at the edge of the background: give them back, plus the margin.
+    grow = margin + half
+    return F.max_pool2d(background, 2 * grow + 1, 1, grow)
+
+
 class DistillationModel(nn.Module):
     """Teacher + student. `distill` gives the feature pairs training compares; `forward` is
     inference, image batch (RGB in [0, 1]) → (anomaly map (B,1,H,W), score (B,)), which is
@@ -58,7 +74,11 @@ class DistillationModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         teacher, student = self.distill(x)
-        return self.map_and_score(teacher, student, (x.shape[-2], x.shape[-1]))
+        anomaly_map, score = self.map_and_score(teacher, student, (x.shape[-2], x.shape[-1]))
+        if self.config.fabric_roi:
+            anomaly_map = anomaly_map * (1 - background_mask(x, self.config.roi_margin))
+            score = torch.amax(anomaly_map, dim=(1, 2, 3))
+        return anomaly_map, score
 
     # The teacher is rebuilt from its own weight source; checkpoints hold only what was trained.
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

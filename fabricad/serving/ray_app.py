@@ -23,8 +23,8 @@ def require_ray():
         raise FabricadError(f"the Ray engine needs Ray Serve: pip install 'ray[serve]' ({exc})") from None
 
 
-def build_app(bundle: Path, replicas: int = 1, max_replicas: int | None = None, threads: int = 1,
-              providers: list[str] | None = None, target_ongoing: float = 2.0):
+def build_app(bundle: Path, name: str | None = None, replicas: int = 1, max_replicas: int | None = None,
+              threads: int = 1, providers: list[str] | None = None, target_ongoing: float = 2.0):
     """The Serve application for one bundle. With `max_replicas`, Serve adds replicas while more
     than `target_ongoing` requests wait per replica (queue length), down to `replicas`."""
     from ray import serve
@@ -34,11 +34,12 @@ def build_app(bundle: Path, replicas: int = 1, max_replicas: int | None = None, 
     from fabricad.inference.remote import decode_batch, encode_result
 
     meta, _ = read_bundle(bundle)
+    name = name or bundle.name  # the folder name, as the service's model registry names it
     scaling = ({"num_replicas": replicas} if not max_replicas else
                {"autoscaling_config": {"min_replicas": replicas, "max_replicas": max_replicas,
                                        "target_ongoing_requests": target_ongoing}})
 
-    @serve.deployment(name=meta.name, ray_actor_options={"num_cpus": threads}, max_ongoing_requests=64, **scaling)
+    @serve.deployment(name=name, ray_actor_options={"num_cpus": threads}, max_ongoing_requests=64, **scaling)
     class FabricadModel:
         def __init__(self, path: str):
             from fabricad.inference.backends import OnnxBackend
@@ -57,7 +58,7 @@ def build_app(bundle: Path, replicas: int = 1, max_replicas: int | None = None, 
 
         async def __call__(self, request: Request):
             if request.url.path.rstrip("/").endswith("/-/meta"):
-                return JSONResponse({"name": meta.name, "sha256": meta.sha256, "backend": self.backend.name})
+                return JSONResponse({"name": name, "sha256": meta.sha256, "backend": self.backend.name})
             try:
                 images = decode_batch(await request.body())
             except (FabricadError, ValueError) as exc:
@@ -81,8 +82,7 @@ def serve_bundles(models_dir: Path, host: str = "127.0.0.1", port: int = 8100, *
         ray.init(include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": host, "port": port})
     names = []
-    for bundle in bundles:
-        meta, _ = read_bundle(bundle)
-        serve.run(build_app(bundle, **options), name=meta.name, route_prefix=f"/{meta.name}", blocking=False)
-        names.append(meta.name)
+    for bundle in bundles:  # routed by folder name, as the service's registry names models
+        serve.run(build_app(bundle, bundle.name, **options), name=bundle.name, route_prefix=f"/{bundle.name}", blocking=False)
+        names.append(bundle.name)
     return names

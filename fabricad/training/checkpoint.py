@@ -16,7 +16,7 @@ import torch
 from fabricad import __version__
 from fabricad.backbones import state_hash
 from fabricad.config import FabricadConfig
-from fabricad.errors import CheckpointError, FabricadError
+from fabricad.errors import ConfigError, CheckpointError, FabricadError
 from fabricad.models import DistillationModel, create_model
 
 CHECKPOINT_FORMAT = 1
@@ -119,6 +119,18 @@ def build_model(checkpoint: Checkpoint) -> DistillationModel:
     return model.eval()
 
 
-def load_model(path: str | Path) -> tuple[DistillationModel, Checkpoint]:
+INFERENCE_SETTINGS = ("model.fabric_roi", "model.roi_margin")
+"""Settings a trained model may change at evaluation and export: they post-process the map and
+touch no trained weight."""
+
+
+def load_model(path: str | Path, overrides: list[str] | None = None) -> tuple[DistillationModel, Checkpoint]:
+    """The model and its checkpoint; `overrides` (`model.fabric_roi=true`, …) may set only
+    INFERENCE_SETTINGS, and the checkpoint's config then records them (exported bundles too)."""
     checkpoint = read_checkpoint(path)
+    if overrides:
+        wrong = [o for o in overrides if o.partition("=")[0].strip() not in INFERENCE_SETTINGS]
+        if wrong:
+            raise ConfigError(f"{', '.join(wrong)}: only {', '.join(INFERENCE_SETTINGS)} can change after training")
+        checkpoint.config = checkpoint.config.with_overrides(overrides)
     return build_model(checkpoint), checkpoint
