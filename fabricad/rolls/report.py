@@ -112,7 +112,8 @@ def roll_pdf(summary: dict, defects: list[dict], thumbnails: dict[int, np.ndarra
     pdf.set_font("Helvetica", "B", 12)
     pdf.cell(0, 8, "Defects and points", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 9)
-    with pdf.table(col_widths=(12, 28, 28, 22, 22, 14, 40, 20, 84)) as table:
+    # Rows as tall as a readable thumbnail when there are pictures (fpdf2 sizes cell images by line height).
+    with pdf.table(col_widths=(12, 28, 28, 22, 22, 14, 40, 20, 84), line_height=20 if thumbnails else 6) as table:
         table.row(["#", "along (m)", "across (mm)", "width mm", "length mm", "points", "label", "score", "picture"])
         for d in defects:
             row = table.row()
