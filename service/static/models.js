@@ -16,7 +16,7 @@ async function preview(name, value, out) {
 
 function modelCard(model, cameras, calibration) {
   const admin = auth.role === "admin";
-  const scores = [...calibration.normal_scores, ...calibration.defect_scores, model.threshold.value];
+  const scores = [...calibration.normal_scores, ...calibration.defect_scores, ...calibration.false_alarm_scores, model.threshold.value];
   const lo = Math.min(...scores) * 0.9;
   const hi = Math.max(...scores) * 1.3;
   const slider = el("input", { type: "range", min: lo, max: hi, step: (hi - lo) / 500, value: model.threshold.value,
