@@ -38,12 +38,13 @@ class ModelEntry:
 
 class ModelRegistry:
     def __init__(self, models_dir: Path, providers: list[str] | None = None, threads: int | None = None,
-                 engine: str = "local", engine_url: str | None = None):
+                 engine: str = "local", engine_url: str | None = None, spinning: bool = False):
         self.models_dir = Path(models_dir)
         self.providers = providers
         self.threads = threads
         self.engine_kind = engine
         self.engine_url = engine_url
+        self.spinning = spinning
         self._lock = threading.Lock()
         self._entries: dict[str, ModelEntry] = {}
         self._active: str | None = None
@@ -93,7 +94,7 @@ class ModelRegistry:
         and regions stay here either way, so the API and camera pipeline do not change."""
         if self.engine_kind == "local":
             return InferenceEngine.load(entry.path, backend="onnx", providers=self.providers, threads=self.threads,
-                                        spinning=False)
+                                        spinning=self.spinning)
         from fabricad.inference.remote import RayServeBackend, TritonBackend
 
         if self.engine_kind == "triton":

@@ -53,6 +53,9 @@ class ServiceSettings(BaseSettings):
     engine_url: str | None = None
     """e.g. http://gpu-host-a:8000 (Triton HTTP), grpc://gpu-host-a:8001, http://gpu-host-a:8100 (Ray Serve)"""
     threads: int | None = None
+    ort_spinning: bool = False
+    """Let ONNX Runtime's worker threads spin between runs: lower latency for a lone caller, fewer
+    cores for HTTP, decoding and cameras under load (BENCHMARKS.md, service load)."""
     providers: list[str] | None = None
     """ONNX Runtime providers by name (tensorrt, cuda, cpu); automatic when unset."""
 

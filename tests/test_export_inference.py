@@ -261,3 +261,17 @@ def test_fabric_roi_zeroes_background_in_pytorch_and_onnx(exported, tmp_path):
     assert np.abs(onnx_map - masked.numpy()).max() < 1e-4
     with pytest.raises(ConfigError, match="can change after training"):
         load_model(run, ["model.width=32"])
+
+
+def test_service_sessions_do_not_spin_unless_asked(exported):
+    from fabricad.inference.backends import OnnxBackend
+
+    _, bundle = exported["rd-resnet18"]
+    quiet = OnnxBackend(bundle, ["cpu"], threads=1, spinning=False)
+    assert quiet.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    default = OnnxBackend(bundle, ["cpu"], threads=1)
+    try:
+        spinning = default.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    except Exception:  # ORT raises for an entry that was never set: its default, which spins
+        spinning = "1"
+    assert spinning != "0"
