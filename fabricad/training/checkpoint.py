@@ -16,7 +16,7 @@ import torch
 from fabricad import __version__
 from fabricad.backbones import state_hash
 from fabricad.config import FabricadConfig
-from fabricad.errors import ConfigError, CheckpointError, FabricadError
+from fabricad.errors import CheckpointError, ConfigError, FabricadError
 from fabricad.models import DistillationModel, create_model
 
 CHECKPOINT_FORMAT = 1
