@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Literal
 
@@ -49,17 +50,24 @@ def roll_document(state: AppState, roll_id: str) -> tuple[dict, list[dict]]:
     return state.rolls.summary(row, grade, len(items)), items
 
 
-def _thumbnails(state: AppState, defects: list[dict], size: int = 160) -> dict[int, np.ndarray]:
+def _thumbnails(state: AppState, defects: list[dict], size: int = 160, pad: int = 32) -> dict[int, np.ndarray]:
+    """For each roll defect: its first sighting's overlay, cropped around the defect's region."""
     pictures = {}
     for d in defects:
         for sighting in d["sightings"][:1]:
             record = state.defects.get(sighting)
             path = state.defects.file_path(record.overlay_file if record else None)
             image = cv2.imread(str(path)) if path else None
-            if image is not None:
-                scale = size / max(image.shape[:2])
-                image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-                pictures[d["id"]] = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            if image is None:
+                continue
+            regions = json.loads(record.regions_json)
+            if regions:
+                r = regions[0]
+                y0, x0 = max(r["y"] - pad, 0), max(r["x"] - pad, 0)
+                image = image[y0:r["y"] + r["height"] + pad, x0:r["x"] + r["width"] + pad]
+            scale = size / max(image.shape[:2])
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            pictures[d["id"]] = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return pictures
 
 
@@ -145,8 +153,6 @@ async def roll_report(roll_id: RollId, fmt: Literal["pdf", "csv", "json"], state
     if fmt == "csv":
         return Response(report.defects_csv(defects), media_type="text/csv", headers=headers)
     if fmt == "json":
-        import json
-
         return Response(json.dumps({"roll": summary, "defects": defects}, indent=2), media_type="application/json", headers=headers)
     pdf = await run_in_threadpool(report.roll_pdf, summary, defects, _thumbnails(state, defects))
     return Response(pdf, media_type="application/pdf", headers=headers)

@@ -71,8 +71,10 @@ export const fmt = {
   pct: (x) => (x === null || x === undefined ? "—" : `${(100 * x).toFixed(1)} %`),
 };
 
-export function notify(message) {
+// One line at the top: errors in amber, confirmations ("threshold is now …") in blue.
+export function notify(message, kind = "error") {
   const banner = document.getElementById("banner");
+  banner.className = kind;
   banner.textContent = message;
   banner.hidden = !message;
   if (message) setTimeout(() => { if (banner.textContent === message) banner.hidden = true; }, 6000);

@@ -27,14 +27,14 @@ function modelCard(model, cameras, calibration) {
   const apply = el("button", { disabled: !admin, onclick: async () => {
     try {
       await api(`/v1/models/${encodeURIComponent(model.name)}/threshold`, { method: "PUT", body: { value: Number(slider.value) } });
-      notify(`threshold of ${model.name} is now ${Number(slider.value).toFixed(4)}`);
+      notify(`threshold of ${model.name} is now ${Number(slider.value).toFixed(4)}`, "info");
       refreshModels();
     } catch (e) { notify(`threshold: ${e.message}`); }
   } }, "Apply threshold");
   preview(model.name, model.threshold.value, out);
   const cameraRows = cameras.map((c) => el("label", {}, `${c.id}: `,
     el("select", { disabled: !admin, "aria-label": `model of camera ${c.id}`, onchange: async (e) => {
-      try { await api(`/v1/cameras/${encodeURIComponent(c.id)}/model`, { method: "PUT", body: { model: e.target.value || null } }); notify(`camera ${c.id} runs ${e.target.value || "the active model"}`); }
+      try { await api(`/v1/cameras/${encodeURIComponent(c.id)}/model`, { method: "PUT", body: { model: e.target.value || null } }); notify(`camera ${c.id} runs ${e.target.value || "the active model"}`, "info"); }
       catch (err) { notify(`camera model: ${err.message}`); }
     } }, el("option", { value: "" }, "(active model)"), el("option", { value: model.name, selected: c.model === model.name }, model.name))));
   return el("article", { class: "card", "data-model": model.name },
