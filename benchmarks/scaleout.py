@@ -28,31 +28,16 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_load import emit, percentile, prepare_workdir, run_clients  # noqa: E402
+from service_load import (  # noqa: E402
+    emit,
+    free_port,
+    percentile,
+    prepare_workdir,
+    run_clients,
+    wait_http,
+)
 
 KEY = "bench-admin"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float, process: subprocess.Popen) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
 def measure(url: str, cameras: int, seconds: float, png: bytes, clients: int) -> dict:

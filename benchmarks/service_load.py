@@ -60,6 +60,26 @@ def percentile(values: list[float], q: float) -> float:
     return 1000 * float(np.percentile(values, q)) if values else float("nan")
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float, process: subprocess.Popen) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout} s")
+
+
 def prepare_workdir(bundle: Path, png: bytes, frames: int = 8) -> tuple[Path, Path]:
     """A scratch folder with the bundle as `models/bench` and a media folder `frames` of the image."""
     work = Path(tempfile.mkdtemp())
@@ -98,9 +118,7 @@ def main() -> None:
         rows.append(("bare engine", clients, rate, percentile(lat, 50), percentile(lat, 99)))
         print(rows[-1], flush=True)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "FABRICAD_MODELS_DIR": str(models), "FABRICAD_DATABASE_URL": f"sqlite:///{work / 'd.db'}",
            "FABRICAD_IMAGE_STORE": str(work / "img"), "FABRICAD_MEDIA_DIR": str(work / "media"),
            "FABRICAD_API_KEYS": f'{{"{KEY}": "admin"}}'}
@@ -108,12 +126,7 @@ def main() -> None:
                                "--log-level", "warning"], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        wait_http(f"{url}/readyz", 120, server)
         local = threading.local()
 
         def post():

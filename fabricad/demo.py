@@ -71,6 +71,11 @@ def prepare_data(plan: DemoPlan) -> tuple[Path, str | None]:
     return category_dir, None
 
 
+def _newer_than_model(plan: DemoPlan, path: Path) -> bool:
+    """An output of an earlier run is reused only if it was made from the current model."""
+    return path.is_file() and path.stat().st_mtime >= (plan.model_dir / "model.ckpt").stat().st_mtime
+
+
 def train_model(plan: DemoPlan, data: Path, category: str | None) -> Path:
     from fabricad.config import FabricadConfig
     from fabricad.training import train
@@ -90,7 +95,7 @@ def evaluate_model(plan: DemoPlan) -> None:
     from fabricad.evaluation import evaluate_checkpoint, format_metrics
 
     out = plan.workdir / "eval"
-    if (out / "metrics.json").is_file() and (out / "metrics.json").stat().st_mtime >= (plan.model_dir / "model.ckpt").stat().st_mtime:
+    if _newer_than_model(plan, out / "metrics.json"):
         _say(f"evaluation: reusing {out / 'metrics.json'}")
         import json
 
@@ -106,7 +111,7 @@ def export_model(plan: DemoPlan, name: str) -> Path:
     from fabricad.export.onnx_export import export_checkpoint
 
     bundle = plan.models_dir / name
-    if (bundle / "model.json").is_file() and (bundle / "model.json").stat().st_mtime >= (plan.model_dir / "model.ckpt").stat().st_mtime:
+    if _newer_than_model(plan, bundle / "model.json"):
         _say(f"export: reusing {bundle}")
         return bundle
     _say(f"export: ONNX bundle {bundle}")

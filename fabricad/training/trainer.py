@@ -232,7 +232,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
         """Step or time budget; every process must agree, or one would wait for the others forever."""
         spent = bool(tc.max_steps and step >= tc.max_steps) or (
             tc.max_minutes is not None and time.perf_counter() - started > tc.max_minutes * 60)
-        return ctx.mean(float(spent), device) > 0 if ctx.enabled else spent
+        return ctx.mean(float(spent), device) > 0  # any process out of budget stops them all
 
     epoch = start_epoch
     bar = tqdm(total=tc.max_steps or tc.epochs * steps_per_epoch, initial=step, desc="training", unit="step", disable=not progress)
