@@ -27,7 +27,7 @@ from fabricad.data import ImageDataset, load_dataset
 from fabricad.data.aitex import CATEGORIES
 from fabricad.evaluation import compute_metrics, predict, write_report
 from fabricad.training import load_model, train
-from fabricad.training.trainer import holdout_split
+from fabricad.training.trainer import holdout_split, select_device
 
 KEYS = ("image_auroc", "pixel_auroc", "aupro", "full_image_auroc")
 
@@ -36,27 +36,31 @@ def data_root() -> Path:
     return Path(os.environ.get("FABRICAD_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")) / "aitex"
 
 
-def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sigmas: list[float]) -> dict:
+def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sigmas: list[float] | None = None,
+               report: bool = True, progress: bool = True) -> dict:
     config = FabricadConfig().with_overrides([f"data.path={data_root()}", f"data.category={fabric}", *overrides])
     run_dir = out / fabric
     started = time.perf_counter()
-    result = train(config, run_dir / "rd", progress=True)
+    result = train(config, run_dir / "rd", progress=progress)
     train_seconds = time.perf_counter() - started
     model, ckpt = load_model(run_dir / "rd")
+    device = select_device(config.train.device)  # evaluate where training ran (a GPU host's sweeps)
+    model.to(device)
     split = load_dataset(config.data.path, fabric)
     size = config.data.image_size
     rows = {}
     calibration = ckpt.score_stats.get("scores")
-    for sigma in sigmas:  # post-processing variants on the same trained model
+    for sigma in sigmas or [config.model.blur_sigma]:  # post-processing variants on the same trained model
         from fabricad.models.anomaly_map import AnomalyMapGenerator
 
-        model.anomaly_map = AnomalyMapGenerator(config.model.map_mode, sigma)  # same model, other blur
-        preds = predict(model, split.test, size, batch_size=8)
+        model.anomaly_map = AnomalyMapGenerator(config.model.map_mode, sigma).to(device)  # same model, other blur
+        preds = predict(model, split.test, size, batch_size=8, device=device, progress=progress)
         metrics = compute_metrics(preds, None)
         family = config.model.name
         name = family if sigma == config.model.blur_sigma else f"{family}-sigma{sigma:g}"
         if name == family:
             metrics = compute_metrics(preds, calibration)
+        if name == family and report:
             write_report(run_dir / "rd" / "eval", preds, metrics, f"AITEX {fabric}")
         metrics.update(train_seconds=train_seconds, steps=result.steps, epochs=result.epochs)
         rows[name] = metrics

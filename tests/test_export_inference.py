@@ -5,6 +5,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from fabricad.cli import app
@@ -13,6 +14,7 @@ from fabricad.data.torch_dataset import resize
 from fabricad.errors import CheckpointError, ConfigError, FabricadError
 from fabricad.export.bundle import read_bundle
 from fabricad.export.onnx_export import export_bundle
+from fabricad.inference.backends import TorchBackend
 from fabricad.inference.engine import InferenceEngine, blend_window
 from fabricad.inference.thresholds import normalise
 from fabricad.training import load_model, train
@@ -178,6 +180,16 @@ def test_requested_gpu_provider_is_never_silently_cpu(exported):
     _, bundle = exported["rd-resnet18"]
     with pytest.raises(FabricadError, match="CUDAExecutionProvider not available"):
         InferenceEngine.load(bundle, providers=["cuda"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_pytorch_fp16_is_refused_without_cuda(exported):
+    run, _ = exported["rd-resnet18"]
+    with pytest.raises(FabricadError, match="fp16 inference needs a CUDA device"):
+        TorchBackend(run, "cpu", precision="fp16")
+    with pytest.raises(FabricadError, match="fp32 or fp16"):
+        TorchBackend(run, "cpu", precision="int8")
+    assert TorchBackend(run, "cpu").name == "pytorch[cpu]"
 
 
 runner = CliRunner()

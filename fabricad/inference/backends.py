@@ -72,7 +72,8 @@ class OnnxBackend:
 
 
 class TorchBackend:
-    def __init__(self, checkpoint: str | Path, device: str = "auto", threads: int | None = None):
+    def __init__(self, checkpoint: str | Path, device: str = "auto", threads: int | None = None,
+                 precision: str = "fp32"):
         from fabricad.training import load_model
         from fabricad.training.trainer import select_device
 
@@ -80,14 +81,21 @@ class TorchBackend:
             torch.set_num_threads(threads)
         self.model, self.checkpoint = load_model(checkpoint)
         self.device = select_device(device)
+        if precision not in ("fp32", "fp16"):
+            raise FabricadError(f"PyTorch precision must be fp32 or fp16 (got {precision!r}); int8 is an ONNX bundle's")
+        if precision == "fp16" and self.device.type != "cuda":
+            raise FabricadError("fp16 inference needs a CUDA device; on CPUs export an int8 ONNX bundle instead")
+        # Autocast rather than .half(): BatchNorm statistics and the map's blur and score stay in fp32.
+        self.half = precision == "fp16"
         self.model.to(self.device).eval()
-        self.name = f"pytorch[{self.device.type}]"
+        self.name = f"pytorch[{self.device.type}{', fp16' if self.half else ''}]"
         self.input_size = tuple(self.checkpoint.config.data.image_size)
 
     @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        maps, scores = self.model(x)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
+            maps, scores = self.model(x)
         return maps[:, 0].float().cpu().numpy(), scores.float().cpu().numpy()
 
     def meta(self) -> BundleMeta:
