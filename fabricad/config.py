@@ -23,8 +23,9 @@ class _Strict(BaseModel):
 
 
 class TeacherConfig(_Strict):
-    name: str = "tf_efficientnet_lite0"
-    """timm architecture name."""
+    name: str = "tf_efficientnet_lite1"
+    """timm architecture name. Lite1 beat Lite0 and Lite2 on five of six AITEX fabrics at the same
+    step budget (BENCHMARKS.md, "teacher sweep"); Lite0 is the lighter choice for slow PCs."""
     weights: str = "auto"
     """`auto` (packaged, then hub), `packaged`, `hub`, `random`, or a path to a .pth/.safetensors file."""
     layers: list[int] | None = None
@@ -85,8 +86,10 @@ class TrainConfig(_Strict):
     epochs: int = Field(100, ge=1)
     max_steps: int | None = Field(None, ge=1)
     """Stop after this many optimiser steps whatever the epoch count (quick runs, tests)."""
-    max_minutes: float | None = Field(None, gt=0)
-    """Wall-clock training budget; the best weights so far are kept when it runs out."""
+    max_minutes: float | None = Field(14.0, gt=0)
+    """Wall-clock training budget; the best weights so far are kept when it runs out. The default
+    keeps onboarding a fabric on an ordinary 2-core PC under 15 minutes; a GPU converges (early
+    stopping) long before it. None = no limit."""
     batch_size: int = Field(8, ge=1)
     """Images per optimiser step and process (with torchrun, each process takes this many)."""
     accumulate: int = Field(1, ge=1, le=64)

@@ -50,6 +50,7 @@ def trained_run(tmp_path_factory, fabric_category) -> Path:
     config = FabricadConfig().with_overrides(
         [
             f"data.path={fabric_category}",
+            "model.teacher.name=tf_efficientnet_lite0",
             "data.image_size=128",
             "model.width=128",
             "train.max_steps=160",

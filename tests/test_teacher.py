@@ -27,7 +27,7 @@ def test_packaged_weights_match_the_reference_model(index, resolution):
 
 
 def test_teacher_uses_its_own_normalisation_and_is_frozen():
-    teacher = TeacherEncoder(TeacherConfig(), pick_layers("tf_efficientnet_lite0", (4, 8, 16)))
+    teacher = TeacherEncoder(TeacherConfig(name="tf_efficientnet_lite0"), pick_layers("tf_efficientnet_lite0", (4, 8, 16)))
     assert teacher.weights_source == "packaged"
     assert torch.allclose(teacher.mean.flatten(), torch.tensor([0.5, 0.5, 0.5]))
     assert all(not p.requires_grad for p in teacher.parameters())
