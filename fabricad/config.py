@@ -24,8 +24,8 @@ class _Strict(BaseModel):
 
 class TeacherConfig(_Strict):
     name: str = "tf_efficientnet_lite1"
-    """timm architecture name. Lite1 beat Lite0 and Lite2 on five of six AITEX fabrics at the same
-    step budget (BENCHMARKS.md, "teacher sweep"); Lite0 is the lighter choice for slow PCs."""
+    """timm architecture name. Lite1 led Lite0 and Lite2 in tile AUROC on all six AITEX fabrics at
+    the same step budget (BENCHMARKS.md, teacher sweep); Lite0 is the lighter choice for slow PCs."""
     weights: str = "auto"
     """`auto` (packaged, then hub), `packaged`, `hub`, `random`, or a path to a .pth/.safetensors file."""
     layers: list[int] | None = None
