@@ -44,7 +44,7 @@ def train(
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML configuration file.")] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder for model.ckpt and config.yaml.")] = Path("runs/train"),
     model: Annotated[Optional[str], typer.Option("--model", help="Model family: rd or dbfad.")] = None,
-    teacher: Annotated[Optional[str], typer.Option("--teacher", help="timm teacher name, e.g. tf_efficientnet_lite0, resnet34.")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="timm teacher name: tf_efficientnet_lite1 (default), tf_efficientnet_lite0 (lighter), resnet34 ...")] = None,
     teacher_weights: Annotated[Optional[str], typer.Option("--teacher-weights", help="auto, packaged, hub, random or a .pth/.safetensors path.")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs.")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimiser steps.")] = None,
