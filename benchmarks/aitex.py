@@ -55,11 +55,9 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
 
         model.anomaly_map = AnomalyMapGenerator(config.model.map_mode, sigma).to(device)  # same model, other blur
         preds = predict(model, split.test, size, batch_size=8, device=device, progress=progress)
-        metrics = compute_metrics(preds, None)
         family = config.model.name
         name = family if sigma == config.model.blur_sigma else f"{family}-sigma{sigma:g}"
-        if name == family:
-            metrics = compute_metrics(preds, calibration)
+        metrics = compute_metrics(preds, calibration if name == family else None)
         if name == family and report:
             write_report(run_dir / "rd" / "eval", preds, metrics, f"AITEX {fabric}")
         metrics.update(train_seconds=train_seconds, steps=result.steps, epochs=result.epochs)

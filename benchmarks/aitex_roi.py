@@ -22,15 +22,14 @@ import numpy as np
 from fabricad.evaluation import evaluate_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aitex import KEYS, data_root  # noqa: E402
 from service_load import emit  # noqa: E402
-
-KEYS = ("image_auroc", "pixel_auroc", "aupro", "full_image_auroc")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs/bench-aitex"))
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("FABRICAD_DATA", "../shared/data/aitex")))
+    parser.add_argument("--data", type=Path, default=data_root(), help="AITEX folder (default: $FABRICAD_DATA/aitex)")
     parser.add_argument("--margin", type=int, default=24)
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()

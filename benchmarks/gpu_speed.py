@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from fabricad.data import load_dataset
-from fabricad.evaluation.metrics import auroc
 from fabricad.export.onnx_export import export_bundle
 from fabricad.export.tensorrt import tensorrt_route
 from fabricad.inference.backends import OnnxBackend, TorchBackend
@@ -35,18 +34,8 @@ from fabricad.training import load_model
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_speed import scan_latency, throughput  # noqa: E402
+from inference_speed import median_ms, scan_latency, test_tiles, throughput, tile_auroc  # noqa: E402
 from service_load import emit  # noqa: E402
-
-
-def latency_ms(backend, tile: np.ndarray, repeats: int = 50) -> float:
-    backend(tile)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        backend(tile)
-        times.append(time.perf_counter() - started)
-    return 1000 * float(np.median(times))
 
 
 def machine() -> str:
@@ -90,9 +79,7 @@ def main() -> None:
     tiles = np.stack([cv2.resize(train_samples[i % len(train_samples)].load(), (w, h)) for i in range(64)])
     wide = next(s.path for s in split.test if s.crop is not None)
     png = wide.read_bytes()
-    test = split.test
-    labels = np.array([s.label for s in test])
-    images = np.stack([cv2.resize(s.load(), (w, h)) for s in test])
+    images, labels = test_tiles(split.test, (h, w))
     rows: dict[str, dict] = {}
     reference = None
     for name, make in candidates.items():
@@ -109,20 +96,20 @@ def main() -> None:
         reference = maps if reference is None else reference
         meta = backend.meta() if isinstance(backend, TorchBackend) else backend.meta
         engine = InferenceEngine(backend, meta, batch_size=16)
-        scores = np.concatenate([backend(images[i : i + 64])[1] for i in range(0, len(images), 64)])
         rows[name] = {
             "setup_s": setup_s,
             "b1": throughput(backend, tiles[:1], args.seconds),
             "b16": throughput(backend, tiles[:16], args.seconds),
             "b64": throughput(backend, tiles, args.seconds),
-            "lat_ms": latency_ms(backend, tiles[:1]),
+            "lat_ms": median_ms(lambda run=backend: run(tiles[:1]), 50),
             "scan_ms": scan_latency(engine, png),
             "diff": float(np.abs(maps - reference).max()),
-            "auroc": auroc(labels, scores),
+            "auroc": tile_auroc(lambda b, run=backend: run(b)[1], images, labels, batch=64),
         }
         print(name, rows[name], flush=True)
         del backend, engine
-        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     base = next((r for r in rows.values() if "b16" in r), None)
     lines = [

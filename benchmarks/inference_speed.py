@@ -45,14 +45,31 @@ def throughput(run, batch: np.ndarray, seconds: float = 8.0) -> float:
     return count / (time.perf_counter() - started)
 
 
-def scan_latency(engine: InferenceEngine, png: bytes, repeats: int = 10) -> float:
-    engine.inspect(decode_image(png))
+def median_ms(call, repeats: int) -> float:
+    """Median wall time of `call()` in milliseconds, after one warm-up call."""
+    call()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        engine.inspect(decode_image(png))
+        call()
         times.append(time.perf_counter() - started)
     return 1000 * float(np.median(times))
+
+
+def scan_latency(engine: InferenceEngine, png: bytes, repeats: int = 10) -> float:
+    """A wide scan end to end: PNG bytes → decode → tiles → verdict."""
+    return median_ms(lambda: engine.inspect(decode_image(png)), repeats)
+
+
+def test_tiles(samples, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 NHWC tiles at the network's size, labels) of a test split."""
+    h, w = size
+    return np.stack([cv2.resize(s.load(), (w, h)) for s in samples]), np.array([s.label for s in samples])
+
+
+def tile_auroc(scores_of, tiles: np.ndarray, labels: np.ndarray, batch: int = 16) -> float:
+    """Tile image AUROC of `scores_of(uint8 batch) -> scores`, run in batches."""
+    return auroc(labels, np.concatenate([scores_of(tiles[i : i + batch]) for i in range(0, len(tiles), batch)]))
 
 
 def main() -> None:
@@ -94,14 +111,9 @@ def main() -> None:
         }
         print(name, rows[name], flush=True)
 
-    auroc_rows = {}
-    test = split.test
-    labels = np.array([s.label for s in test])
-    images = [cv2.resize(s.load(), (w, h)) for s in test]
-    for name in ("ONNX Runtime fp32", "ONNX Runtime INT8"):
-        backend = backends[name]
-        scores = np.concatenate([backend(np.stack(images[i : i + 16]))[1] for i in range(0, len(images), 16)])
-        auroc_rows[name] = auroc(labels, scores)
+    images, labels = test_tiles(split.test, (h, w))
+    auroc_rows = {name: tile_auroc(lambda b, run=backends[name]: run(b)[1], images, labels)
+                  for name in ("ONNX Runtime fp32", "ONNX Runtime INT8")}
 
     base = rows["PyTorch eager"]
     lines = [

@@ -75,15 +75,19 @@ def convert_fp16(source: Path, target: Path) -> None:
     onnx.save(model, str(target))
 
 
-def quantize_int8(source: Path, target: Path, calibration: list[np.ndarray]) -> None:
+def quantize_int8(source: Path, target: Path, calibration: list[np.ndarray], method: str = "minmax",
+                  float_nodes: tuple[str, ...] = ()) -> None:
     """Static INT8 (QDQ, per-channel weights) calibrated on normal images.
 
     Only the network's convolutions are quantised. The anomaly map's blur is a convolution too,
     but it works on small differences between teacher and student that 8 bits flatten
     (measured: score correlation with fp32 drops from 0.99 to 0.48 when it is included).
+    `method` (minmax, percentile, entropy) and `float_nodes` (more nodes kept in float) exist for
+    `benchmarks/int8_calibration.py`; the defaults are what `fabricad export` ships.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
+        CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_static,
@@ -101,9 +105,13 @@ def quantize_int8(source: Path, target: Path, calibration: list[np.ndarray]) -> 
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        map_nodes = [n.name for n in onnx.load(str(prepared)).graph.node if n.name.startswith("/model/anomaly_map/")]
+        names = {n.name for n in onnx.load(str(prepared)).graph.node}
+        map_nodes = [name for name in names if name.startswith("/model/anomaly_map/")]
         if not map_nodes:
             raise FabricadError("cannot find the anomaly-map nodes to keep in float; refusing to quantise them")
+        unknown = [name for name in float_nodes if name not in names]
+        if unknown:  # ORT would ignore them silently and quantise what was meant to stay float
+            raise FabricadError(f"no such nodes in the graph to keep in float: {', '.join(unknown[:3])}")
         quantize_static(
             str(prepared),
             str(target),
@@ -113,7 +121,9 @@ def quantize_int8(source: Path, target: Path, calibration: list[np.ndarray]) -> 
             weight_type=QuantType.QInt8,
             per_channel=True,
             op_types_to_quantize=["Conv", "ConvTranspose"],
-            nodes_to_exclude=map_nodes,
+            nodes_to_exclude=map_nodes + list(float_nodes),
+            calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                              "entropy": CalibrationMethod.Entropy}[method],
         )
 
 

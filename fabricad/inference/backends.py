@@ -79,7 +79,6 @@ class TorchBackend:
 
         if threads:
             torch.set_num_threads(threads)
-        self.model, self.checkpoint = load_model(checkpoint)
         self.device = select_device(device)
         if precision not in ("fp32", "fp16"):
             raise FabricadError(f"PyTorch precision must be fp32 or fp16 (got {precision!r}); int8 is an ONNX bundle's")
@@ -87,6 +86,7 @@ class TorchBackend:
             raise FabricadError("fp16 inference needs a CUDA device; on CPUs export an int8 ONNX bundle instead")
         # Autocast rather than .half(): BatchNorm statistics and the map's blur and score stay in fp32.
         self.half = precision == "fp16"
+        self.model, self.checkpoint = load_model(checkpoint)
         self.model.to(self.device).eval()
         self.name = f"pytorch[{self.device.type}{', fp16' if self.half else ''}]"
         self.input_size = tuple(self.checkpoint.config.data.image_size)
