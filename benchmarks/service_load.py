@@ -3,7 +3,9 @@
     python benchmarks/service_load.py --bundle runs/bundles/fabric02 --image tile.png [--seconds 10]
 
 1. The bare engine (decode + inspect in-process) vs `POST /v1/inspect` on a real uvicorn server
-   on loopback, with 1, 4 and 16 concurrent clients: throughput, p50 and p99 latency.
+   on loopback, with 1, 4 and 16 concurrent clients: throughput, p50 and p99 latency; then one
+   client in alternating short rounds (bare, httpx client, lean http.client client). Engine and
+   service use the same ONNX Runtime thread setting (--spinning, default the service's).
 2. Four simulated cameras (the same image folder) at 30 fps each: sustained inferred fps per
    camera, dropped frames, end-to-end latency (capture to result).
 Prints a Markdown table; --write appends it to a file.
@@ -12,6 +14,7 @@ Prints a Markdown table; --write appends it to a file.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import platform
 import shutil
@@ -28,7 +31,9 @@ import httpx
 import numpy as np
 
 from fabricad.data.images import decode_image
+from fabricad.inference.backends import SPINNING
 from fabricad.inference.engine import InferenceEngine
+from service.settings import ServiceSettings
 
 KEY = "bench-admin"
 
@@ -106,12 +111,15 @@ def main() -> None:
     parser.add_argument("--image", type=Path, required=True)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=8, help="alternating bare/served rounds at one client")
+    parser.add_argument("--spinning", choices=SPINNING, default=ServiceSettings.model_fields["ort_spinning"].default,
+                        help="ONNX Runtime's thread waiting, the same for the bare engine and the service "
+                             "(default: the service's)")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     png = args.image.read_bytes()
     work, models = prepare_workdir(args.bundle, png)
 
-    engine = InferenceEngine.load(models / "bench")  # a lone caller: ORT's spinning workers, its fastest setting
+    engine = InferenceEngine.load(models / "bench", spinning=args.spinning)
     rows = []
     for clients in (1, 4, 16):
         rate, lat = run_clients(lambda: engine.inspect(decode_image(png)), clients, args.seconds)
@@ -121,7 +129,7 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "FABRICAD_MODELS_DIR": str(models), "FABRICAD_DATABASE_URL": f"sqlite:///{work / 'd.db'}",
            "FABRICAD_IMAGE_STORE": str(work / "img"), "FABRICAD_MEDIA_DIR": str(work / "media"),
-           "FABRICAD_API_KEYS": f'{{"{KEY}": "admin"}}'}
+           "FABRICAD_API_KEYS": f'{{"{KEY}": "admin"}}', "FABRICAD_ORT_SPINNING": args.spinning}
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port),
                                "--log-level", "warning"], env=env)
     url = f"http://127.0.0.1:{port}"
@@ -142,12 +150,29 @@ def main() -> None:
 
         # This VM's speed drifts by a third between minutes: compare bare and served at one client
         # in alternating short rounds, so each ratio is taken under the same conditions.
-        ratios = []
+        # httpx spends about a millisecond of CPU per request, on the same two cores as the server;
+        # a lean client (http.client, as a camera PC's C++ or Go client would be) shows what the
+        # service itself costs. Both are measured.
+        lean = {}
+
+        def post_lean():
+            if "conn" not in lean:  # one per round: the server closes a connection idle for 5 s
+                lean["conn"] = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            lean["conn"].request("POST", "/v1/inspect", body=png, headers={"content-type": "image/png"})
+            response = lean["conn"].getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"/v1/inspect answered {response.status}")
+
+        ratios, lean_ratios = [], []
         for _ in range(args.rounds):
             bare_rate, _ = run_clients(lambda: engine.inspect(decode_image(png)), 1, args.seconds / 2)
             served_rate, _ = run_clients(post, 1, args.seconds / 2)
+            lean.pop("conn", None)
+            lean_rate, _ = run_clients(post_lean, 1, args.seconds / 2)
             ratios.append(served_rate / bare_rate)
-            print("round", round(bare_rate, 1), round(served_rate, 1), round(ratios[-1], 3), flush=True)
+            lean_ratios.append(lean_rate / bare_rate)
+            print("round", round(bare_rate, 1), round(served_rate, 1), round(lean_rate, 1), flush=True)
 
         admin = {"X-API-Key": KEY}
         for i in range(4):
@@ -177,16 +202,18 @@ def main() -> None:
     bare = {c: r for name, c, r, *_ in rows if name == "bare engine"}
     lines = [
         f"\n## Service load ({date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU threads)\n",
-        f"Command: `python benchmarks/service_load.py --bundle {args.bundle} --image {args.image}` "
-        f"({args.seconds:g} s per point; the image is a {decode_image(png).shape[1]}x{decode_image(png).shape[0]} PNG).\n",
+        f"Command: `python benchmarks/service_load.py --bundle {args.bundle} --image {args.image} "
+        f"--spinning {args.spinning}` ({args.seconds:g} s per point; the image is a {decode_image(png).shape[1]}x{decode_image(png).shape[0]} PNG).\n",
         "| path | clients | images/s | p50 ms | p99 ms | throughput vs bare engine |",
         "|---|---|---|---|---|---|",
     ]
     for name, clients, rate, p50, p99 in rows:
         lines.append(f"| {name} | {clients} | {rate:.1f} | {p50:.1f} | {p99:.1f} | {rate / bare[clients]:.2f} |")
-    lines += ["", f"One client, {args.rounds} alternating rounds of {args.seconds / 2:g} s (bare, then served): "
-              f"served/bare throughput median {np.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}); "
-              f"overhead {100 * (1 / np.median(ratios) - 1):.1f} %."]
+    lines += ["", f"One client, {args.rounds} alternating rounds of {args.seconds / 2:g} s (bare, served with httpx, "
+              "served with http.client):", ""]
+    for name, values in (("httpx", ratios), ("http.client", lean_ratios)):
+        lines.append(f"- {name} client: served/bare throughput median {np.median(values):.3f} (min {min(values):.3f}, "
+                     f"max {max(values):.3f}); overhead {100 * (1 / np.median(values) - 1):.1f} %")
     lines += ["", "| camera (30 fps requested) | captured fps | inferred fps | dropped frames |", "|---|---|---|---|"]
     for cid, cap, proc, dropped in camera_rows:
         lines.append(f"| {cid} | {cap:.1f} | {proc:.1f} | {dropped} |")

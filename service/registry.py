@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fabricad.errors import FabricadError
 from fabricad.export.bundle import BundleMeta, read_bundle
+from fabricad.inference.backends import Spinning
 from fabricad.inference.engine import InferenceEngine
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class ModelEntry:
 
 class ModelRegistry:
     def __init__(self, models_dir: Path, providers: list[str] | None = None, threads: int | None = None,
-                 engine: str = "local", engine_url: str | None = None, spinning: bool = False):
+                 engine: str = "local", engine_url: str | None = None, spinning: Spinning = "never"):
         self.models_dir = Path(models_dir)
         self.providers = providers
         self.threads = threads

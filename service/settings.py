@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -14,6 +14,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from fabricad.inference.backends import Spinning
 from service.cameras import CameraSpec
 
 Role = Literal["operator", "admin"]
@@ -53,13 +54,25 @@ class ServiceSettings(BaseSettings):
     engine_url: str | None = None
     """e.g. http://gpu-host-a:8000 (Triton HTTP), grpc://gpu-host-a:8001, http://gpu-host-a:8100 (Ray Serve)"""
     threads: int | None = None
-    ort_spinning: bool = False
-    """Let ONNX Runtime's worker threads spin between runs: lower latency for a lone caller, fewer
-    cores for HTTP, decoding and cameras under load (BENCHMARKS.md, service load)."""
+    ort_spinning: Spinning = "never"
+    """How ONNX Runtime's worker threads wait for work: never spin (the default), spin while a run
+    is active, or always. Under concurrent load (the line's normal state: several cameras and
+    clients) spinning workers take the cores HTTP, decoding and capture need; a lone caller gets
+    about 1 ms per tile back with "during_run" (BENCHMARKS.md, service load)."""
     providers: list[str] | None = None
     """ONNX Runtime providers by name (tensorrt, cuda, cpu); automatic when unset."""
 
     yaml_file: Path | None = Field(None, exclude=True)
+
+    @field_validator("ort_spinning", mode="before")
+    @classmethod
+    def _spinning_from_bool(cls, value):
+        """Earlier versions took a boolean (true: spin always, false: never); keep old .env files working."""
+        if isinstance(value, bool):
+            return "always" if value else "never"
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return "always" if value.lower() in ("true", "1") else "never"
+        return value
 
     @model_validator(mode="after")
     def _engine_needs_url(self) -> ServiceSettings:

@@ -275,15 +275,33 @@ def test_fabric_roi_zeroes_background_in_pytorch_and_onnx(exported, tmp_path):
         load_model(run, ["model.width=32"])
 
 
-def test_service_sessions_do_not_spin_unless_asked(exported):
+def test_onnx_thread_spinning_modes(exported):
+    """never: workers sleep; during_run: spin only inside a run (the library default); always: ORT's own default."""
     from fabricad.inference.backends import OnnxBackend
 
     _, bundle = exported["rd-resnet18"]
-    quiet = OnnxBackend(bundle, ["cpu"], threads=1, spinning=False)
-    assert quiet.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+    def entry(backend, key):
+        try:
+            return backend.session.get_session_options().get_session_config_entry(key)
+        except Exception:  # ORT raises for an entry that was never set
+            return None
+
+    never = OnnxBackend(bundle, ["cpu"], threads=1, spinning="never")
+    assert entry(never, "session.intra_op.allow_spinning") == "0"
     default = OnnxBackend(bundle, ["cpu"], threads=1)
-    try:
-        spinning = default.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
-    except Exception:  # ORT raises for an entry that was never set: its default, which spins
-        spinning = "1"
-    assert spinning != "0"
+    assert entry(default, "session.force_spinning_stop") == "1"
+    assert entry(default, "session.intra_op.allow_spinning") != "0"
+    always = OnnxBackend(bundle, ["cpu"], threads=1, spinning="always")
+    assert entry(always, "session.force_spinning_stop") is None and entry(always, "session.intra_op.allow_spinning") != "0"
+    with pytest.raises(FabricadError, match="spinning must be one of"):
+        OnnxBackend(bundle, ["cpu"], spinning=True)
+
+
+def test_service_spinning_setting_accepts_old_booleans(monkeypatch):
+    from service.settings import ServiceSettings
+
+    assert ServiceSettings().ort_spinning == "never"
+    for old, new in (("true", "always"), ("false", "never"), ("during_run", "during_run")):
+        monkeypatch.setenv("FABRICAD_ORT_SPINNING", old)
+        assert ServiceSettings().ort_spinning == new

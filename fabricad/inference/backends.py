@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -19,12 +20,20 @@ from fabricad.export.bundle import BundleMeta, read_bundle
 log = logging.getLogger(__name__)
 
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+# How ONNX Runtime's worker threads wait for work. Spinning makes the many short parallel sections
+# of one run fast (a Lite1 tile on two cores: 14.2 ms spinning, 15.8 ms not), but workers that
+# keep spinning *between* runs burn the cores other threads need. "during_run" spins only while a
+# run is active (ORT's session.force_spinning_stop): a lone caller's speed without idle burning,
+# the library default. The service does not spin at all: with concurrent callers the spinning
+# workers take the cores of HTTP, decoding and capture (benchmarks/service_load.py, BENCHMARKS.md).
+Spinning = Literal["always", "during_run", "never"]
+SPINNING: tuple[str, ...] = get_args(Spinning)
 PROVIDER_ALIASES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 
 
 class OnnxBackend:
     def __init__(self, bundle: str | Path, providers: list[str] | None = None, threads: int | None = None,
-                 trt_cache: str | Path | None = None, spinning: bool = True):
+                 trt_cache: str | Path | None = None, spinning: Spinning = "during_run"):
         import onnxruntime as ort
 
         self.meta, model_path = read_bundle(bundle)
@@ -44,11 +53,12 @@ class OnnxBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
-        if not spinning:
-            # ORT's workers spin after each run: the fastest for a lone caller (14 vs 22 ms per
-            # tile here), but in the service they take the cores the HTTP, decoding and camera
-            # threads need (4 clients: 64 vs 54 images/s). See BENCHMARKS.md.
+        if spinning not in SPINNING:
+            raise FabricadError(f"spinning must be one of {', '.join(SPINNING)}, not {spinning!r}")
+        if spinning == "never":
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        elif spinning == "during_run":
+            options.add_session_config_entry("session.force_spinning_stop", "1")
         provider_options = []
         for p in chosen:
             if p == "TensorrtExecutionProvider":

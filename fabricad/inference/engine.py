@@ -21,7 +21,7 @@ from fabricad.data.tiling import tile_starts
 from fabricad.errors import FabricadError
 from fabricad.export.bundle import BundleMeta, Threshold
 from fabricad.inference import thresholds as T
-from fabricad.inference.backends import OnnxBackend, TorchBackend
+from fabricad.inference.backends import OnnxBackend, Spinning, TorchBackend
 
 
 @dataclass
@@ -117,7 +117,7 @@ class InferenceEngine:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", providers: list[str] | None = None,
-             threads: int | None = None, device: str = "auto", spinning: bool = True, **kwargs) -> InferenceEngine:
+             threads: int | None = None, device: str = "auto", spinning: Spinning = "during_run", **kwargs) -> InferenceEngine:
         """A bundle folder (ONNX Runtime) or a checkpoint (PyTorch)."""
         path = Path(path)
         is_bundle = (path / "model.json").is_file() or path.name == "model.json"

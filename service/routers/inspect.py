@@ -115,9 +115,14 @@ async def inspect(
     else:
         data = await read_limited(request, limit)
         name = "body"
-    image = decode_upload(data, state.settings.max_pixels, name)
-    return await run_in_threadpool(inspect_image, state, image, model=model, want_overlay=overlay,
-                                   want_heatmap=heatmap, camera_id=camera_id, along_m=along_m)
+
+    def decode_and_inspect() -> InspectionOut:
+        # Decoding a wide scan takes milliseconds: in the worker, not on the event loop.
+        image = decode_upload(data, state.settings.max_pixels, name)
+        return inspect_image(state, image, model=model, want_overlay=overlay, want_heatmap=heatmap,
+                             camera_id=camera_id, along_m=along_m)
+
+    return await run_in_threadpool(decode_and_inspect)
 
 
 @router.post("/inspect/batch", response_model=BatchOut, summary="Inspect several images (multipart field `files`)")
