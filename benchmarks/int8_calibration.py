@@ -49,6 +49,9 @@ def main() -> None:
         if match:
             last_of_stage[match.group(1)] = c
     teacher_outputs = list(last_of_stage.values())
+    stem = [c for c in convs if c.startswith("/model/teacher/") and "conv_stem" in c]
+    trained = [c for c in convs if not c.startswith("/model/teacher/")]  # bottleneck and student decoder
+    frozen = [c for c in convs if c.startswith("/model/teacher/")]
     tiles, labels = test_tiles(split.test, size)
 
     def measure(path: Path) -> tuple[float, float]:
@@ -70,6 +73,9 @@ def main() -> None:
         "Percentile (99.999), 64 spread tiles": (spread, "percentile", ()),
         "as shipped + decoder heads in float": (first, "minmax", tuple(heads)),
         "as shipped + heads and teacher stage outputs in float": (first, "minmax", tuple(heads + teacher_outputs)),
+        "as shipped + the teacher's stem in float": (first, "minmax", tuple(stem)),
+        "teacher INT8, bottleneck and student in float": (first, "minmax", tuple(trained)),
+        "bottleneck and student INT8, teacher in float": (first, "minmax", tuple(frozen)),
     }
     base_auroc, base_speed = measure(fp32)
     lines = [f"Model {args.model} ({ckpt.teacher['name']}), {split.name} test tiles, {args.threads} threads.\n",

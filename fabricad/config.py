@@ -43,6 +43,11 @@ class ModelConfig(_Strict):
     skips: bool = False
     """dbfad only: attention-gated teacher skips into the student (False = domain-generalisation setting)."""
     map_mode: Literal["add", "mul"] = "add"
+    map_max_stride: int | None = Field(16, ge=1)
+    """Only scales at this stride or finer make the anomaly map; coarser ones are still distilled
+    (the bottleneck learns from them) but left out of it. None: every distilled scale. On AITEX the
+    stride-32 scale blurs few-pixel defects and lifts normal texture: leaving it out raised every
+    six-fabric mean (BENCHMARKS.md, assembling the anomaly map)."""
     blur_sigma: float = Field(2.0, ge=0.0)
     """Gaussian blur of the anomaly map, in pixels of the network input; 0 disables it. The
     reference method's 4 dilutes AITEX's 5-pixel defects (BENCHMARKS.md)."""

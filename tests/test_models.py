@@ -48,6 +48,31 @@ def test_padding_is_cropped_away_and_standardising_ignores_exposure():
     assert score.item() == amap.max().item()
 
 
+def test_map_leaves_out_scales_coarser_than_map_max_stride():
+    from fabricad.errors import ConfigError
+    from fabricad.models.loss import cosine_distance_maps
+
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(teacher=TEACHERS[0], width=32, pad=0, blur_sigma=0)).eval()
+    assert model.scale_strides() == [8, 16, 32] and model.map_scales() == [0, 1]  # default: up to stride 16
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        teacher, student = model.distill(x)
+        amap, _ = model(x)
+        distances = cosine_distance_maps(teacher, student)
+        expected = sum(torch.nn.functional.interpolate(d, size=(64, 64), mode="bilinear", align_corners=False)
+                       for d in distances[:2])
+        assert torch.allclose(amap, expected, atol=1e-6)
+        model.config.map_max_stride = None  # every scale
+        assert model.map_scales() == [0, 1, 2]
+        everything, _ = model(x)
+        assert (everything - amap).abs().max() > 1e-3
+    dbfad = create_model(ModelConfig(name="dbfad", teacher=TEACHERS[0], width=32))
+    assert dbfad.scale_strides() == [4, 4, 8, 16] and dbfad.map_scales() == [0, 1, 2, 3]
+    with pytest.raises(ConfigError, match="leaves no scale"):
+        create_model(ModelConfig(teacher=TEACHERS[0], width=32, map_max_stride=4))
+
+
 def test_only_the_student_trains():
     model = create_model(ModelConfig(teacher=TEACHERS[0], width=32))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}

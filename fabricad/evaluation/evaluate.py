@@ -159,7 +159,7 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     from fabricad.data import load_dataset
     from fabricad.errors import FabricadError
     from fabricad.training import load_model
-    from fabricad.training.trainer import select_device
+    from fabricad.training.trainer import holdout_pass, holdout_split, select_device
 
     detector, ckpt = load_model(model, overrides)
     data_path = data or ckpt.config.data.path
@@ -169,8 +169,16 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     if not split.test:
         raise FabricadError(f"{data_path}: the dataset has no test images to evaluate on")
     target = select_device(device)
-    predictions = predict(detector.to(target), split.test, ckpt.config.data.image_size, batch_size, target, progress)
-    result = compute_metrics(predictions, ckpt.score_stats.get("scores"))
+    size = ckpt.config.data.image_size
+    predictions = predict(detector.to(target), split.test, size, batch_size, target, progress)
+    calibration = ckpt.score_stats.get("scores")
+    _, holdout = holdout_split(split.train, ckpt.config) if split.train else ([], [])
+    if holdout:
+        # Re-score the held-out normal images rather than trust the scores saved at training:
+        # an inference setting (--set, or a default changed since) may have changed the map.
+        _, calibration = holdout_pass(detector, ImageDataset(holdout, size), batch_size, target)
+        detector.eval()
+    result = compute_metrics(predictions, calibration)
     write_report(out, predictions, result, split.name)
     return result
 

@@ -20,7 +20,9 @@ def create_model(config: ModelConfig) -> DistillationModel:
     """Build the teacher (loading its weights) and the model family named in `config`."""
     family, strides = MODELS[config.name]
     layers = config.teacher.layers or pick_layers(config.teacher.name, tuple(config.strides or strides))
-    return family(TeacherEncoder(config.teacher, layers), config)
+    model = family(TeacherEncoder(config.teacher, layers), config)
+    model.map_scales()  # a map_max_stride that leaves no scale fails here, not at the first image
+    return model
 
 
 __all__ = ["MODELS", "DistillationModel", "create_model"]

@@ -8,7 +8,7 @@ from torch import nn
 
 from fabricad.backbones import TeacherEncoder
 from fabricad.config import ModelConfig
-from fabricad.errors import CheckpointError
+from fabricad.errors import CheckpointError, ConfigError
 from fabricad.models.anomaly_map import AnomalyMapGenerator
 
 Features = list[torch.Tensor]
@@ -65,8 +65,24 @@ class DistillationModel(nn.Module):
             targets = self.targets(self.prepare(x))
         return targets, self.student(targets)
 
+    def scale_strides(self) -> list[int]:
+        """The stride of each distilled scale, in the order `targets` returns them."""
+        return list(self.teacher.strides)
+
+    def map_scales(self) -> list[int]:
+        """Indices of the distilled scales that make the anomaly map (`model.map_max_stride`)."""
+        limit = self.config.map_max_stride
+        strides = self.scale_strides()
+        keep = [i for i, s in enumerate(strides) if limit is None or s <= limit]
+        if not keep:
+            raise ConfigError(f"model.map_max_stride={limit} leaves no scale for the anomaly map "
+                              f"(distilled strides: {strides})")
+        return keep
+
     def map_and_score(self, teacher: Features, student: Features, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Anomaly map cropped back to the input's `size`, and its maximum."""
+        keep = self.map_scales()
+        teacher, student = [teacher[i] for i in keep], [student[i] for i in keep]
         p = self.config.pad
         full = self.anomaly_map(teacher, student, (size[0] + 2 * p, size[1] + 2 * p))
         anomaly_map = full[:, :, p : p + size[0], p : p + size[1]] if p else full

@@ -119,7 +119,7 @@ def build_model(checkpoint: Checkpoint) -> DistillationModel:
     return model.eval()
 
 
-INFERENCE_SETTINGS = ("model.fabric_roi", "model.roi_margin")
+INFERENCE_SETTINGS = ("model.fabric_roi", "model.roi_margin", "model.map_max_stride", "model.blur_sigma")
 """Settings a trained model may change at evaluation and export: they post-process the map and
 touch no trained weight."""
 

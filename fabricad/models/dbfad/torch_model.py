@@ -74,6 +74,9 @@ class DBFAD(DistillationModel):
         )
         self.use_skips = config.skips
 
+    def scale_strides(self) -> list[int]:
+        return list(self.target_strides)
+
     def targets(self, x: torch.Tensor) -> Features:
         features = []
         for f, stride in zip(self.teacher(x), self.teacher.strides):
