@@ -1,6 +1,7 @@
 """INT8 calibration variants side by side: which keeps the tile AUROC of the fp32 graph.
 
-    python benchmarks/int8_calibration.py --model runs/bench-lite1-default/02/rd
+    python benchmarks/int8_calibration.py --model runs/bench-lite1-default/02/rd     # every variant, one model
+    python benchmarks/int8_calibration.py --runs runs/bench-lite1-default            # shipped INT8, every fabric
 
 Quantises the model's ONNX graph several ways with `fabricad export`'s own `quantize_int8` (ONNX
 Runtime static QDQ, per-channel weights, the anomaly map always in float) and reports tile image
@@ -28,13 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference_speed import test_tiles, throughput, tile_auroc  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    model, ckpt = load_model(args.model)
+def compare(model_path: Path, threads: int, every_variant: bool = True) -> list[tuple[str, float, float]]:
+    """(graph, tile AUROC, tiles/s at batch 16) for fp32 and each INT8 variant of one trained model."""
+    model, ckpt = load_model(model_path)
     split = load_dataset(ckpt.config.data.path, ckpt.config.data.category)
     train, _ = holdout_split(split.train, ckpt.config)
     size = tuple(ckpt.config.data.image_size)
@@ -56,7 +53,7 @@ def main() -> None:
 
     def measure(path: Path) -> tuple[float, float]:
         options = ort.SessionOptions()
-        options.intra_op_num_threads = args.threads
+        options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         value = tile_auroc(lambda b: session.run(["score"], {"image": b})[0], tiles, labels)
         return value, throughput(lambda b: session.run(None, {"image": b}), tiles[:16], 5.0)
@@ -66,27 +63,56 @@ def main() -> None:
         return [dataset.image(i) for i in range(len(dataset))]
 
     first = images(train[:32])  # what `fabricad export --precision int8` calibrates on
-    spread = images(train[:: max(1, len(train) // 64)][:64])
-    variants = {
-        "as shipped: MinMax, first 32 training tiles": (first, "minmax", ()),
-        "MinMax, 64 tiles spread over the training images": (spread, "minmax", ()),
-        "Percentile (99.999), 64 spread tiles": (spread, "percentile", ()),
-        "as shipped + decoder heads in float": (first, "minmax", tuple(heads)),
-        "as shipped + heads and teacher stage outputs in float": (first, "minmax", tuple(heads + teacher_outputs)),
-        "as shipped + the teacher's stem in float": (first, "minmax", tuple(stem)),
-        "teacher INT8, bottleneck and student in float": (first, "minmax", tuple(trained)),
-        "bottleneck and student INT8, teacher in float": (first, "minmax", tuple(frozen)),
-    }
-    base_auroc, base_speed = measure(fp32)
-    lines = [f"Model {args.model} ({ckpt.teacher['name']}), {split.name} test tiles, {args.threads} threads.\n",
-             "| graph | tile image AUROC | Δ vs fp32 (points) | tiles/s b16 |", "|---|---|---|---|",
-             f"| fp32 | {base_auroc:.4f} | — | {base_speed:.1f} |"]
+    variants = {"as shipped: MinMax, first 32 training tiles": (first, "minmax", ())}
+    if every_variant:
+        spread = images(train[:: max(1, len(train) // 64)][:64])
+        variants |= {
+            "MinMax, 64 tiles spread over the training images": (spread, "minmax", ()),
+            "Percentile (99.999), 64 spread tiles": (spread, "percentile", ()),
+            "as shipped + decoder heads in float": (first, "minmax", tuple(heads)),
+            "as shipped + heads and teacher stage outputs in float": (first, "minmax", tuple(heads + teacher_outputs)),
+            "as shipped + the teacher's stem in float": (first, "minmax", tuple(stem)),
+            "teacher INT8, bottleneck and student in float": (first, "minmax", tuple(trained)),
+            "bottleneck and student INT8, teacher in float": (first, "minmax", tuple(frozen)),
+        }
+    rows = [("fp32", *measure(fp32))]
     for name, (calibration, method, float_nodes) in variants.items():
-        path = tmp / f"{len(lines)}.onnx"
+        path = tmp / f"{len(rows)}.onnx"
         quantize_int8(fp32, path, calibration, method, float_nodes)
-        value, speed = measure(path)
-        lines.append(f"| {name} | {value:.4f} | {100 * (value - base_auroc):+.2f} | {speed:.1f} |")
-        print(lines[-1], flush=True)
+        rows.append((name, *measure(path)))
+        print(model_path, rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="one trained model: every calibration variant")
+    parser.add_argument("--runs", type=Path, help="a benchmarks/aitex.py output: fp32 vs the shipped INT8 on each fabric")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.runs:
+        fabrics = sorted(p.parent.parent.name for p in args.runs.glob("*/rd/model.ckpt"))
+        lines = [f"Models {args.runs}/<fabric>/rd, test tiles of each fabric, {args.threads} threads.\n",
+                 "| fabric | fp32 tile AUROC | INT8 (shipped) tile AUROC | Δ (points) | INT8 / fp32 speed, b16 |",
+                 "|---|---|---|---|---|"]
+        deltas = []
+        for fabric in fabrics:
+            (_, base, base_speed), (_, value, speed) = compare(args.runs / fabric / "rd", args.threads, every_variant=False)
+            deltas.append(100 * (value - base))
+            lines.append(f"| {fabric} | {base:.4f} | {value:.4f} | {deltas[-1]:+.2f} | {speed / base_speed:.2f} |")
+        lines.append(f"| **mean** | | | **{sum(deltas) / len(deltas):+.2f}** | |")
+        print("\n".join(lines))
+        return
+    if not args.model:
+        parser.error("give --model or --runs")
+    rows = compare(args.model, args.threads)
+    (_, base_auroc, _), model = rows[0], args.model
+    lines = [f"Model {model}, its category's test tiles, {args.threads} threads.\n",
+             "| graph | tile image AUROC | Δ vs fp32 (points) | tiles/s b16 |", "|---|---|---|---|"]
+    for name, value, speed in rows:
+        delta = "—" if name == "fp32" else f"{100 * (value - base_auroc):+.2f}"
+        lines.append(f"| {name} | {value:.4f} | {delta} | {speed:.1f} |")
     print("\n".join(lines))
 
 
