@@ -28,9 +28,12 @@ from fabricad.training.trainer import holdout_split
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference_speed import test_tiles, throughput, tile_auroc  # noqa: E402
 
+SHIPPED = "as shipped: MinMax, first 32 training tiles"
 
-def compare(model_path: Path, threads: int, every_variant: bool = True) -> list[tuple[str, float, float]]:
-    """(graph, tile AUROC, tiles/s at batch 16) for fp32 and each INT8 variant of one trained model."""
+
+def compare(model_path: Path, threads: int, only: list[str] | None = None) -> list[tuple[str, float, float]]:
+    """(graph, tile AUROC, tiles/s at batch 16) for fp32 and each INT8 variant of one trained model
+    (`only`: the shipped one and these)."""
     model, ckpt = load_model(model_path)
     split = load_dataset(ckpt.config.data.path, ckpt.config.data.category)
     train, _ = holdout_split(split.train, ckpt.config)
@@ -63,18 +66,19 @@ def compare(model_path: Path, threads: int, every_variant: bool = True) -> list[
         return [dataset.image(i) for i in range(len(dataset))]
 
     first = images(train[:32])  # what `fabricad export --precision int8` calibrates on
-    variants = {"as shipped: MinMax, first 32 training tiles": (first, "minmax", ())}
-    if every_variant:
-        spread = images(train[:: max(1, len(train) // 64)][:64])
-        variants |= {
-            "MinMax, 64 tiles spread over the training images": (spread, "minmax", ()),
-            "Percentile (99.999), 64 spread tiles": (spread, "percentile", ()),
-            "as shipped + decoder heads in float": (first, "minmax", tuple(heads)),
-            "as shipped + heads and teacher stage outputs in float": (first, "minmax", tuple(heads + teacher_outputs)),
-            "as shipped + the teacher's stem in float": (first, "minmax", tuple(stem)),
-            "teacher INT8, bottleneck and student in float": (first, "minmax", tuple(trained)),
-            "bottleneck and student INT8, teacher in float": (first, "minmax", tuple(frozen)),
-        }
+    spread = images(train[:: max(1, len(train) // 64)][:64])
+    variants = {
+        SHIPPED: (first, "minmax", ()),
+        "MinMax, 64 tiles spread over the training images": (spread, "minmax", ()),
+        "Percentile (99.999), 64 spread tiles": (spread, "percentile", ()),
+        "as shipped + decoder heads in float": (first, "minmax", tuple(heads)),
+        "as shipped + heads and teacher stage outputs in float": (first, "minmax", tuple(heads + teacher_outputs)),
+        "as shipped + the teacher's stem in float": (first, "minmax", tuple(stem)),
+        "teacher INT8, bottleneck and student in float": (first, "minmax", tuple(trained)),
+        "bottleneck and student INT8, teacher in float": (first, "minmax", tuple(frozen)),
+    }
+    if only is not None:
+        variants = {name: v for name, v in variants.items() if name == SHIPPED or name in only}
     rows = [("fp32", *measure(fp32))]
     for name, (calibration, method, float_nodes) in variants.items():
         path = tmp / f"{len(rows)}.onnx"
@@ -88,20 +92,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="one trained model: every calibration variant")
     parser.add_argument("--runs", type=Path, help="a benchmarks/aitex.py output: fp32 vs the shipped INT8 on each fabric")
+    parser.add_argument("--also", nargs="*", default=[], help="with --runs: more variants (by name) beside the shipped one")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.runs:
         fabrics = sorted(p.parent.parent.name for p in args.runs.glob("*/rd/model.ckpt"))
         lines = [f"Models {args.runs}/<fabric>/rd, test tiles of each fabric, {args.threads} threads.\n",
-                 "| fabric | fp32 tile AUROC | INT8 (shipped) tile AUROC | Δ (points) | INT8 / fp32 speed, b16 |",
-                 "|---|---|---|---|---|"]
-        deltas = []
+                 "| fabric | INT8 graph | fp32 tile AUROC | INT8 tile AUROC | Δ (points) | INT8 / fp32 speed, b16 |",
+                 "|---|---|---|---|---|---|"]
+        deltas: dict[str, list[float]] = {}
         for fabric in fabrics:
-            (_, base, base_speed), (_, value, speed) = compare(args.runs / fabric / "rd", args.threads, every_variant=False)
-            deltas.append(100 * (value - base))
-            lines.append(f"| {fabric} | {base:.4f} | {value:.4f} | {deltas[-1]:+.2f} | {speed / base_speed:.2f} |")
-        lines.append(f"| **mean** | | | **{sum(deltas) / len(deltas):+.2f}** | |")
+            (_, base, base_speed), *variants = compare(args.runs / fabric / "rd", args.threads, only=args.also)
+            for name, value, speed in variants:
+                deltas.setdefault(name, []).append(100 * (value - base))
+                lines.append(f"| {fabric} | {name} | {base:.4f} | {value:.4f} | {deltas[name][-1]:+.2f} | {speed / base_speed:.2f} |")
+        for name, values in deltas.items():
+            lines.append(f"| **mean** | {name} | | | **{sum(values) / len(values):+.2f}** | |")
         print("\n".join(lines))
         return
     if not args.model:
