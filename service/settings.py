@@ -58,7 +58,7 @@ class ServiceSettings(BaseSettings):
     """How ONNX Runtime's worker threads wait for work: never spin (the default), spin while a run
     is active, or always. Under concurrent load (the line's normal state: several cameras and
     clients) spinning workers take the cores HTTP, decoding and capture need; a lone caller gets
-    about 1 ms per tile back with "during_run" (BENCHMARKS.md, service load)."""
+    1-2 ms per Lite1 tile back with "during_run" (BENCHMARKS.md, service load)."""
     providers: list[str] | None = None
     """ONNX Runtime providers by name (tensorrt, cuda, cpu); automatic when unset."""
 

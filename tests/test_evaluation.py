@@ -30,6 +30,21 @@ def test_eval_cli_writes_metrics_report_and_pictures(trained_run, tmp_path):
     assert "image_auroc" in report and "overlays.png" in report
 
 
+@pytest.mark.slow
+def test_eval_recalibrates_when_an_inference_setting_changes_the_map(trained_run, tmp_path):
+    """The 1 % FPR threshold comes from held-out normals scored with the map being evaluated,
+    not from the scores saved at training (which came from the map of that time)."""
+    from fabricad.evaluation import evaluate_checkpoint
+    from fabricad.evaluation.metrics import threshold_for_fpr
+    from fabricad.training.checkpoint import read_checkpoint
+
+    saved = threshold_for_fpr(np.asarray(read_checkpoint(trained_run).score_stats["scores"]), 0.01)
+    same = evaluate_checkpoint(trained_run, tmp_path / "same", progress=False)
+    wider = evaluate_checkpoint(trained_run, tmp_path / "wider", progress=False, overrides=["model.blur_sigma=8"])
+    assert same["threshold_1pct_fpr"] == pytest.approx(saved, rel=1e-3)  # the map of training: its scores
+    assert wider["threshold_1pct_fpr"] < 0.9 * same["threshold_1pct_fpr"]  # a wider blur lowers every peak
+
+
 def test_eval_needs_test_images(tmp_path, fabric_category):
     import shutil
 
