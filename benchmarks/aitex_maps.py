@@ -6,10 +6,9 @@ Evaluation only, no retraining: each fabric's trained model (`<runs>/<fabric>/rd
 per-scale `1 - cos` maps once for every test tile and for the run's held-out normal training tiles;
 the variants then differ only in how those maps become one map and one score:
 
-- scale weights: plain sum (the shipped map), each scale divided by its mean on the held-out
+- scale weights: plain sum of every scale (the map before `model.map_max_stride`), each scale divided by its mean on the held-out
   normal tiles (so no scale dominates by its range alone), the coarsest scale weighted down or left out;
-- the blur sigma;
-- the image score: maximum of the map (`score_sigma`: of a differently blurred copy).
+- the blur sigma (the image score is always the map's maximum).
 """
 
 from __future__ import annotations
@@ -24,14 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from fabricad.data import ImageDataset, load_dataset
 from fabricad.evaluation import metrics as M
 from fabricad.evaluation.evaluate import _mask_at
-from fabricad.models.anomaly_map import GaussianBlur
-from fabricad.models.loss import cosine_distance_maps
+from fabricad.models.anomaly_map import AnomalyMapGenerator, GaussianBlur
 from fabricad.training import load_model
 from fabricad.training.trainer import holdout_split
 
@@ -43,18 +40,17 @@ from service_load import emit  # noqa: E402
 @dataclass(frozen=True)
 class Variant:
     name: str
-    weights: str = "sum"  # sum | mean | p999: raw maps, or each divided by that statistic on normal tiles
+    weights: str = "sum"  # sum: raw maps | mean: each divided by its mean on normal tiles
     use: tuple[float, ...] = (1.0, 1.0, 1.0)  # per-scale factor, finest first
     sigma: float = 2.0
-    score_sigma: float | None = None  # None: the map's own maximum
 
 
 VARIANTS = [
-    Variant("shipped: sum, σ 2"),
+    Variant("every scale, σ 2 (before map_max_stride)"),
     Variant("sum, σ 1", sigma=1.0),
     Variant("scales / normal mean", weights="mean"),
     Variant("stride 32 at half weight", use=(1.0, 1.0, 0.5)),
-    Variant("strides 8+16 only", use=(1.0, 1.0, 0.0)),
+    Variant("strides 8+16 only (shipped: map_max_stride=16)", use=(1.0, 1.0, 0.0)),
     Variant("strides 8+16, σ 1", use=(1.0, 1.0, 0.0), sigma=1.0),
     Variant("strides 8+16, σ 3", use=(1.0, 1.0, 0.0), sigma=3.0),
     Variant("stride 8 only", use=(1.0, 0.0, 0.0)),
@@ -72,8 +68,7 @@ def scale_maps(model, samples, size, batch_size: int = 16) -> np.ndarray:
     for start in tqdm(range(0, len(samples), batch_size), desc="scale maps", unit="batch", leave=False):
         index = range(start, min(start + batch_size, len(samples)))
         teacher, student = model.distill(torch.stack([dataset[i] for i in index]))
-        maps = torch.cat([F.interpolate(m, size=full, mode="bilinear", align_corners=False)
-                          for m in cosine_distance_maps(teacher, student)], dim=1)
+        maps = torch.cat(AnomalyMapGenerator.scale_maps(teacher, student, full), dim=1)
         if out is None:
             out = np.zeros((len(samples), maps.shape[1], *full), np.float16)
         out[index.start : index.stop] = maps.numpy()
@@ -108,13 +103,12 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
     pad = ckpt.config.model.pad
     inner = normal_maps[:, :, pad:-pad, pad:-pad].astype(np.float32) if pad else normal_maps.astype(np.float32)
     per_scale = inner.transpose(1, 0, 2, 3).reshape(inner.shape[1], -1)
-    scale_of = {"sum": np.ones(len(per_scale)), "mean": 1 / per_scale.mean(1),
-                "p999": 1 / np.percentile(per_scale, 99.9, axis=1)}
+    scale_of = {"sum": np.ones(len(per_scale)), "mean": 1 / per_scale.mean(1)}
     results = {}
     for v in VARIANTS:
         weights = scale_of[v.weights] * np.array(v.use[: len(per_scale)])
         amap = combine(test_maps, weights, v.sigma, pad)
-        scores = (combine(test_maps, weights, v.score_sigma, pad) if v.score_sigma else amap).reshape(len(amap), -1).max(1)
+        scores = amap.reshape(len(amap), -1).max(1)
         image_labels, image_scores = M.group_max(groups, labels, scores)
         results[v.name] = {"image_auroc": M.auroc(labels, scores), "pixel_auroc": M.pixel_auroc(masks, amap),
                            "aupro": M.aupro(masks, amap), "full_image_auroc": M.auroc(image_labels, image_scores)}

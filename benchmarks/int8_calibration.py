@@ -114,8 +114,8 @@ def main() -> None:
     if not args.model:
         parser.error("give --model or --runs")
     rows = compare(args.model, args.threads)
-    (_, base_auroc, _), model = rows[0], args.model
-    lines = [f"Model {model}, its category's test tiles, {args.threads} threads.\n",
+    base_auroc = rows[0][1]
+    lines = [f"Model {args.model}, its category's test tiles, {args.threads} threads.\n",
              "| graph | tile image AUROC | Δ vs fp32 (points) | tiles/s b16 |", "|---|---|---|---|"]
     for name, value, speed in rows:
         delta = "—" if name == "fp32" else f"{100 * (value - base_auroc):+.2f}"

@@ -177,7 +177,6 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
         # Re-score the held-out normal images rather than trust the scores saved at training:
         # an inference setting (--set, or a default changed since) may have changed the map.
         _, calibration = holdout_pass(detector, ImageDataset(holdout, size), batch_size, target)
-        detector.eval()
     result = compute_metrics(predictions, calibration)
     write_report(out, predictions, result, split.name)
     return result

@@ -49,11 +49,14 @@ class AnomalyMapGenerator(nn.Module):
         self.mode = mode
         self.blur = GaussianBlur(sigma) if sigma > 0 else nn.Identity()
 
+    @staticmethod
+    def scale_maps(teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
+        """Each scale's `1 - cos` map, upsampled to `size`, before they are combined."""
+        return [F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+                for m in cosine_distance_maps(teacher, student)]
+
     def forward(self, teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        maps = [
-            F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-            for m in cosine_distance_maps(teacher, student)
-        ]
+        maps = self.scale_maps(teacher, student, size)
         combined = maps[0]
         for m in maps[1:]:
             combined = combined * m if self.mode == "mul" else combined + m

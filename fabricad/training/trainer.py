@@ -87,7 +87,9 @@ def check_readable(samples: list[Sample], progress: bool) -> None:
 
 @torch.no_grad()
 def holdout_pass(model: DistillationModel, dataset: ImageDataset, batch_size: int, device: torch.device) -> tuple[float, list[float]]:
-    """Mean distillation loss and image scores on held-out normal images."""
+    """Mean distillation loss and image scores on held-out normal images (in eval mode; the
+    model's own mode is restored afterwards, so training and evaluation can both call it)."""
+    was_training = model.training
     model.eval()
     losses, scores = [], []
     for batch in DataLoader(dataset, batch_size=batch_size):
@@ -96,7 +98,7 @@ def holdout_pass(model: DistillationModel, dataset: ImageDataset, batch_size: in
         losses.append(distillation_loss(teacher, student).item() * len(batch))
         _, score = model.map_and_score(teacher, student, tuple(batch.shape[-2:]))
         scores.extend(score.float().cpu().tolist())
-    model.train()
+    model.train(was_training)
     return sum(losses) / max(len(dataset), 1), scores
 
 
