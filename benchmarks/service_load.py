@@ -4,8 +4,10 @@
 
 1. The bare engine (decode + inspect in-process) vs `POST /v1/inspect` on a real uvicorn server
    on loopback, with 1, 4 and 16 concurrent clients: throughput, p50 and p99 latency; then one
-   client in alternating short rounds (bare, httpx client, lean http.client client). Engine and
-   service use the same ONNX Runtime thread setting (--spinning, default the service's).
+   client in alternating short rounds (bare, httpx client, lean http.client client, and the lean
+   client against `asgi_floor.py`, a framework-free ASGI app on the same engine: what loopback
+   HTTP and a worker thread cost on this machine before the service adds anything). Engine,
+   floor and service use the same ONNX Runtime thread setting (--spinning, default the service's).
 2. Four simulated cameras (the same image folder) at 30 fps each: sustained inferred fps per
    camera, dropped frames, end-to-end latency (capture to result).
 Prints a Markdown table; --write appends it to a file.
@@ -85,6 +87,33 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen) -> None:
     raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
+def wait_port(port: int, timeout: float, process: subprocess.Popen) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        time.sleep(0.5)
+    raise RuntimeError(f"port {port} not open after {timeout} s")
+
+
+def lean_poster(port: int, png: bytes):
+    """A one-connection http.client caller (as a camera PC's C++ or Go client would be); a fresh
+    one per round, since the server closes a connection idle for 5 s."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def post() -> None:
+        conn.request("POST", "/v1/inspect", body=png, headers={"content-type": "image/png"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"port {port} /v1/inspect answered {response.status}")
+
+    return post
+
+
 def prepare_workdir(bundle: Path, png: bytes, frames: int = 8) -> tuple[Path, Path]:
     """A scratch folder with the bundle as `models/bench` and a media folder `frames` of the image."""
     work = Path(tempfile.mkdtemp())
@@ -132,9 +161,13 @@ def main() -> None:
            "FABRICAD_API_KEYS": f'{{"{KEY}": "admin"}}', "FABRICAD_ORT_SPINNING": args.spinning}
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port),
                                "--log-level", "warning"], env=env)
+    floor_port = free_port()
+    floor = subprocess.Popen([sys.executable, str(Path(__file__).with_name("asgi_floor.py")), "--bundle",
+                              str(models / "bench"), "--port", str(floor_port), "--spinning", args.spinning])
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/readyz", 120, server)
+        wait_port(floor_port, 120, floor)
         local = threading.local()
 
         def post():
@@ -153,26 +186,16 @@ def main() -> None:
         # httpx spends about a millisecond of CPU per request, on the same two cores as the server;
         # a lean client (http.client, as a camera PC's C++ or Go client would be) shows what the
         # service itself costs. Both are measured.
-        lean = {}
-
-        def post_lean():
-            if "conn" not in lean:  # one per round: the server closes a connection idle for 5 s
-                lean["conn"] = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            lean["conn"].request("POST", "/v1/inspect", body=png, headers={"content-type": "image/png"})
-            response = lean["conn"].getresponse()
-            response.read()
-            if response.status != 200:
-                raise RuntimeError(f"/v1/inspect answered {response.status}")
-
-        ratios, lean_ratios = [], []
+        ratios, lean_ratios, floor_ratios = [], [], []
         for _ in range(args.rounds):
             bare_rate, _ = run_clients(lambda: engine.inspect(decode_image(png)), 1, args.seconds / 2)
             served_rate, _ = run_clients(post, 1, args.seconds / 2)
-            lean.pop("conn", None)
-            lean_rate, _ = run_clients(post_lean, 1, args.seconds / 2)
+            lean_rate, _ = run_clients(lean_poster(port, png), 1, args.seconds / 2)
+            floor_rate, _ = run_clients(lean_poster(floor_port, png), 1, args.seconds / 2)
             ratios.append(served_rate / bare_rate)
             lean_ratios.append(lean_rate / bare_rate)
-            print("round", round(bare_rate, 1), round(served_rate, 1), round(lean_rate, 1), flush=True)
+            floor_ratios.append(floor_rate / bare_rate)
+            print("round", round(bare_rate, 1), round(served_rate, 1), round(lean_rate, 1), round(floor_rate, 1), flush=True)
 
         admin = {"X-API-Key": KEY}
         for i in range(4):
@@ -196,8 +219,9 @@ def main() -> None:
             dropped = after[cid]["frames_dropped"] - before[cid]["frames_dropped"]
             camera_rows.append((cid, captured / elapsed, processed / elapsed, dropped))
     finally:
-        server.terminate()
-        server.wait(20)
+        for process in (server, floor):
+            process.terminate()
+            process.wait(20)
 
     bare = {c: r for name, c, r, *_ in rows if name == "bare engine"}
     lines = [
@@ -210,10 +234,11 @@ def main() -> None:
     for name, clients, rate, p50, p99 in rows:
         lines.append(f"| {name} | {clients} | {rate:.1f} | {p50:.1f} | {p99:.1f} | {rate / bare[clients]:.2f} |")
     lines += ["", f"One client, {args.rounds} alternating rounds of {args.seconds / 2:g} s (bare, served with httpx, "
-              "served with http.client):", ""]
-    for name, values in (("httpx", ratios), ("http.client", lean_ratios)):
-        lines.append(f"- {name} client: served/bare throughput median {np.median(values):.3f} (min {min(values):.3f}, "
-                     f"max {max(values):.3f}); overhead {100 * (1 / np.median(values) - 1):.1f} %")
+              "served with http.client, the framework-free floor with http.client):", ""]
+    for name, values in (("service, httpx client", ratios), ("service, http.client client", lean_ratios),
+                         ("floor (asgi_floor.py), http.client client", floor_ratios)):
+        lines.append(f"- {name}: served/bare throughput median {np.median(values):.3f} (min {min(values):.3f}, "
+                     f"max {max(values):.3f}); latency overhead {100 * (1 / np.median(values) - 1):.1f} %")
     lines += ["", "| camera (30 fps requested) | captured fps | inferred fps | dropped frames |", "|---|---|---|---|"]
     for cid, cap, proc, dropped in camera_rows:
         lines.append(f"| {cid} | {cap:.1f} | {proc:.1f} | {dropped} |")

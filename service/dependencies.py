@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
@@ -27,6 +30,17 @@ class AppState:
     metrics: ServiceMetrics
     cameras: CameraManager | None = None
     rolls: RollTracker | None = None
+    inspect_pool: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Uploads get their own bounded pool rather than the framework's shared one (40 threads,
+        # also used by file responses and reports): a bound keeps the cores for runs in flight
+        # instead of splitting them among every waiting client.
+        self.inspect_pool = ThreadPoolExecutor(self.settings.inspect_workers, thread_name_prefix="inspect")
+
+    async def run_inspection(self, fn, /, *args, **kwargs):
+        """Run blocking inspection work in the upload pool without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.inspect_pool, functools.partial(fn, *args, **kwargs))
 
 
 # The dependencies are `async def` although they never await: FastAPI runs a plain `def`

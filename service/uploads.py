@@ -11,6 +11,10 @@ from PIL import Image, UnidentifiedImageError
 from fabricad.data.images import decode_image
 from fabricad.errors import ImageReadError
 
+# The formats the service decodes (OpenCV reads them all). Naming them also stops PIL from
+# probing every plugin it has on bytes from the network.
+UPLOAD_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
+
 
 async def read_limited(request: Request, limit: int) -> bytes:
     """The raw body, refusing more than `limit` bytes without reading them all."""
@@ -32,7 +36,7 @@ def decode_upload(data: bytes, max_pixels: int, name: str = "upload") -> np.ndar
     if not data:
         raise HTTPException(400, f"{name}: empty body: send an image file")
     try:
-        with Image.open(io.BytesIO(data)) as header:
+        with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as header:
             width, height = header.size
     except UnidentifiedImageError:
         raise HTTPException(415, f"{name}: not a supported image format (PNG, JPEG, BMP, TIFF, WebP)") from None

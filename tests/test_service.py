@@ -192,3 +192,32 @@ def test_not_ready_without_models(tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_uploads_run_at_most_inspect_workers_at_once(tmp_path):
+    """More clients than workers wait in line instead of splitting the cores among all of them."""
+    import asyncio
+
+    from service.dependencies import AppState
+    from service.settings import ServiceSettings
+
+    state = AppState(ServiceSettings(inspect_workers=2, models_dir=tmp_path), None, None, None)
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def work(i: int) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return i
+
+    async def clients():
+        return await asyncio.gather(*(state.run_inspection(work, i) for i in range(8)))
+
+    try:
+        assert asyncio.run(clients()) == list(range(8))
+        assert peak[0] == 2
+    finally:
+        state.inspect_pool.shutdown()

@@ -16,6 +16,8 @@ SEEDS = {
     "jpeg": cv2.imencode(".jpg", _image)[1].tobytes(),
     "gray16": cv2.imencode(".png", (_image[..., 0].astype(np.uint16) * 257))[1].tobytes(),
     "bmp": cv2.imencode(".bmp", _image)[1].tobytes(),
+    "tiff": cv2.imencode(".tif", _image)[1].tobytes(),
+    "webp": cv2.imencode(".webp", _image)[1].tobytes(),
 }
 
 
@@ -51,3 +53,12 @@ def test_random_bytes(data):
 @pytest.mark.parametrize("name", sorted(SEEDS))
 def test_intact_seeds_decode(name):
     assert decode_upload(SEEDS[name], max_pixels=10_000_000).shape[:2] == (48, 64)
+
+
+@pytest.mark.parametrize("ext", [".ppm", ".pgm"])
+def test_formats_outside_the_list_are_refused_by_name(ext):
+    """OpenCV could decode these, but the upload path accepts only the formats it names."""
+    data = cv2.imencode(ext, _image if ext == ".ppm" else _image[..., 0])[1].tobytes()
+    with pytest.raises(HTTPException) as caught:
+        decode_upload(data, max_pixels=10_000_000)
+    assert caught.value.status_code == 415 and "PNG, JPEG" in caught.value.detail

@@ -7,8 +7,16 @@ import time
 
 import cv2
 import numpy as np
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
-from starlette.concurrency import run_in_threadpool
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 
 from fabricad.evaluation import visualize
 from fabricad.rolls.geometry import region_on_roll
@@ -100,7 +108,7 @@ async def inspect(
                                   "`camera_id` (its top row, metres), when the sender knows it; otherwise "
                                   "the encoder feed or line speed places it"),
     state: AppState = Depends(get_state),
-) -> InspectionOut:
+) -> Response:
     limit = state.settings.max_upload_bytes
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
@@ -116,13 +124,15 @@ async def inspect(
         data = await read_limited(request, limit)
         name = "body"
 
-    def decode_and_inspect() -> InspectionOut:
-        # Decoding a wide scan takes milliseconds: in the worker, not on the event loop.
+    def decode_and_inspect() -> Response:
+        # Decoding (milliseconds for a wide scan) and writing the answer's JSON happen in the
+        # worker: the event loop, shared by every client and camera viewer, only moves bytes.
         image = decode_upload(data, state.settings.max_pixels, name)
-        return inspect_image(state, image, model=model, want_overlay=overlay, want_heatmap=heatmap,
-                             camera_id=camera_id, along_m=along_m)
+        answer = inspect_image(state, image, model=model, want_overlay=overlay, want_heatmap=heatmap,
+                               camera_id=camera_id, along_m=along_m)
+        return Response(answer.model_dump_json(), media_type="application/json")
 
-    return await run_in_threadpool(decode_and_inspect)
+    return await state.run_inspection(decode_and_inspect)
 
 
 @router.post("/inspect/batch", response_model=BatchOut, summary="Inspect several images (multipart field `files`)")
@@ -146,5 +156,5 @@ async def inspect_batch(
             state.metrics.rejected.labels("bad_image").inc()
             results.append(ErrorItem(filename=name, error=str(exc.detail)))
             continue
-        results.append(await run_in_threadpool(inspect_image, state, image, model=model, want_overlay=False, want_heatmap=False))
+        results.append(await state.run_inspection(inspect_image, state, image, model=model, want_overlay=False, want_heatmap=False))
     return BatchOut(results=results)
