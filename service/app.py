@@ -58,7 +58,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             log.warning("no API keys configured: mutating endpoints answer 401 (set FABRICAD_API_KEYS)")
         yield
         state.cameras.shutdown()
-        state.inspect_pool.shutdown(wait=True, cancel_futures=True)
 
     app = FastAPI(
         title="fabricad inspection service",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hmac
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
 
@@ -30,17 +30,19 @@ class AppState:
     metrics: ServiceMetrics
     cameras: CameraManager | None = None
     rolls: RollTracker | None = None
-    inspect_pool: ThreadPoolExecutor = field(init=False)
-
-    def __post_init__(self) -> None:
-        # Uploads get their own bounded pool rather than the framework's shared one (40 threads,
-        # also used by file responses and reports): a bound keeps the cores for runs in flight
-        # instead of splitting them among every waiting client.
-        self.inspect_pool = ThreadPoolExecutor(self.settings.inspect_workers, thread_name_prefix="inspect")
+    _inspect_limiter: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
 
     async def run_inspection(self, fn, /, *args, **kwargs):
-        """Run blocking inspection work in the upload pool without blocking the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.inspect_pool, functools.partial(fn, *args, **kwargs))
+        """Run blocking inspection work in a worker thread, at most `inspect_workers` at once.
+
+        Why a bound: unbounded, every waiting client's run splits the cores and the slowest
+        answers double. Why anyio's threads and not a ThreadPoolExecutor: anyio hands work to the
+        most recently idle thread, so a lone client keeps one calling thread; an executor
+        alternates between its threads and ONNX Runtime runs 5-10 % slower when the calling
+        thread changes from run to run (BENCHMARKS.md, service load)."""
+        if self._inspect_limiter is None:  # created on the event loop, at first use
+            self._inspect_limiter = anyio.CapacityLimiter(self.settings.inspect_workers)
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._inspect_limiter)
 
 
 # The dependencies are `async def` although they never await: FastAPI runs a plain `def`

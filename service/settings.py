@@ -50,8 +50,9 @@ class ServiceSettings(BaseSettings):
     """Camera batches in flight at once: 1 in-process; the replica count with a remote engine."""
     inspect_workers: int = Field(2, ge=1, le=64)
     """Uploaded images (`/v1/inspect`) decoded and inferred at once; more wait in line. Two keep
-    both cores of a small PC busy; unbounded, sixteen clients' runs fight over the cores and the
-    slowest answers double (BENCHMARKS.md, service load). Raise it for a remote engine."""
+    both cores of a small PC busy (one decodes while the other infers); unbounded, sixteen
+    clients' runs fight over the cores and the slowest answers take longer (BENCHMARKS.md,
+    service load). Raise it for a remote engine."""
     engine: Literal["local", "triton", "ray"] = "local"
     """Where models run: in this process (ONNX Runtime), or a remote engine at `engine_url` —
     a Triton server (`fabricad export --format triton` repository) or `fabricad engine ray`."""
