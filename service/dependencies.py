@@ -32,6 +32,13 @@ class AppState:
     rolls: RollTracker | None = None
     _inspect_limiter: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
 
+    def inspect_load(self) -> tuple[int, int]:
+        """Uploads (being inspected, waiting for a worker), for /metrics."""
+        if self._inspect_limiter is None:
+            return 0, 0
+        stats = self._inspect_limiter.statistics()
+        return int(stats.borrowed_tokens), stats.tasks_waiting
+
     async def run_inspection(self, fn, /, *args, **kwargs):
         """Run blocking inspection work in a worker thread, at most `inspect_workers` at once.
 

@@ -24,9 +24,14 @@ class ServiceMetrics:
         self.camera_frames = Gauge("fabricad_camera_frames_processed", "Frames inferred per camera", ["camera"], registry=self.registry)
         self.camera_dropped = Gauge("fabricad_camera_frames_dropped", "Frames dropped under overload per camera", ["camera"], registry=self.registry)
         self.camera_queue = Gauge("fabricad_camera_queue_depth", "Frames waiting per camera", ["camera"], registry=self.registry)
+        self.inspect_in_flight = Gauge("fabricad_inspect_in_flight", "Uploads being inspected now", registry=self.registry)
+        self.inspect_waiting = Gauge("fabricad_inspect_queue_depth", "Uploads waiting for an inspect worker", registry=self.registry)
         self.model_info = Gauge("fabricad_active_model", "1 for the active model", ["model", "version"], registry=self.registry)
 
-    def render(self, cameras: list[dict] | None = None) -> bytes:
+    def render(self, cameras: list[dict] | None = None, uploads: tuple[int, int] = (0, 0)) -> bytes:
+        """`uploads`: (being inspected, waiting), read when scraped."""
+        self.inspect_in_flight.set(uploads[0])
+        self.inspect_waiting.set(uploads[1])
         for status in cameras or []:
             self.camera_frames.labels(status["id"]).set(status["frames_processed"])
             self.camera_dropped.labels(status["id"]).set(status["frames_dropped"])

@@ -69,6 +69,7 @@ def test_defects_are_logged_listed_and_acknowledged(server, fabric_png):
     metrics = httpx.get(f"{url}/metrics").text
     assert 'fabricad_inspections_total{model="plain-a",verdict="DEFECT"} 1.0' in metrics
     assert "fabricad_defects_logged_total" in metrics
+    assert "fabricad_inspect_queue_depth 0.0" in metrics and "fabricad_inspect_in_flight 0.0" in metrics
 
 
 def _zero_png(width: int, height: int) -> bytes:
@@ -220,8 +221,17 @@ def test_uploads_run_at_most_inspect_workers_at_once(tmp_path):
         await asyncio.gather(*(state.run_inspection(work, i) for i in range(8)))
         return {await state.run_inspection(threading.get_ident) for _ in range(10)}
 
+    async def load_while_busy():
+        started = [state.run_inspection(work, i) for i in range(5)]
+        tasks = [asyncio.ensure_future(t) for t in started]
+        await asyncio.sleep(0.02)
+        load = state.inspect_load()
+        await asyncio.gather(*tasks)
+        return load, state.inspect_load()
+
     assert asyncio.run(clients()) == list(range(8))
     assert peak[0] == 2
+    assert asyncio.run(load_while_busy()) == ((2, 3), (0, 0))  # what /metrics reports
     # After a busy spell, a lone client's runs stay on one thread (ONNX Runtime is slower when
     # the calling thread changes between runs).
     assert len(asyncio.run(clients_then_one_client())) == 1

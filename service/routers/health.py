@@ -34,7 +34,7 @@ def readyz(state: AppState = Depends(get_state)) -> JSONResponse:
 @router.get("/metrics", response_class=Response)
 def metrics(state: AppState = Depends(get_state)) -> Response:
     cameras = [c.status() for c in state.cameras.cameras.values()] if state.cameras else []
-    return Response(state.metrics.render(cameras), media_type="text/plain; version=0.0.4")
+    return Response(state.metrics.render(cameras, state.inspect_load()), media_type="text/plain; version=0.0.4")
 
 
 @router.get("/v1/whoami", response_model=WhoAmI, tags=["auth"])
