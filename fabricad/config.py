@@ -70,6 +70,9 @@ class DataConfig(_Strict):
     image_size: tuple[int, int] = (256, 256)
     """(height, width) the network sees; each must be a multiple of 32."""
     augment: bool = True
+    flip: bool = True
+    """Mirror training images (with `augment`). Right for plain weaves and knits; a twill mirrored
+    is the opposite twill, which a mill would call a defect."""
     holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     """Share of normal training images held out for early stopping and score calibration."""
     workers: int = Field(0, ge=0)

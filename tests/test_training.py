@@ -226,3 +226,22 @@ def test_distributed_training_matches_one_process(fabric_category, tmp_path):
         torch.testing.assert_close(ddp_params[key], value, rtol=1e-4, atol=1e-5, msg=lambda m, k=key: f"{k}: {m}")
     # and the match means something: half the batch per step (no second process) trains differently
     assert plain.weights_digest != accumulated.weights_digest
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_data_flip_controls_mirroring(flip):
+    """`data.flip=false` (twills, whose mirror image is a defect) never mirrors a training image;
+    the default does, about half the time per axis."""
+    from fabricad.data.samples import Sample
+    from fabricad.data.torch_dataset import ImageDataset
+
+    ramp = np.broadcast_to(np.linspace(0, 255, 64, dtype=np.float32)[None, :, None], (64, 64, 3)).astype(np.uint8)
+
+    class Ramp(Sample):
+        def load(self):
+            return ramp.copy()
+
+    dataset = ImageDataset([Ramp("ramp.png", 0)], (64, 64), augment=True, seed=0, flip=flip)
+    rows = [dataset[0][0, 32] for _ in range(40)]  # the red channel's middle row, one draw each
+    mirrored = sum(float(row[0] > row[-1]) for row in rows)
+    assert (mirrored > 5) == flip

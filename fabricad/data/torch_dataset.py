@@ -23,14 +23,14 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
 
 
-def training_augmentation(seed: int | None = None) -> A.Compose:
-    """Light, label-preserving changes: a woven texture is still normal when mirrored or a
-    little out of focus (the fabric paper's Gaussian-blur augmentation). Nothing that could
-    create a defect-like pattern. Albumentations keeps its own RNG, hence the explicit seed."""
+def training_augmentation(seed: int | None = None, flip: bool = True) -> A.Compose:
+    """Light, label-preserving changes: a plain weave is still normal when mirrored, any fabric
+    when a little out of focus (the fabric paper's Gaussian-blur augmentation). Nothing that
+    could create a defect-like pattern. Albumentations keeps its own RNG, hence the explicit seed."""
+    mirrors = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)] if flip else []
     return A.Compose(
         [
-            A.HorizontalFlip(p=0.5),
-            A.VerticalFlip(p=0.5),
+            *mirrors,
             A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(0.1, 0.8), p=0.3),
             A.RandomBrightnessContrast(brightness_limit=0.05, contrast_limit=0.05, p=0.3),
         ],
@@ -42,10 +42,11 @@ class ImageDataset(Dataset):
     """Resized images of `samples`; decoded images are cached since training sets are small
     and wide scans are cut into many tiles of the same file."""
 
-    def __init__(self, samples: list[Sample], size: tuple[int, int], augment: bool = False, seed: int | None = None):
+    def __init__(self, samples: list[Sample], size: tuple[int, int], augment: bool = False, seed: int | None = None,
+                 flip: bool = True):
         self.samples = samples
         self.size = tuple(size)
-        self.augment = training_augmentation(seed) if augment else None
+        self.augment = training_augmentation(seed, flip) if augment else None
         self._cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
