@@ -70,9 +70,11 @@ class DataConfig(_Strict):
     image_size: tuple[int, int] = (256, 256)
     """(height, width) the network sees; each must be a multiple of 32."""
     augment: bool = True
-    flip: bool = True
-    """Mirror training images (with `augment`). Right for plain weaves and knits; a twill mirrored
-    is the opposite twill, which a mill would call a defect."""
+    flip: bool = False
+    """Mirror training images (with `augment`). Off by default: a twill mirrored is the opposite
+    twill, which a mill would call a defect, and the student's capacity is better spent on the
+    texture as the camera sees it (without mirroring, tile and pixel AUROC rose on every AITEX
+    fabric: BENCHMARKS.md). Turn it on for symmetric textures with very few training images."""
     holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     """Share of normal training images held out for early stopping and score calibration."""
     workers: int = Field(0, ge=0)

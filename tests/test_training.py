@@ -230,8 +230,8 @@ def test_distributed_training_matches_one_process(fabric_category, tmp_path):
 
 @pytest.mark.parametrize("flip", [True, False])
 def test_data_flip_controls_mirroring(flip):
-    """`data.flip=false` (twills, whose mirror image is a defect) never mirrors a training image;
-    the default does, about half the time per axis."""
+    """`data.flip=false` (the default: a twill's mirror image is a defect) never mirrors a
+    training image; `data.flip=true` does, about half the time per axis."""
     from fabricad.data.samples import Sample
     from fabricad.data.torch_dataset import ImageDataset
 

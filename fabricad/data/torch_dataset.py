@@ -23,10 +23,11 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
 
 
-def training_augmentation(seed: int | None = None, flip: bool = True) -> A.Compose:
-    """Light, label-preserving changes: a plain weave is still normal when mirrored, any fabric
-    when a little out of focus (the fabric paper's Gaussian-blur augmentation). Nothing that
-    could create a defect-like pattern. Albumentations keeps its own RNG, hence the explicit seed."""
+def training_augmentation(seed: int | None = None, flip: bool = False) -> A.Compose:
+    """Light, label-preserving changes: any fabric is still normal a little out of focus (the
+    fabric paper's Gaussian-blur augmentation) or lit a little differently; mirroring only when
+    asked (`data.flip`). Nothing that could create a defect-like pattern. Albumentations keeps
+    its own RNG, hence the explicit seed."""
     mirrors = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)] if flip else []
     return A.Compose(
         [
@@ -43,7 +44,7 @@ class ImageDataset(Dataset):
     and wide scans are cut into many tiles of the same file."""
 
     def __init__(self, samples: list[Sample], size: tuple[int, int], augment: bool = False, seed: int | None = None,
-                 flip: bool = True):
+                 flip: bool = False):
         self.samples = samples
         self.size = tuple(size)
         self.augment = training_augmentation(seed, flip) if augment else None
