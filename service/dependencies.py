@@ -43,7 +43,7 @@ class AppState:
         """Run blocking inspection work in a worker thread, at most `inspect_workers` at once.
 
         Why a bound: unbounded, every waiting client's run splits the cores and the slowest
-        answers double. Why anyio's threads and not a ThreadPoolExecutor: anyio hands work to the
+        answers take longer (p99 at 16 clients about a quarter higher). Why anyio's threads and not a ThreadPoolExecutor: anyio hands work to the
         most recently idle thread, so a lone client keeps one calling thread; an executor
         alternates between its threads and ONNX Runtime runs 5-10 % slower when the calling
         thread changes from run to run (BENCHMARKS.md, service load)."""
