@@ -2,7 +2,7 @@
 
     python benchmarks/asgi_floor.py --bundle runs/bundles/fabric02 --port 8100 [--spinning never]
 
-`POST /v1/inspect` with a raw image body: read it, decode and inspect in one worker thread,
+`POST /v1/inspect` with a raw image body (any GET answers that it is ready): read it, decode and inspect in one worker thread,
 answer the verdict as JSON — no routing, validation, logging or metrics. Run on uvicorn like the
 service, it shows what loopback HTTP and the hand-off to a worker thread cost by themselves, so
 `service_load.py` can tell the service's own overhead from the machine's.
@@ -32,8 +32,16 @@ def make_app(engine: InferenceEngine):
         result = engine.inspect(decode_image(body))
         return json.dumps({"verdict": result.as_dict()["verdict"], "score": float(result.score)}).encode()
 
+    async def answer(send, body: bytes) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
     async def app(scope, receive, send):
         if scope["type"] != "http":
+            return
+        if scope["method"] == "GET":  # readiness, as the service's /readyz
+            await answer(send, b'{"ready": true}')
             return
         body = bytearray()
         while True:
@@ -41,10 +49,7 @@ def make_app(engine: InferenceEngine):
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        answer = await asyncio.get_running_loop().run_in_executor(pool, inspect, bytes(body))
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})
-        await send({"type": "http.response.body", "body": answer})
+        await answer(send, await asyncio.get_running_loop().run_in_executor(pool, inspect, bytes(body)))
 
     return app
 

@@ -65,24 +65,27 @@ def compare(model_path: Path, threads: int, only: list[str] | None = None) -> li
         dataset = ImageDataset(samples, size)
         return [dataset.image(i) for i in range(len(dataset))]
 
-    first = images(train[:32])  # what `fabricad export --precision int8` calibrates on
-    spread = images(train[:: max(1, len(train) // 64)][:64])
+    calibration_sets = {
+        "first": lambda: images(train[:32]),  # what `fabricad export --precision int8` calibrates on
+        "spread": lambda: images(train[:: max(1, len(train) // 64)][:64]),
+    }
     variants = {
-        SHIPPED: (first, "minmax", ()),
-        "MinMax, 64 tiles spread over the training images": (spread, "minmax", ()),
-        "Percentile (99.999), 64 spread tiles": (spread, "percentile", ()),
-        "as shipped + decoder heads in float": (first, "minmax", tuple(heads)),
-        "as shipped + heads and teacher stage outputs in float": (first, "minmax", tuple(heads + teacher_outputs)),
-        "as shipped + the teacher's stem in float": (first, "minmax", tuple(stem)),
-        "teacher INT8, bottleneck and student in float": (first, "minmax", tuple(trained)),
-        "bottleneck and student INT8, teacher in float": (first, "minmax", tuple(frozen)),
+        SHIPPED: ("first", "minmax", ()),
+        "MinMax, 64 tiles spread over the training images": ("spread", "minmax", ()),
+        "Percentile (99.999), 64 spread tiles": ("spread", "percentile", ()),
+        "as shipped + decoder heads in float": ("first", "minmax", tuple(heads)),
+        "as shipped + heads and teacher stage outputs in float": ("first", "minmax", tuple(heads + teacher_outputs)),
+        "as shipped + the teacher's stem in float": ("first", "minmax", tuple(stem)),
+        "teacher INT8, bottleneck and student in float": ("first", "minmax", tuple(trained)),
+        "bottleneck and student INT8, teacher in float": ("first", "minmax", tuple(frozen)),
     }
     if only is not None:
         variants = {name: v for name, v in variants.items() if name == SHIPPED or name in only}
+    calibration = {key: calibration_sets[key]() for key in {key for key, *_ in variants.values()}}  # only the sets used
     rows = [("fp32", *measure(fp32))]
-    for name, (calibration, method, float_nodes) in variants.items():
+    for name, (images_key, method, float_nodes) in variants.items():
         path = tmp / f"{len(rows)}.onnx"
-        quantize_int8(fp32, path, calibration, method, float_nodes)
+        quantize_int8(fp32, path, calibration[images_key], method, float_nodes)
         rows.append((name, *measure(path)))
         print(model_path, rows[-1], flush=True)
     return rows

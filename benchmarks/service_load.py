@@ -87,18 +87,6 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen) -> None:
     raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
-def wait_port(port: int, timeout: float, process: subprocess.Popen) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        time.sleep(0.5)
-    raise RuntimeError(f"port {port} not open after {timeout} s")
-
-
 def lean_poster(port: int, png: bytes):
     """A one-connection http.client caller (as a camera PC's C++ or Go client would be); a fresh
     one per round, since the server closes a connection idle for 5 s."""
@@ -167,7 +155,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/readyz", 120, server)
-        wait_port(floor_port, 120, floor)
+        wait_http(f"http://127.0.0.1:{floor_port}/readyz", 120, floor)
         local = threading.local()
 
         def post():

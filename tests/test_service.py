@@ -218,7 +218,7 @@ def test_uploads_run_at_most_inspect_workers_at_once(tmp_path):
         return await asyncio.gather(*(state.run_inspection(work, i) for i in range(8)))
 
     async def clients_then_one_client():
-        await asyncio.gather(*(state.run_inspection(work, i) for i in range(8)))
+        await clients()
         return {await state.run_inspection(threading.get_ident) for _ in range(10)}
 
     async def load_while_busy():
