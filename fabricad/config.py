@@ -75,6 +75,9 @@ class DataConfig(_Strict):
     twill, which a mill would call a defect, and the student's capacity is better spent on the
     texture as the camera sees it (without mirroring, tile and pixel AUROC rose on every AITEX
     fabric: BENCHMARKS.md). Turn it on for symmetric textures with very few training images."""
+    random_tiles: bool = False
+    """Cut training tiles of wide scans at random offsets instead of the fixed tile grid
+    (evaluation and held-out images keep the grid). Datasets of whole images are unaffected."""
     holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     """Share of normal training images held out for early stopping and score calibration."""
     workers: int = Field(0, ge=0)

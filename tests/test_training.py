@@ -4,6 +4,7 @@ import os
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -245,3 +246,44 @@ def test_data_flip_controls_mirroring(flip):
     rows = [dataset[0][0, 32] for _ in range(40)]  # the red channel's middle row, one draw each
     mirrored = sum(float(row[0] > row[-1]) for row in rows)
     assert (mirrored > 5) == flip
+
+
+def test_random_window_never_neglects_the_ends():
+    """Clamped starts make the first and last pixels of a scan as likely to be seen as its
+    middle (plain uniform starts would show pixel 0 once in ~length draws), the rest of the end
+    windows at most twice as likely."""
+    from fabricad.data.torch_dataset import random_window
+
+    torch.manual_seed(0)
+    length, size, draws = 40, 8, 20_000
+    coverage = np.zeros(length)
+    for _ in range(draws):
+        start = random_window(length, size)
+        assert 0 <= start <= length - size
+        coverage[start : start + size] += 1
+    expected = draws * size / (length + size - 1)
+    ratio = coverage / expected
+    assert ratio.min() > 0.9 and ratio.max() < 2.1, ratio
+    assert abs(ratio[0] - 1) < 0.1 and abs(ratio[-1] - 1) < 0.1 and abs(ratio[length // 2] - 1) < 0.1, ratio
+    assert random_window(8, 8) == 0  # a window as wide as the image has one place
+
+
+@pytest.mark.parametrize("random_tiles", [True, False])
+def test_random_tiles_cut_training_tiles_anywhere(tmp_path, random_tiles):
+    """With `data.random_tiles`, a grid tile of a wide scan comes back from ever new offsets of
+    its source image; without it, always from its own box."""
+    from fabricad.data.samples import Sample
+    from fabricad.data.torch_dataset import ImageDataset
+
+    # A 32x128 scan whose columns encode their x position; grid tile 1 is x = 32..63.
+    scan = np.broadcast_to((np.arange(128, dtype=np.uint8) * 2)[None, :, None], (32, 128, 3))
+    cv2.imwrite(str(tmp_path / "scan.png"), np.ascontiguousarray(scan))
+    dataset = ImageDataset([Sample(tmp_path / "scan.png", crop=(32, 0, 32, 32))], (32, 32), random_tiles=random_tiles)
+    torch.manual_seed(0)
+    starts = set()
+    for _ in range(30):
+        tile = (dataset[0][0].numpy() * 255).round().astype(int)
+        assert tile.shape == (32, 32) and np.all(np.diff(tile[0]) == 2)  # a contiguous crop, never resized
+        starts.add(int(tile[0, 0]) // 2)
+    assert (starts == {32}) != random_tiles
+    assert not random_tiles or len(starts) > 10

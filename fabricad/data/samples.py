@@ -22,8 +22,12 @@ class Sample:
     group: str = ""
     """The source image a tile belongs to (full-image scores take the max over a group)."""
 
+    def load_source(self) -> np.ndarray:
+        """The whole image this sample is cut from."""
+        return read_image(self.path)
+
     def load(self) -> np.ndarray:
-        image = read_image(self.path)
+        image = self.load_source()
         if self.crop is None:
             return image
         x, y, w, h = self.crop

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import albumentations as A
 import cv2
 import numpy as np
@@ -39,16 +41,34 @@ def training_augmentation(seed: int | None = None, flip: bool = False) -> A.Comp
     )
 
 
+def random_window(length: int, size: int) -> int:
+    """Start of a `size`-long window inside `length`: starts are uniform over [-(size-1),
+    length-1], clamped into the image, so no pixel is seen less often than the middle of the
+    scan (those within a window of either end up to twice as often). Uniform starts over
+    [0, length-size] would almost never show the first and last pixels — and a scan's ends,
+    selvedge and machinery, are where false alarms come from. Torch's RNG, so that
+    `seed_everything` and DataLoader workers keep runs reproducible."""
+    start = int(torch.randint(-(size - 1), length, ()).item())
+    return min(max(start, 0), length - size)
+
+
 class ImageDataset(Dataset):
     """Resized images of `samples`; decoded images are cached since training sets are small
-    and wide scans are cut into many tiles of the same file."""
+    and wide scans are cut into many tiles of the same file.
+
+    `random_tiles`: a sample that is a tile of a larger image is cut at a random offset of its
+    source image each time, instead of at its fixed grid position — the same number of samples
+    per epoch, but the student sees the texture at every phase rather than the same few hundred
+    crops (and their reflect-padded borders) fifty times over."""
 
     def __init__(self, samples: list[Sample], size: tuple[int, int], augment: bool = False, seed: int | None = None,
-                 flip: bool = False):
+                 flip: bool = False, random_tiles: bool = False):
         self.samples = samples
         self.size = tuple(size)
         self.augment = training_augmentation(seed, flip) if augment else None
+        self.random_tiles = random_tiles
         self._cache: dict[int, np.ndarray] = {}
+        self._sources: dict[Path, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -58,8 +78,17 @@ class ImageDataset(Dataset):
             self._cache[index] = resize(self.samples[index].load(), self.size)
         return self._cache[index]
 
+    def random_tile(self, sample: Sample) -> np.ndarray:
+        if sample.path not in self._sources:
+            self._sources[sample.path] = sample.load_source()
+        source = self._sources[sample.path]
+        _, _, width, height = sample.crop
+        x, y = random_window(source.shape[1], width), random_window(source.shape[0], height)
+        return resize(source[y : y + height, x : x + width], self.size)
+
     def __getitem__(self, index: int) -> torch.Tensor:
-        image = self.image(index)
+        sample = self.samples[index]
+        image = self.random_tile(sample) if self.random_tiles and sample.crop is not None else self.image(index)
         if self.augment is not None:
             image = self.augment(image=image)["image"]
         return to_tensor(image)
