@@ -88,6 +88,23 @@ def test_loss_is_zero_when_student_reproduces_teacher():
     assert distillation_loss(teacher, [-t for t in teacher]).item() == pytest.approx(2.0, abs=1e-5)
 
 
+def test_hard_fraction_averages_only_the_worst_positions():
+    """With `hard_fraction`, one badly reproduced position out of 256 dominates the loss, and
+    only the hard positions receive gradient."""
+    teacher = [torch.randn(1, 8, 16, 16)]
+    student = [teacher[0].clone().requires_grad_(True)]
+    with torch.no_grad():
+        student[0][:, :, 3, 5] = torch.randn(8)  # one wrong vector; every other position is exact
+    wrong = 1 - torch.nn.functional.cosine_similarity(teacher[0][0, :, 3, 5], student[0][0, :, 3, 5], dim=0).item()
+    assert wrong > 0.05
+    assert distillation_loss(teacher, student).item() == pytest.approx(wrong / 256, abs=1e-5)
+    hard = distillation_loss(teacher, student, hard_fraction=4 / 256)
+    assert hard.item() == pytest.approx(wrong / 4, abs=1e-5)
+    hard.backward()
+    touched = student[0].grad.abs().sum(dim=1)[0] > 0
+    assert touched[3, 5] and touched.sum() <= 4
+
+
 def test_anomaly_map_marks_where_student_and_teacher_disagree():
     teacher = [torch.randn(1, 8, 16, 16), torch.randn(1, 8, 8, 8)]
     student = [t.clone() for t in teacher]
