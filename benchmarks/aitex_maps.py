@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from fabricad.data import ImageDataset, load_dataset
 from fabricad.evaluation import metrics as M
-from fabricad.evaluation.evaluate import _mask_at
+from fabricad.evaluation.evaluate import mask_at
 from fabricad.models.anomaly_map import AnomalyMapGenerator, GaussianBlur
 from fabricad.training import load_model
 from fabricad.training.trainer import holdout_split
@@ -98,7 +98,7 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
     normal_maps = scale_maps(model, holdout, size)
     test_maps = scale_maps(model, split.test, size)
     labels = np.array([s.label for s in split.test], dtype=int)
-    masks = np.stack([_mask_at(s, size) if s.label and s.mask_paths else np.zeros(size, bool) for s in split.test])
+    masks = np.stack([mask_at(s, size) if s.label and s.mask_paths else np.zeros(size, bool) for s in split.test])
     groups = [s.group or str(s.path) for s in split.test]
     pad = ckpt.config.model.pad
     inner = normal_maps[:, :, pad:-pad, pad:-pad].astype(np.float32) if pad else normal_maps.astype(np.float32)

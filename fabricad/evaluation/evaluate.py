@@ -37,7 +37,8 @@ class Predictions:
     seconds_per_image: float
 
 
-def _mask_at(sample: Sample, size: tuple[int, int]) -> np.ndarray:
+def mask_at(sample: Sample, size: tuple[int, int]) -> np.ndarray:
+    """The sample's ground-truth mask at the network's `size` (what its anomaly map is scored against)."""
     mask = sample.load_mask()
     if mask.shape != size:
         # INTER_AREA then > 0: a defect of a single pixel survives downscaling.
@@ -65,7 +66,7 @@ def predict(detector: Detector, samples: list[Sample], size: tuple[int, int], ba
         for i in index:
             sample = samples[i]
             if sample.label and sample.mask_paths:
-                masks[i] = _mask_at(sample, size)
+                masks[i] = mask_at(sample, size)
     labels = np.array([s.label for s in samples], dtype=int)
     return Predictions(samples, labels, scores, maps, masks, elapsed / max(n, 1))
 
