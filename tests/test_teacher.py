@@ -80,3 +80,62 @@ def test_bad_weight_files(tmp_path):
     torch.save({"conv1.weight": torch.zeros(3)}, other)
     with pytest.raises(WeightsError, match="do not fit"):
         TeacherEncoder(TeacherConfig(name="resnet18", weights=str(other)), [1, 2, 3])
+
+
+def lite0_teacher() -> TeacherEncoder:
+    return TeacherEncoder(TeacherConfig(name="tf_efficientnet_lite0"), pick_layers("tf_efficientnet_lite0", (8, 16, 32)))
+
+
+def test_onnxruntime_teacher_gives_pytorchs_features():
+    """The runtime is used (a session per input size) and changes nothing but speed."""
+    teacher = lite0_teacher()
+    x = torch.rand(3, 3, 96, 128)
+    with torch.no_grad():
+        expected = teacher(x)
+        assert teacher.use_runtime("auto", torch.device("cpu")) == "onnxruntime"
+        actual = teacher(x)
+        teacher(torch.rand(2, 3, 96, 128))  # another batch size: the same session
+    assert list(teacher.runtime.sessions) == [(96, 128)] and teacher.runtime.sessions[(96, 128)] is not None
+    for e, a in zip(expected, actual, strict=True):
+        assert a.shape == e.shape
+        assert torch.allclose(a, e, atol=1e-4), (a - e).abs().max()
+
+
+def test_a_teacher_graph_that_disagrees_falls_back_to_pytorch(monkeypatch, caplog):
+    from fabricad.backbones import teacher_runtime
+
+    monkeypatch.setattr(teacher_runtime, "TOLERANCE", -1.0)  # every graph "differs"
+    teacher = lite0_teacher()
+    teacher.use_runtime("onnxruntime", torch.device("cpu"))
+    x = torch.rand(1, 3, 64, 64)
+    with caplog.at_level("WARNING"), torch.no_grad():
+        features = teacher(x)
+        teacher.runtime = None
+        expected = teacher(x)
+    assert "teacher runs in PyTorch" in caplog.text and "differs from PyTorch" in caplog.text
+    assert all(torch.equal(f, e) for f, e in zip(features, expected))
+
+
+def test_copies_and_traces_of_the_teacher_run_in_pytorch():
+    """Export deep-copies and traces the model: the runtime must not end up in a graph."""
+    import copy
+
+    teacher = lite0_teacher()
+    teacher.use_runtime("onnxruntime", torch.device("cpu"))
+    assert copy.deepcopy(teacher).runtime is None
+    traced = torch.jit.trace(teacher, torch.rand(1, 3, 64, 64), check_trace=False)
+    assert teacher.runtime.sessions == {}  # tracing took the PyTorch path
+    assert "aten::_convolution" in str(traced.inlined_graph)
+
+
+def test_teacher_runtime_choice():
+    from fabricad.backbones.teacher_runtime import choose_runtime
+    from fabricad.errors import ConfigError
+
+    assert choose_runtime("auto", torch.device("cpu")) == "onnxruntime"
+    assert choose_runtime("torch", torch.device("cpu")) == "torch"
+    assert choose_runtime("auto", torch.device("cuda")) == "torch"
+    with pytest.raises(ConfigError, match="CPU only"):
+        choose_runtime("onnxruntime", torch.device("cuda"))
+    with pytest.raises(ConfigError, match="one of"):
+        choose_runtime("tensorflow", torch.device("cpu"))

@@ -13,6 +13,7 @@ import timm
 import torch
 from torch import nn
 
+from fabricad.backbones.teacher_runtime import OnnxTeacher, choose_runtime
 from fabricad.backbones.weights import resolve_weights
 from fabricad.config import TeacherConfig
 from fabricad.errors import ConfigError, WeightsError
@@ -69,6 +70,14 @@ class TeacherEncoder(nn.Module):
         self.requires_grad_(False)
         self.eval()
         self.weights_hash = state_hash(self.body)
+        self.runtime: OnnxTeacher | None = None
+        """Set by `use_runtime`; None runs in PyTorch."""
+
+    def use_runtime(self, requested: str, device: torch.device) -> str:
+        """Run in ONNX Runtime or PyTorch from now on (`train.teacher_runtime`); returns which."""
+        chosen = choose_runtime(requested, device)
+        self.runtime = OnnxTeacher() if chosen == "onnxruntime" else None
+        return chosen
 
     def _load(self, state: dict[str, torch.Tensor]) -> None:
         # Full-classifier state dicts carry head tensors the feature extractor lacks; those are
@@ -89,4 +98,8 @@ class TeacherEncoder(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.body((x - self.mean) / self.std)
+        x = (x - self.mean) / self.std
+        # Tracing (export) always takes the PyTorch path, so the runtime never ends up in a graph.
+        if self.runtime is not None and x.device.type == "cpu" and not torch.jit.is_tracing():
+            return self.runtime(self.body, x)
+        return self.body(x)

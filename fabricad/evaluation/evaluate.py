@@ -170,6 +170,7 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     if not split.test:
         raise FabricadError(f"{data_path}: the dataset has no test images to evaluate on")
     target = select_device(device)
+    detector.teacher.use_runtime(ckpt.config.train.teacher_runtime, target)
     size = ckpt.config.data.image_size
     predictions = predict(detector.to(target), split.test, size, batch_size, target, progress)
     calibration = ckpt.score_stats.get("scores")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import shutil
 import tempfile
@@ -16,6 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fabricad import __version__
+from fabricad.backbones.static_padding import freeze_same_padding
 from fabricad.data import ImageDataset, Sample
 from fabricad.errors import FabricadError
 from fabricad.export.bundle import (
@@ -43,46 +43,6 @@ class UInt8Graph(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = image.permute(0, 3, 1, 2).float() / 255.0
         return self.model(x)
-
-
-def freeze_same_padding(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """A copy of `model` whose TF-style 'same' convolutions pad by constants, for one input size.
-
-    timm's `Conv2dSame` (EfficientNet-Lite's strided convolutions) computes its padding from the
-    input's shape at run time; traced, that is a Shape/Gather/Ceil/Pad chain in front of each such
-    convolution, and ONNX Runtime must leave its blocked memory layout around every one of those
-    Pads (a third of a Lite1 tile's non-convolution time). The bundle's input size is fixed, so
-    the padding is known: timm's own export-friendly `Conv2dSameExport` with its padding set from
-    a probe forward gives the same numbers with a constant Pad that ONNX Runtime folds into the Conv.
-    """
-    from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
-    from timm.layers.padding import pad_same_arg
-
-    frozen = copy.deepcopy(model)
-    sizes: dict[str, tuple[int, int]] = {}
-
-    def record(name: str):
-        def hook(_, args) -> None:  # a pre-hook that returned a value would replace the input
-            sizes[name] = tuple(args[0].shape[-2:])
-        return hook
-
-    hooks = [module.register_forward_pre_hook(record(name)) for name, module in frozen.named_modules()
-             if isinstance(module, Conv2dSame)]
-    with torch.no_grad():
-        frozen(example)
-    for hook in hooks:
-        hook.remove()
-    for name, size in sizes.items():
-        parent_name, _, child = name.rpartition(".")
-        parent = frozen.get_submodule(parent_name) if parent_name else frozen
-        same: Conv2dSame = getattr(parent, child)
-        static = Conv2dSameExport(same.in_channels, same.out_channels, same.kernel_size, same.stride,
-                                  dilation=same.dilation, groups=same.groups, bias=same.bias is not None)
-        static.load_state_dict(same.state_dict())
-        static.pad = nn.ZeroPad2d(pad_same_arg(list(size), list(same.kernel_size), list(same.stride), list(same.dilation)))
-        static.pad_input_size = size
-        setattr(parent, child, static)
-    return frozen
 
 
 def export_fp32(model: DistillationModel, size: tuple[int, int], path: Path) -> None:
