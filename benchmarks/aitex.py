@@ -46,6 +46,7 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
     model, ckpt = load_model(run_dir / "rd")
     device = select_device(config.train.device)  # evaluate where training ran (a GPU host's sweeps)
     model.to(device)
+    model.teacher.use_runtime(config.train.teacher_runtime, device)  # as `fabricad eval` does
     split = load_dataset(config.data.path, fabric)
     size = config.data.image_size
     rows = {}
@@ -65,6 +66,7 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
     if baseline:
         started = time.perf_counter()
         core = PatchCore(config.model.teacher)
+        core.teacher.use_runtime(config.train.teacher_runtime, torch.device("cpu"))  # the same features, sooner
         train_samples, _ = holdout_split(split.train, config)
         dataset = ImageDataset(train_samples, size)
         core.fit(torch.stack([dataset[i] for i in range(j, min(j + 8, len(dataset)))]) for j in range(0, len(dataset), 8))

@@ -5,7 +5,8 @@
 For each `train.teacher_runtime` (torch, onnxruntime), in the same process and on the same data:
 the real `fabricad train` loop for `--steps` steps of the default configuration (data loading,
 augmentation, the held-out pass at each epoch's end included: what a user waits for), then
-evaluation of the trained model on `--tiles` test tiles (ms per tile). The two runtimes alternate
+evaluation of the trained model on `--tiles` test tiles (ms per tile, after one warm-up batch
+that builds the ONNX Runtime session: a few seconds once per model and input size). The two runtimes alternate
 twice (torch, ORT, torch, ORT) so a drift of the machine's speed shows instead of favouring one.
 Uses the AITEX fabric when the data is there, else a generated twill.
 """
@@ -53,7 +54,9 @@ def one_round(runtime: str, overrides: list[str], steps: int, tiles: int, work: 
     model, ckpt = load_model(result.checkpoint)
     model.teacher.use_runtime(runtime, torch.device("cpu"))
     split = load_dataset(config.data.path, config.data.category)
-    predictions = predict(model, split.test[:tiles], ckpt.config.data.image_size, batch_size=8, progress=False)
+    size = ckpt.config.data.image_size
+    predict(model, split.test[:8], size, batch_size=8, progress=False)  # builds the ORT session: not timed
+    predictions = predict(model, split.test[:tiles], size, batch_size=8, progress=False)
     return result.seconds / result.steps, 1000 * predictions.seconds_per_image
 
 
