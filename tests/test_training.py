@@ -68,6 +68,15 @@ def test_training_is_reproducible_on_cpu(tmp_path, fabric_category):
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
+@pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
+def test_training_runs_the_teacher_where_configured(tmp_path, fabric_category, caplog, runtime):
+    """On a CPU the default runs the frozen teacher in ONNX Runtime (padded 64 px = 128 px input)."""
+    with caplog.at_level("INFO", logger="fabricad.backbones.teacher_runtime"):
+        train(quick_config(fabric_category, **{"train.teacher_runtime": runtime}), tmp_path / "run", progress=False)
+    assert ("teacher runs in ONNX Runtime at 128x128" in caplog.text) == (runtime == "onnxruntime")
+    assert "teacher runs in PyTorch" not in caplog.text  # no fallback either
+
+
 def test_resume_continues_from_the_saved_epoch(tmp_path, fabric_category):
     out = tmp_path / "run"
     config = quick_config(fabric_category, **{"train.max_steps": "null", "train.epochs": "1", "train.patience": "5"})

@@ -99,7 +99,9 @@ class TeacherEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = (x - self.mean) / self.std
-        # Tracing (export) always takes the PyTorch path, so the runtime never ends up in a graph.
-        if self.runtime is not None and x.device.type == "cpu" and not torch.jit.is_tracing():
+        # Tracing (export) always takes the PyTorch path, so the runtime never ends up in a graph;
+        # the session is float32, so other precisions stay in PyTorch too.
+        if (self.runtime is not None and x.device.type == "cpu" and x.dtype == torch.float32
+                and not torch.jit.is_tracing()):
             return self.runtime(self.body, x)
         return self.body(x)
