@@ -131,6 +131,10 @@ def main() -> None:
     parser.add_argument("--spinning", choices=SPINNING, default=ServiceSettings.model_fields["ort_spinning"].default,
                         help="ONNX Runtime's thread waiting, the same for the bare engine and the service "
                              "(default: the service's)")
+    parser.add_argument("--http-stack", choices=("auto", "plain"), default="auto",
+                        help="the service's uvicorn event loop and HTTP parser: auto = uvloop and httptools "
+                             "(what fabricad installs), plain = asyncio and h11 (uvicorn without its "
+                             "[standard] extra); the floor always runs auto")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     png = args.image.read_bytes()
@@ -147,8 +151,9 @@ def main() -> None:
     env = {**os.environ, "FABRICAD_MODELS_DIR": str(models), "FABRICAD_DATABASE_URL": f"sqlite:///{work / 'd.db'}",
            "FABRICAD_IMAGE_STORE": str(work / "img"), "FABRICAD_MEDIA_DIR": str(work / "media"),
            "FABRICAD_API_KEYS": f'{{"{KEY}": "admin"}}', "FABRICAD_ORT_SPINNING": args.spinning}
+    stack = ["--loop", "asyncio", "--http", "h11"] if args.http_stack == "plain" else []
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port),
-                               "--log-level", "warning"], env=env)
+                               "--log-level", "warning", *stack], env=env)
     floor_port = free_port()
     floor = subprocess.Popen([sys.executable, str(Path(__file__).with_name("asgi_floor.py")), "--bundle",
                               str(models / "bench"), "--port", str(floor_port), "--spinning", args.spinning])
@@ -215,7 +220,7 @@ def main() -> None:
     lines = [
         f"\n## Service load ({date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU threads)\n",
         f"Command: `python benchmarks/service_load.py --bundle {args.bundle} --image {args.image} "
-        f"--spinning {args.spinning}` ({args.seconds:g} s per point; the image is a {decode_image(png).shape[1]}x{decode_image(png).shape[0]} PNG).\n",
+        f"--spinning {args.spinning} --http-stack {args.http_stack}` ({args.seconds:g} s per point; the image is a {decode_image(png).shape[1]}x{decode_image(png).shape[0]} PNG).\n",
         "| path | clients | images/s | p50 ms | p99 ms | throughput vs bare engine |",
         "|---|---|---|---|---|---|",
     ]
