@@ -18,18 +18,18 @@ from __future__ import annotations
 import io
 import logging
 import warnings
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 from torch import nn
 
 from fabricad.backbones.static_padding import freeze_same_padding
+from fabricad.config import TrainConfig
 from fabricad.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-TeacherRuntime = Literal["auto", "torch", "onnxruntime"]
-TEACHER_RUNTIMES: tuple[str, ...] = get_args(TeacherRuntime)
+TEACHER_RUNTIMES: tuple[str, ...] = get_args(TrainConfig.model_fields["teacher_runtime"].annotation)
 # Largest |ORT − PyTorch| allowed, relative to the largest |feature| of the check batch: float32
 # reorderings give ~1e-6 here; a wrong graph gives order one.
 TOLERANCE = 1e-3
