@@ -83,18 +83,19 @@ class OnnxTeacher:
     def _session(self, body: nn.Module, x: torch.Tensor):
         import onnxruntime as ort
 
+        # Imported here: both modules import the backbones package, which imports this one.
+        from fabricad.export.onnx_export import OPSET
+        from fabricad.inference.backends import session_options
+
         example = x[:1].detach()
         frozen = freeze_same_padding(body, example)
         buffer = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on static shapes are expected
-            torch.onnx.export(frozen, (example,), buffer, dynamo=False, opset_version=17, input_names=["x"],
+            torch.onnx.export(frozen, (example,), buffer, dynamo=False, opset_version=OPSET, input_names=["x"],
                               dynamic_axes={"x": {0: "batch"}})
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self.threads
         # Spin only while a run is active: between runs the student's backward needs the cores.
-        options.add_session_config_entry("session.force_spinning_stop", "1")
+        options = session_options(self.threads, spinning="during_run")
         return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
 

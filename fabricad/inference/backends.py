@@ -31,6 +31,24 @@ SPINNING: tuple[str, ...] = get_args(Spinning)
 PROVIDER_ALIASES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 
 
+def session_options(threads: int | None = None, spinning: Spinning = "during_run"):
+    """ONNX Runtime options shared by every session fabricad builds: full graph optimisation,
+    `threads` intra-op threads (ORT's choice when None) and the given spinning policy."""
+    import onnxruntime as ort
+
+    if spinning not in SPINNING:
+        raise FabricadError(f"spinning must be one of {', '.join(SPINNING)}, not {spinning!r}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    if spinning == "never":
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    elif spinning == "during_run":
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    return options
+
+
 class OnnxBackend:
     def __init__(self, bundle: str | Path, providers: list[str] | None = None, threads: int | None = None,
                  trt_cache: str | Path | None = None, spinning: Spinning = "during_run"):
@@ -49,16 +67,7 @@ class OnnxBackend:
             chosen = wanted
         else:
             chosen = [p for p in PROVIDER_ORDER if p in available]
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        if spinning not in SPINNING:
-            raise FabricadError(f"spinning must be one of {', '.join(SPINNING)}, not {spinning!r}")
-        if spinning == "never":
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        elif spinning == "during_run":
-            options.add_session_config_entry("session.force_spinning_stop", "1")
+        options = session_options(threads, spinning)
         provider_options = []
         for p in chosen:
             if p == "TensorrtExecutionProvider":

@@ -166,7 +166,9 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
     else:
         model, state = create_model(config.model), {}
     model.to(device).train()
-    log.info("teacher runs in %s", model.teacher.use_runtime(tc.teacher_runtime, device))
+    # The choice only; the runtime itself logs, per input size, whether its graph was usable.
+    log.info("teacher runtime: %s (train.teacher_runtime=%s on %s)",
+             model.teacher.use_runtime(tc.teacher_runtime, device), tc.teacher_runtime, device.type)
 
     size = config.data.image_size
     train_set = ImageDataset(train_samples, size, augment=config.data.augment, seed=tc.seed, flip=config.data.flip,
