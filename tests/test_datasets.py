@@ -85,6 +85,28 @@ def test_aitex_needs_a_valid_category(fake_aitex):
         load_dataset(fake_aitex, "05x")
 
 
+def test_aitex_models_are_served_by_tiles_of_the_training_size(fake_aitex, tmp_path):
+    """A model trained on AITEX's 256² tiles resized to another input size (here 64², a quarter)
+    is served by 256² tiles of the scan, each resized as training resized it, its map resized back."""
+    from fabricad.data.images import read_image, resize
+    from fabricad.inference.engine import InferenceEngine
+    from fabricad.training import train
+    from tests.conftest import quick_config
+
+    train(quick_config(fake_aitex, **{"data.category": "02", "train.max_steps": "2"}), tmp_path / "run", progress=False)
+    engine = InferenceEngine.load(tmp_path / "run", backend="torch")
+    assert engine.meta.preprocess.mode == "tile" and tuple(engine.meta.preprocess.tile) == (256, 256)
+    network, shapes = engine.backend, []
+    engine.backend = lambda batch: shapes.append(batch.shape) or network(batch)
+    scan = read_image(fake_aitex / "Defect_images" / "0050_002_02.png")
+    result = engine.inspect(scan)
+    assert shapes == [(4, 64, 64, 3)]  # tiles at x = 0, 256, 512 and the right-aligned 744
+    assert result.anomaly_map.shape == (256, 1000)
+    tile_map = network(resize(scan[:, :256], (64, 64))[None])[0][0]
+    expected = cv2.resize(tile_map, (256, 256), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(result.anomaly_map[:, :256], expected, rtol=1e-5, atol=1e-6)
+
+
 def _images(folder: Path, count: int, rng) -> list[Path]:
     paths = []
     for i in range(count):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from fabricad.cli import app
 from fabricad.data import load_dataset
-from fabricad.data.torch_dataset import resize
+from fabricad.data.images import resize
 from fabricad.errors import CheckpointError, ConfigError, FabricadError
 from fabricad.export.bundle import read_bundle
 from fabricad.export.onnx_export import export_bundle

@@ -51,6 +51,16 @@ def decode_image(data: bytes, source: str = "image") -> np.ndarray:
     return to_rgb_uint8(image, source)
 
 
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` at (height, width) = `size`: area averaging to shrink, bilinear to enlarge. Training,
+    evaluation and the inference engine all resize through here, so they see the same pixels."""
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return image
+    shrinking = image.shape[0] >= height and image.shape[1] >= width
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:

@@ -5,20 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import albumentations as A
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fabricad.data.images import resize
 from fabricad.data.samples import Sample
-
-
-def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    height, width = size
-    if image.shape[:2] == (height, width):
-        return image
-    shrinking = image.shape[0] >= height and image.shape[1] >= width
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

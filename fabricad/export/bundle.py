@@ -33,6 +33,9 @@ class Preprocess(BaseModel):
     mode: Literal["resize", "tile"] = "resize"
     """`resize`: the whole image is resized to the input size (the model was trained on whole
     images). `tile`: the image is cut at native scale into input-sized tiles (trained on tiles)."""
+    tile: tuple[int, int] | None = None
+    """(height, width) of the tiles at native scale when training resized them to another input
+    size (tiles magnified for small defects); None: tiles are input-sized."""
     overlap: float = Field(0.0, ge=0.0, lt=1.0)
     """Share of a tile its neighbours overlap (blended with a smooth window). 0 cuts the image as
     training did (AITEX-256: side by side, the last tile right-aligned), which on AITEX fabric 02

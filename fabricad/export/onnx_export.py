@@ -198,7 +198,7 @@ def bundle_meta(checkpoint: Checkpoint, normal_scores: list[float], *, name: str
         precision=precision,
         opset=opset,
         input=InputSpec(height=size[0], width=size[1]),
-        preprocess=Preprocess(mode="tile" if dataset_info.get("tiled") else "resize"),
+        preprocess=_preprocess(dataset_info, size),
         threshold=thresholds.from_normal_scores(normal_scores),
         score_scale=thresholds.score_scale(normal_scores),
         normal_scores=list(normal_scores),
@@ -207,6 +207,15 @@ def bundle_meta(checkpoint: Checkpoint, normal_scores: list[float], *, name: str
         training_data=dataset_info,
         fabricad_version=__version__,
     )
+
+
+def _preprocess(dataset_info: dict, size) -> Preprocess:
+    """How a served image is cut, from how the training images were: tiled datasets are served
+    by tiles of their own native size (recorded by training since tiles could be magnified)."""
+    if not dataset_info.get("tiled"):
+        return Preprocess(mode="resize")
+    tile = dataset_info.get("tile")
+    return Preprocess(mode="tile", tile=tuple(tile) if tile and tuple(tile) != tuple(size) else None)
 
 
 def _graph_scores(onnx_path: Path, samples: list[Sample], size: tuple[int, int], batch: int = 8) -> list[float]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fabricad.data.images import to_rgb_uint8
+from fabricad.data.images import resize, to_rgb_uint8
 from fabricad.data.tiling import tile_starts
 from fabricad.errors import FabricadError
 from fabricad.export.bundle import BundleMeta, Threshold
@@ -112,8 +112,11 @@ class InferenceEngine:
         self.mode = mode or meta.preprocess.mode
         self.overlap = meta.preprocess.overlap if overlap is None else overlap
         self.input_size = tuple(backend.input_size)
+        # Tiles are cut at the size training cut them, then resized to the network input like
+        # training resized them (a model trained on 256² tiles magnified to 512² sees 256² crops).
+        self.tile_size = tuple(meta.preprocess.tile or self.input_size)
         self._threshold = meta.threshold
-        self._window = blend_window(*self.input_size)
+        self._window = blend_window(*self.tile_size)
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", providers: list[str] | None = None,
@@ -153,18 +156,18 @@ class InferenceEngine:
 
     # --- inference -----------------------------------------------------------------------------
     def _plan(self, image: np.ndarray) -> tuple[list[np.ndarray], list[tuple[int, int, int, int]] | None, tuple[int, int]]:
-        """Network-sized crops of `image` and where they go back (None = one resized view)."""
-        height, width = self.input_size
-        if self.mode == "resize" or image.shape[:2] == (height, width):
-            resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA) if image.shape[:2] != (height, width) else image
-            return [resized], None, image.shape[:2]
+        """Network-sized crops of `image` and where they go back (None = one resized view).
+        Resized exactly as the training images were (`torch_dataset.resize`)."""
+        if self.mode == "resize" or image.shape[:2] == self.tile_size:
+            return [resize(image, self.input_size)], None, image.shape[:2]
         # Tiles at native scale; an image smaller than a tile in a dimension is padded by reflection.
+        height, width = self.tile_size
         ph, pw = max(height - image.shape[0], 0), max(width - image.shape[1], 0)
         canvas = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REFLECT_101) if ph or pw else image
         ys = tile_starts(canvas.shape[0], height, max(1, round(height * (1 - self.overlap))))
         xs = tile_starts(canvas.shape[1], width, max(1, round(width * (1 - self.overlap))))
         boxes = [(x, y, width, height) for y in ys for x in xs]
-        crops = [canvas[y : y + height, x : x + width] for x, y, _, _ in boxes]
+        crops = [resize(canvas[y : y + height, x : x + width], self.input_size) for x, y, _, _ in boxes]
         return crops, boxes, image.shape[:2]
 
     def _assemble(self, maps: list[np.ndarray], boxes, shape: tuple[int, int]) -> np.ndarray:
@@ -176,6 +179,8 @@ class InferenceEngine:
         total = np.zeros((height, width), np.float32)
         weight = np.zeros((height, width), np.float32)
         for amap, (x, y, w, h) in zip(maps, boxes):
+            if amap.shape != (h, w):
+                amap = cv2.resize(amap, (w, h), interpolation=cv2.INTER_LINEAR)
             total[y : y + h, x : x + w] += amap * self._window
             weight[y : y + h, x : x + w] += self._window
         return (total / weight)[: shape[0], : shape[1]]

@@ -232,6 +232,8 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
                     "train": len(train_samples),
                     "holdout": len(holdout_samples),
                     "tiled": any(s.crop is not None for s in split.train),
+                    # (height, width) at native scale: the engine cuts served images the same way.
+                    "tile": next(([s.crop[3], s.crop[2]] for s in split.train if s.crop is not None), None),
                 },
             },
         )
