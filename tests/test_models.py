@@ -140,3 +140,15 @@ def test_models_trace_to_onnx(tmp_path, family):
     torch.onnx.export(model, (torch.rand(1, 3, 64, 64),), str(path), dynamo=False, opset_version=17,
                       input_names=["image"], output_names=["anomaly_map", "score"])
     onnx.checker.check_model(str(path))
+
+
+@pytest.mark.parametrize("size", [1, 9, 57])
+def test_square_max_is_a_square_max_pool(size):
+    """The fabric ROI's separable max equals one square max-pool, edges included."""
+    import torch.nn.functional as F
+
+    from fabricad.models.base import square_max
+
+    torch.manual_seed(size)
+    x = (torch.rand(2, 1, 40, 70) > 0.97).float() * torch.rand(2, 1, 40, 70) - 0.5
+    assert torch.equal(square_max(x, size), F.max_pool2d(x, size, 1, size // 2))

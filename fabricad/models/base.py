@@ -19,15 +19,22 @@ def background_mask(x: torch.Tensor, margin: int, window: int = 9) -> torch.Tens
     or black), widened by `margin` pixels so the fabric/background boundary goes too. Max-pooling
     only, so it exports to ONNX with the rest of the graph. x: (B, 3, H, W) in [0, 1]."""
     gray = x.mean(dim=1, keepdim=True)
-    half = window // 2
-    local_max = F.max_pool2d(gray, window, 1, half)
-    local_min = -F.max_pool2d(-gray, window, 1, half)
+    local_max = square_max(gray, window)
+    local_min = -square_max(-gray, window)
     flat = (local_max - local_min) < 3 / 255
     saturated = (gray > 250 / 255) | (gray < 5 / 255)
     background = (flat & saturated).to(x.dtype)
-    # The flatness window loses `half` pixels at the edge of the background: give them back, plus the margin.
-    grow = margin + half
-    return F.max_pool2d(background, 2 * grow + 1, 1, grow)
+    # The flatness window loses `window // 2` pixels at the edge of the background: give them back, plus the margin.
+    return square_max(background, 2 * (margin + window // 2) + 1)
+
+
+def square_max(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The maximum over a `size`×`size` window (odd size) around each pixel, same output size.
+    A row pass then a column pass: the same result as one square max-pool, but 2·size comparisons
+    per pixel instead of size² (a 105-px window on a 512² tile: seconds instead of minutes)."""
+    half = size // 2
+    x = F.max_pool2d(x, (1, size), 1, (0, half))
+    return F.max_pool2d(x, (size, 1), 1, (half, 0))
 
 
 class DistillationModel(nn.Module):
