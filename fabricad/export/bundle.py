@@ -32,7 +32,8 @@ class InputSpec(BaseModel):
 class Preprocess(BaseModel):
     mode: Literal["resize", "tile"] = "resize"
     """`resize`: the whole image is resized to the input size (the model was trained on whole
-    images). `tile`: the image is cut at native scale into input-sized tiles (trained on tiles)."""
+    images). `tile`: the image is cut at native scale into tiles of `tile` size (input-sized when
+    None), each resized to the input (trained on tiles)."""
     tile: tuple[int, int] | None = None
     """(height, width) of the tiles at native scale when training resized them to another input
     size (tiles magnified for small defects); None: tiles are input-sized."""

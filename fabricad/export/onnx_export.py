@@ -209,7 +209,7 @@ def bundle_meta(checkpoint: Checkpoint, normal_scores: list[float], *, name: str
     )
 
 
-def _preprocess(dataset_info: dict, size) -> Preprocess:
+def _preprocess(dataset_info: dict, size: tuple[int, int]) -> Preprocess:
     """How a served image is cut, from how the training images were: tiled datasets are served
     by tiles of their own native size (recorded by training since tiles could be magnified)."""
     if not dataset_info.get("tiled"):

@@ -157,7 +157,7 @@ class InferenceEngine:
     # --- inference -----------------------------------------------------------------------------
     def _plan(self, image: np.ndarray) -> tuple[list[np.ndarray], list[tuple[int, int, int, int]] | None, tuple[int, int]]:
         """Network-sized crops of `image` and where they go back (None = one resized view).
-        Resized exactly as the training images were (`torch_dataset.resize`)."""
+        Resized exactly as the training images were (`fabricad.data.images.resize`)."""
         if self.mode == "resize" or image.shape[:2] == self.tile_size:
             return [resize(image, self.input_size)], None, image.shape[:2]
         # Tiles at native scale; an image smaller than a tile in a dimension is padded by reflection.
