@@ -60,7 +60,8 @@ class ModelConfig(_Strict):
     fabric_roi: bool = False
     """Ignore what is not fabric: flat, saturated background (a scanner's white or black beyond
     the fabric edge) and `roi_margin` pixels around it get a zero anomaly map. Label-free; it
-    changes nothing on images that are fabric throughout."""
+    changes nothing on images that are fabric throughout. The margin and the flatness window are
+    source pixels: tiles magnified for the network (AITEX tiles at 384²) widen both with them."""
     roi_margin: int = Field(24, ge=0, le=256)
 
 

@@ -90,12 +90,13 @@ def test_aitex_models_are_served_by_tiles_of_the_training_size(fake_aitex, tmp_p
     is served by 256² tiles of the scan, each resized as training resized it, its map resized back."""
     from fabricad.data.images import read_image, resize
     from fabricad.inference.engine import InferenceEngine
-    from fabricad.training import train
+    from fabricad.training import load_model, train
     from tests.conftest import quick_config
 
     train(quick_config(fake_aitex, **{"data.category": "02", "train.max_steps": "2"}), tmp_path / "run", progress=False)
     engine = InferenceEngine.load(tmp_path / "run", backend="torch")
     assert engine.meta.preprocess.mode == "tile" and tuple(engine.meta.preprocess.tile) == (256, 256)
+    assert load_model(tmp_path / "run")[0].roi_scale == 0.25  # the fabric ROI's sizes follow the tile too
     network, shapes = engine.backend, []
     engine.backend = lambda batch: shapes.append(batch.shape) or network(batch)
     scan = read_image(fake_aitex / "Defect_images" / "0050_002_02.png")

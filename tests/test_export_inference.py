@@ -280,6 +280,29 @@ def test_fabric_roi_zeroes_background_in_pytorch_and_onnx(exported, tmp_path):
         load_model(run, ["model.width=32"])
 
 
+def test_fabric_roi_measures_its_window_on_the_fabric(exported):
+    """On tiles magnified 2× for the network, a white fleck of 6 source pixels covers 12: a flatness
+    window of 9 network pixels fits inside it and took it for background. Measured on the fabric
+    (the model's `roi_scale`, which loading sets from the checkpoint), the window sees texture
+    around the fleck, and the ROI leaves an all-fabric tile alone."""
+    run, _ = exported["rd-resnet18"]
+    model, ckpt = load_model(run, ["model.fabric_roi=true", "model.roi_margin=4"])
+    plain, _ = load_model(run)
+    assert model.roi_scale == 1.0  # a folder of whole images: no native tile
+    h, w = ckpt.config.data.image_size
+    fabric = np.random.default_rng(0).integers(60, 200, (h // 2, w // 2, 3), dtype=np.uint8)
+    fabric[10:16, 10:16] = 255
+    magnified = cv2.resize(fabric, (w, h), interpolation=cv2.INTER_NEAREST)  # the fleck: rows/cols 20-31
+    x = torch.from_numpy(magnified[None]).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        reference, _ = plain(x)
+        as_network_pixels, _ = model(x)
+        model.roi_scale = 2.0
+        on_the_fabric, _ = model(x)
+    assert as_network_pixels[0, 0, 26, 26] == 0 and reference[0, 0, 26, 26] > 0  # the old fault
+    assert torch.equal(on_the_fabric, reference)
+
+
 def test_onnx_thread_spinning_modes(exported):
     """never: workers sleep; during_run: spin only inside a run (the library default); always: ORT's own default."""
     from fabricad.inference.backends import OnnxBackend

@@ -22,3 +22,11 @@ def tile_boxes(height: int, width: int, tile: int, stride: int | None = None) ->
         for y in tile_starts(height, tile, stride)
         for x in tile_starts(width, tile, stride)
     ]
+
+
+def magnification(tile: tuple[int, int] | list[int] | None, size: tuple[int, int]) -> float:
+    """Network pixels per source pixel when native (height, width) tiles are resized to `size`;
+    1 for datasets without a fixed tile (resized whole images have no single scale)."""
+    if not tile:
+        return 1.0
+    return (size[0] / tile[0] + size[1] / tile[1]) / 2

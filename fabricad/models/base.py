@@ -14,7 +14,11 @@ from fabricad.models.anomaly_map import AnomalyMapGenerator
 Features = list[torch.Tensor]
 
 
-def background_mask(x: torch.Tensor, margin: int, window: int = 9) -> torch.Tensor:
+ROI_WINDOW = 9
+"""The fabric ROI's flatness window, in source pixels: a few yarns of any fabric we have seen."""
+
+
+def background_mask(x: torch.Tensor, margin: int, window: int = ROI_WINDOW) -> torch.Tensor:
     """1 where the image is not fabric: flat (no texture in a `window`) and saturated (near white
     or black), widened by `margin` pixels so the fabric/background boundary goes too. Max-pooling
     only, so it exports to ONNX with the rest of the graph. x: (B, 3, H, W) in [0, 1]."""
@@ -47,6 +51,11 @@ class DistillationModel(nn.Module):
         self.config = config
         self.teacher = teacher
         self.anomaly_map = AnomalyMapGenerator(config.map_mode, config.blur_sigma)
+        self.roi_scale = 1.0
+        """Network pixels per source pixel, for tiles magnified to the input size (`build_model`
+        sets it from the checkpoint): the fabric ROI's window and margin are sizes on the fabric,
+        so a magnified tile needs them as many times wider, or the flatness test, seeing less
+        texture, takes small bright defects for background."""
 
     def targets(self, x: torch.Tensor) -> Features:
         """Teacher features the student must reproduce."""
@@ -99,7 +108,8 @@ class DistillationModel(nn.Module):
         teacher, student = self.distill(x)
         anomaly_map, score = self.map_and_score(teacher, student, (x.shape[-2], x.shape[-1]))
         if self.config.fabric_roi:
-            anomaly_map = anomaly_map * (1 - background_mask(x, self.config.roi_margin))
+            window = 2 * round(ROI_WINDOW // 2 * self.roi_scale) + 1
+            anomaly_map = anomaly_map * (1 - background_mask(x, round(self.config.roi_margin * self.roi_scale), window))
             score = torch.amax(anomaly_map, dim=(1, 2, 3))
         return anomaly_map, score
 

@@ -16,6 +16,7 @@ import torch
 from fabricad import __version__
 from fabricad.backbones import state_hash
 from fabricad.config import FabricadConfig
+from fabricad.data.tiling import magnification
 from fabricad.errors import CheckpointError, ConfigError, FabricadError
 from fabricad.models import DistillationModel, create_model
 
@@ -116,6 +117,7 @@ def build_model(checkpoint: Checkpoint) -> DistillationModel:
             f"({model.teacher.weights_source}, sha256 {actual[:12]}); the student only fits its own teacher"
         )
     model.load_trainable_state_dict(checkpoint.state_dict)
+    model.roi_scale = magnification(checkpoint.training.get("dataset", {}).get("tile"), checkpoint.config.data.image_size)
     return model.eval()
 
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from fabricad.config import FabricadConfig
 from fabricad.data import ImageDataset, Sample, load_dataset, read_image
+from fabricad.data.tiling import magnification
 from fabricad.errors import ConfigError, DataError
 from fabricad.models import DistillationModel, create_model
 from fabricad.models.loss import distillation_loss
@@ -165,6 +166,10 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
         state = checkpoint.training
     else:
         model, state = create_model(config.model), {}
+    # (height, width) of the dataset's tiles at native scale, if it has them: the engine cuts
+    # served images the same way, and the fabric ROI measures its window on the fabric.
+    tile = next(([s.crop[3], s.crop[2]] for s in split.train if s.crop is not None), None)
+    model.roi_scale = magnification(tile, config.data.image_size)
     model.to(device).train()
     # The choice only; the runtime itself logs, per input size, whether its graph was usable.
     log.info("teacher runtime: %s (train.teacher_runtime=%s on %s)",
@@ -232,8 +237,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
                     "train": len(train_samples),
                     "holdout": len(holdout_samples),
                     "tiled": any(s.crop is not None for s in split.train),
-                    # (height, width) at native scale: the engine cuts served images the same way.
-                    "tile": next(([s.crop[3], s.crop[2]] for s in split.train if s.crop is not None), None),
+                    "tile": tile,
                 },
             },
         )
