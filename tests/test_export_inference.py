@@ -303,6 +303,29 @@ def test_fabric_roi_measures_its_window_on_the_fabric(exported):
     assert torch.equal(on_the_fabric, reference)
 
 
+def test_serving_an_onnx_bundle_loads_neither_torch_nor_the_report_libraries(exported):
+    """The service and the engine run bundles with ONNX Runtime, OpenCV and NumPy: importing the
+    service and inspecting an image must not pull in torch, scikit-learn or matplotlib (seconds
+    of start-up and hundreds of MB a line PC does not need)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _, bundle = exported["rd-resnet18"]
+    code = (
+        "import sys, numpy as np, service.app\n"
+        "from fabricad.inference.engine import InferenceEngine\n"
+        f"engine = InferenceEngine.load({str(bundle)!r})\n"
+        "result = engine.inspect(np.full((64, 300, 3), 128, np.uint8))\n"
+        "assert result.anomaly_map.shape == (64, 300)\n"
+        "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib', 'albumentations') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 def test_onnx_thread_spinning_modes(exported):
     """never: workers sleep; during_run: spin only inside a run (the library default); always: ORT's own default."""
     from fabricad.inference.backends import OnnxBackend

@@ -5,11 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # headless: reports are rendered on servers and in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def _pyplot():
+    """matplotlib for the report's plots, imported on first use: the service draws overlays with
+    OpenCV alone and need not load it."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: reports are rendered on servers and in CI
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def heatmap(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
@@ -39,6 +46,7 @@ def save_rgb(path: Path, image: np.ndarray) -> None:
 
 
 def plot_roc(path: Path, fpr: np.ndarray, tpr: np.ndarray, auc: float | None, title: str) -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot(fpr, tpr, lw=2, label=f"AUROC {auc:.3f}" if auc is not None else "ROC")
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
@@ -50,6 +58,7 @@ def plot_roc(path: Path, fpr: np.ndarray, tpr: np.ndarray, auc: float | None, ti
 
 
 def plot_pro(path: Path, fpr: np.ndarray, pro: np.ndarray, value: float | None, max_fpr: float = 0.3) -> None:
+    plt = _pyplot()
     keep = fpr <= max_fpr * 1.2
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot(fpr[keep], pro[keep], lw=2, label=f"AUPRO@{max_fpr:.0%} {value:.3f}" if value is not None else "PRO")
@@ -62,6 +71,7 @@ def plot_pro(path: Path, fpr: np.ndarray, pro: np.ndarray, value: float | None, 
 
 
 def plot_histogram(path: Path, normal: np.ndarray, defective: np.ndarray, threshold: float | None) -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     values = np.r_[normal, defective]
     bins = np.linspace(values.min(), values.max(), 40) if values.size else 10
@@ -78,6 +88,7 @@ def plot_histogram(path: Path, normal: np.ndarray, defective: np.ndarray, thresh
 
 def overlay_grid(path: Path, rows: list[tuple[str, list[np.ndarray], list[str]]], cell: int = 192) -> None:
     """A labelled grid: one row per group (e.g. worst misses), tiles with captions."""
+    plt = _pyplot()
     columns = max((len(images) for _, images, _ in rows), default=0)
     if columns == 0:
         return

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
-import torch
 
 from fabricad.errors import FabricadError
 from fabricad.export.bundle import BundleMeta, read_bundle
@@ -93,6 +92,8 @@ class OnnxBackend:
 class TorchBackend:
     def __init__(self, checkpoint: str | Path, device: str = "auto", threads: int | None = None,
                  precision: str = "fp32"):
+        import torch
+
         from fabricad.training import load_model
         from fabricad.training.trainer import select_device
 
@@ -110,12 +111,14 @@ class TorchBackend:
         self.name = f"pytorch[{self.device.type}{', fp16' if self.half else ''}]"
         self.input_size = tuple(self.checkpoint.config.data.image_size)
 
-    @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
-            maps, scores = self.model(x)
-        return maps[:, 0].float().cpu().numpy(), scores.float().cpu().numpy()
+        import torch  # here, not at the top: ONNX-only processes (the service) never load torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
+                maps, scores = self.model(x)
+            return maps[:, 0].float().cpu().numpy(), scores.float().cpu().numpy()
 
     def meta(self) -> BundleMeta:
         """Bundle-equivalent metadata, so the engine treats both backends alike."""
