@@ -8,7 +8,12 @@ the variants then differ only in how those maps become one map and one score:
 
 - scale weights: plain sum of every scale (the map before `model.map_max_stride`), each scale divided by its mean on the held-out
   normal tiles (so no scale dominates by its range alone), the coarsest scale weighted down or left out;
-- the blur sigma (the image score is always the map's maximum).
+- the blur sigma;
+- (`--variants phases`) test-time grid phases: the map averaged over passes in which the tile sits
+  a few pixels further into a larger padding, so the stride-8/16 feature grids fall at other
+  places of the tile (every pass sees the whole tile with at least the model's own padding
+  around it; the maps are cropped back before averaging);
+- (`--variants phases`) the image score pooled as the mean of the map's top k pixels instead of its maximum.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from fabricad.data import ImageDataset, load_dataset
@@ -43,9 +49,13 @@ class Variant:
     weights: str = "sum"  # sum: raw maps | mean: each divided by its mean on normal tiles
     use: tuple[float, ...] = (1.0, 1.0, 1.0)  # per-scale factor, finest first
     sigma: float = 2.0
+    phases: tuple[tuple[int, int], ...] = ((0, 0),)  # (dy, dx) shifts of the padding; maps averaged
+    top_k: int = 1  # image score: mean of the map's k highest pixels (1: its maximum)
 
 
-VARIANTS = [
+TITLES = {"scales": "assembling the anomaly map", "phases": "test-time grid phases and score pooling"}
+SHIPPED = (1.0, 1.0, 0.0)  # strides 8 and 16 (model.map_max_stride=16), σ 2, maximum
+VARIANT_SETS = {"scales": [
     Variant("every scale, σ 2 (before map_max_stride)"),
     Variant("sum, σ 1", sigma=1.0),
     Variant("scales / normal mean", weights="mean"),
@@ -54,21 +64,40 @@ VARIANTS = [
     Variant("strides 8+16, σ 1", use=(1.0, 1.0, 0.0), sigma=1.0),
     Variant("strides 8+16, σ 3", use=(1.0, 1.0, 0.0), sigma=3.0),
     Variant("stride 8 only", use=(1.0, 0.0, 0.0)),
-]
+], "phases": [
+    Variant("shipped (strides 8+16, σ 2, max)", use=SHIPPED),
+    Variant("2 phases: (0,0), (8,8)", use=SHIPPED, phases=((0, 0), (8, 8))),
+    Variant("4 phases: 0/8 px in y and x", use=SHIPPED, phases=((0, 0), (0, 8), (8, 0), (8, 8))),
+    Variant("score: mean of top 16 px", use=SHIPPED, top_k=16),
+    Variant("score: mean of top 64 px", use=SHIPPED, top_k=64),
+    Variant("4 phases 0/8 px, top 16 px", use=SHIPPED, phases=((0, 0), (0, 8), (8, 0), (8, 8)), top_k=16),
+]}
 
 
 @torch.inference_mode()
-def scale_maps(model, samples, size, batch_size: int = 16) -> np.ndarray:
+def scale_maps(model, samples, size, shift: tuple[int, int] = (0, 0), batch_size: int = 16) -> np.ndarray:
     """(N, S, H+2p, W+2p) float16: each scale's distance map upsampled to the padded input, uncropped
-    (the model blurs before cropping, and so must the variants)."""
+    (the model blurs before cropping, and so must the variants). A `shift` (dy, dx) moves the
+    feature grids against the tile: the tile gets d more pixels of padding before it and e − d
+    more after (e: the bottleneck's stride) (never less than the model's own p, whose job is to keep the teacher's zero-padding
+    artefacts away from the tile), and the maps are cropped back to the usual frame."""
     dataset = ImageDataset(samples, size)
     p = model.config.pad
+    dy, dx = shift
+    # A multiple of the bottleneck's stride (twice the coarsest scale's): an input the student's
+    # embedding grid does not divide evenly gives it a map of another shape, and worse maps.
+    extra = 0 if shift == (0, 0) else 2 * max(model.scale_strides())
+    if model.config.standardize or not (0 <= dy < max(extra, 1) and 0 <= dx < max(extra, 1)):
+        raise SystemExit("grid phases need model.standardize=false and 0 <= shift < the coarsest stride")
     full = (size[0] + 2 * p, size[1] + 2 * p)
+    padded = (full[0] + extra, full[1] + extra)
     out = None
-    for start in tqdm(range(0, len(samples), batch_size), desc="scale maps", unit="batch", leave=False):
+    for start in tqdm(range(0, len(samples), batch_size), desc=f"scale maps {shift}", unit="batch", leave=False):
         index = range(start, min(start + batch_size, len(samples)))
-        teacher, student = model.distill(torch.stack([dataset[i] for i in index]))
-        maps = torch.cat(AnomalyMapGenerator.scale_maps(teacher, student, full), dim=1)
+        x = F.pad(torch.stack([dataset[i] for i in index]), (p + dx, p + extra - dx, p + dy, p + extra - dy), mode="reflect")
+        teacher = model.targets(x)
+        maps = torch.cat(AnomalyMapGenerator.scale_maps(teacher, model.student(teacher), padded), dim=1)
+        maps = maps[:, :, dy : dy + full[0], dx : dx + full[1]]  # the tile back at offset p
         if out is None:
             out = np.zeros((len(samples), maps.shape[1], *full), np.float16)
         out[index.start : index.stop] = maps.numpy()
@@ -87,16 +116,22 @@ def combine(maps: np.ndarray, weights: np.ndarray, sigma: float, pad: int, batch
     return np.concatenate(parts)
 
 
-def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
+def top_k_mean(amap: np.ndarray, k: int) -> np.ndarray:
+    flat = amap.reshape(len(amap), -1)
+    return flat.max(1) if k == 1 else np.partition(flat, -k, axis=1)[:, -k:].mean(1)
+
+
+def evaluate_fabric(run: Path, data: Path, fabric: str, variants: list[Variant]) -> dict[str, dict]:
     model, ckpt = load_model(run)
     model.eval()
+    model.teacher.use_runtime(ckpt.config.train.teacher_runtime, torch.device("cpu"))
     split = load_dataset(data, fabric)
     size = ckpt.config.data.image_size
     _, holdout = holdout_split(split.train, ckpt.config)
     rng = np.random.default_rng(0)
     holdout = [holdout[i] for i in sorted(rng.choice(len(holdout), min(128, len(holdout)), replace=False))]
     normal_maps = scale_maps(model, holdout, size)
-    test_maps = scale_maps(model, split.test, size)
+    phase_maps = {(0, 0): scale_maps(model, split.test, size)}
     labels = np.array([s.label for s in split.test], dtype=int)
     masks = np.stack([mask_at(s, size) if s.label and s.mask_paths else np.zeros(size, bool) for s in split.test])
     groups = [s.group or str(s.path) for s in split.test]
@@ -105,10 +140,14 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
     per_scale = inner.transpose(1, 0, 2, 3).reshape(inner.shape[1], -1)
     scale_of = {"sum": np.ones(len(per_scale)), "mean": 1 / per_scale.mean(1)}
     results = {}
-    for v in VARIANTS:
+    for v in variants:
         weights = scale_of[v.weights] * np.array(v.use[: len(per_scale)])
-        amap = combine(test_maps, weights, v.sigma, pad)
-        scores = amap.reshape(len(amap), -1).max(1)
+        amap = 0
+        for shift in v.phases:
+            if shift not in phase_maps:
+                phase_maps[shift] = scale_maps(model, split.test, size, shift)
+            amap = amap + combine(phase_maps[shift], weights, v.sigma, pad) / len(v.phases)
+        scores = top_k_mean(amap, v.top_k)
         image_labels, image_scores = M.group_max(groups, labels, scores)
         results[v.name] = {"image_auroc": M.auroc(labels, scores), "pixel_auroc": M.pixel_auroc(masks, amap),
                            "aupro": M.aupro(masks, amap), "full_image_auroc": M.auroc(image_labels, image_scores)}
@@ -121,26 +160,29 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/bench-lite1-default"))
     parser.add_argument("--data", type=Path, default=data_root(), help="AITEX folder (default: $FABRICAD_DATA/aitex)")
     parser.add_argument("--fabrics", nargs="*")
+    parser.add_argument("--variants", choices=sorted(VARIANT_SETS), default="scales",
+                        help="scales: how the scales are weighted and blurred; phases: grid phases and score pooling")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     fabrics = args.fabrics or sorted(p.parent.parent.name for p in args.runs.glob("*/rd/model.ckpt"))
     if not fabrics:
         sys.exit(f"no trained runs under {args.runs} (run benchmarks/aitex.py first)")
-    by_fabric = {fabric: evaluate_fabric(args.runs / fabric / "rd", args.data, fabric) for fabric in fabrics}
+    variants = VARIANT_SETS[args.variants]
+    by_fabric = {fabric: evaluate_fabric(args.runs / fabric / "rd", args.data, fabric, variants) for fabric in fabrics}
     lines = [
-        f"\n## AITEX-256: assembling the anomaly map ({date.today().isoformat()}, {platform.machine()}, "
+        f"\n## AITEX-256: {TITLES[args.variants]} ({date.today().isoformat()}, {platform.machine()}, "
         f"{os.cpu_count()} CPU threads)\n",
-        f"Command: `python benchmarks/aitex_maps.py --runs {args.runs}" + (f" --fabrics {' '.join(args.fabrics)}" if args.fabrics else "")
+        f"Command: `python benchmarks/aitex_maps.py --runs {args.runs} --variants {args.variants}" + (f" --fabrics {' '.join(args.fabrics)}" if args.fabrics else "")
         + "` — the trained models, evaluated only; means over fabrics " + ", ".join(fabrics) + ".\n",
         "| variant | tile image AUROC | pixel AUROC | AUPRO | full-image AUROC |", "|---|---|---|---|---|",
     ]
-    for v in VARIANTS:
+    for v in variants:
         means = [np.mean([by_fabric[f][v.name][k] for f in fabrics]) for k in KEYS]
         lines.append(f"| {v.name} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
-    lines += ["", "| fabric | " + " | ".join(v.name for v in VARIANTS) + " |", "|---|" + "---|" * len(VARIANTS)]
+    lines += ["", "| fabric | " + " | ".join(v.name for v in variants) + " |", "|---|" + "---|" * len(variants)]
     for f in fabrics:
-        lines.append(f"| {f} | " + " | ".join("/".join(f"{by_fabric[f][v.name][k]:.3f}" for k in KEYS) for v in VARIANTS) + " |")
+        lines.append(f"| {f} | " + " | ".join("/".join(f"{by_fabric[f][v.name][k]:.3f}" for k in KEYS) for v in variants) + " |")
     emit("\n".join(lines), args.write)
 
 
