@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -77,6 +78,28 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
         rows["patchcore"] = metrics
     (run_dir / "results.json").write_text(json.dumps(rows, indent=2))
     return rows
+
+
+def trained_fabrics(runs: Path, fabrics: list[str] | None) -> list[str]:
+    """The fabrics asked for, or every fabric with a trained model under `runs`."""
+    found = fabrics or sorted(p.parent.parent.name for p in runs.glob("*/rd/model.ckpt"))
+    if not found:
+        sys.exit(f"no trained runs under {runs} (run benchmarks/aitex.py first)")
+    return found
+
+
+def variant_tables(by_fabric: dict[str, dict[str, dict]], names: list[str]) -> list[str]:
+    """Markdown lines: the variants' means over the fabrics, then every fabric's cells
+    (tile / pixel / AUPRO / full-image AUROC), for the evaluation-only comparisons."""
+    fabrics = list(by_fabric)
+    lines = ["| variant | tile image AUROC | pixel AUROC | AUPRO | full-image AUROC |", "|---|---|---|---|---|"]
+    for name in names:
+        means = [np.mean([by_fabric[f][name][k] for f in fabrics]) for k in KEYS]
+        lines.append(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    lines += ["", "| fabric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for f in fabrics:
+        lines.append(f"| {f} | " + " | ".join("/".join(f"{by_fabric[f][name][k]:.3f}" for k in KEYS) for name in names) + " |")
+    return lines
 
 
 def table(results: dict[str, dict[str, dict]]) -> str:

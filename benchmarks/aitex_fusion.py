@@ -35,7 +35,7 @@ from fabricad.training import load_model
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aitex import KEYS, data_root  # noqa: E402
+from aitex import KEYS, data_root, trained_fabrics, variant_tables  # noqa: E402
 from service_load import emit  # noqa: E402
 
 
@@ -124,22 +124,14 @@ def main() -> None:
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    fabrics = args.fabrics or sorted(p.parent.parent.name for p in args.runs.glob("*/rd/model.ckpt"))
-    if not fabrics:
-        sys.exit(f"no trained runs under {args.runs} (run benchmarks/aitex.py first)")
+    fabrics = trained_fabrics(args.runs, args.fabrics)
     by_fabric = {fabric: evaluate_fabric(args.runs / fabric / "rd", args.data, fabric, args.sigma) for fabric in fabrics}
     lines = [
         f"\n## AITEX-256: RD and PatchCore fused ({date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU threads)\n",
         f"Command: `python benchmarks/aitex_fusion.py --runs {args.runs} --sigma {args.sigma:g}"
         + (f" --fabrics {' '.join(fabrics)}" if args.fabrics else "") + "`; means over fabrics " + ", ".join(fabrics) + ".\n",
-        "| variant | tile image AUROC | pixel AUROC | AUPRO | full-image AUROC |", "|---|---|---|---|---|",
+        *variant_tables(by_fabric, [name for name, *_ in VARIANTS]),
     ]
-    for name, *_ in VARIANTS:
-        means = [np.mean([by_fabric[f][name][k] for f in fabrics]) for k in KEYS]
-        lines.append(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
-    lines += ["", "| fabric | " + " | ".join(name for name, *_ in VARIANTS) + " |", "|---|" + "---|" * len(VARIANTS)]
-    for f in fabrics:
-        lines.append(f"| {f} | " + " | ".join("/".join(f"{by_fabric[f][name][k]:.3f}" for k in KEYS) for name, *_ in VARIANTS) + " |")
     emit("\n".join(lines), args.write)
 
 

@@ -39,7 +39,7 @@ from fabricad.training import load_model
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aitex import KEYS, data_root  # noqa: E402
+from aitex import KEYS, data_root, trained_fabrics, variant_tables  # noqa: E402
 from service_load import emit  # noqa: E402
 
 
@@ -165,9 +165,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    fabrics = args.fabrics or sorted(p.parent.parent.name for p in args.runs.glob("*/rd/model.ckpt"))
-    if not fabrics:
-        sys.exit(f"no trained runs under {args.runs} (run benchmarks/aitex.py first)")
+    fabrics = trained_fabrics(args.runs, args.fabrics)
     variants = VARIANT_SETS[args.variants]
     by_fabric = {fabric: evaluate_fabric(args.runs / fabric / "rd", args.data, fabric, variants) for fabric in fabrics}
     lines = [
@@ -175,14 +173,8 @@ def main() -> None:
         f"{os.cpu_count()} CPU threads)\n",
         f"Command: `python benchmarks/aitex_maps.py --runs {args.runs} --variants {args.variants}" + (f" --fabrics {' '.join(args.fabrics)}" if args.fabrics else "")
         + "` — the trained models, evaluated only; means over fabrics " + ", ".join(fabrics) + ".\n",
-        "| variant | tile image AUROC | pixel AUROC | AUPRO | full-image AUROC |", "|---|---|---|---|---|",
+        *variant_tables(by_fabric, [v.name for v in variants]),
     ]
-    for v in variants:
-        means = [np.mean([by_fabric[f][v.name][k] for f in fabrics]) for k in KEYS]
-        lines.append(f"| {v.name} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
-    lines += ["", "| fabric | " + " | ".join(v.name for v in variants) + " |", "|---|" + "---|" * len(variants)]
-    for f in fabrics:
-        lines.append(f"| {f} | " + " | ".join("/".join(f"{by_fabric[f][v.name][k]:.3f}" for k in KEYS) for v in variants) + " |")
     emit("\n".join(lines), args.write)
 
 
