@@ -108,7 +108,7 @@ class DistillationModel(nn.Module):
         teacher, student = self.distill(x)
         anomaly_map, score = self.map_and_score(teacher, student, (x.shape[-2], x.shape[-1]))
         if self.config.fabric_roi:
-            window = 2 * round(ROI_WINDOW // 2 * self.roi_scale) + 1
+            window = 2 * max(1, round(ROI_WINDOW // 2 * self.roi_scale)) + 1  # at least 3 px: one is always "flat"
             anomaly_map = anomaly_map * (1 - background_mask(x, round(self.config.roi_margin * self.roi_scale), window))
             score = torch.amax(anomaly_map, dim=(1, 2, 3))
         return anomaly_map, score
