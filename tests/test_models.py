@@ -135,9 +135,11 @@ def test_blur_keeps_constants_and_total_mass():
 def test_models_trace_to_onnx(tmp_path, family):
     """Nothing in the models blocks export (full parity is the export module's test)."""
     onnx = pytest.importorskip("onnx")
+    from fabricad.export.onnx_export import OPSET
+
     model = create_model(ModelConfig(name=family, teacher=TEACHERS[1], width=32, skips=True)).eval()
     path = tmp_path / "m.onnx"
-    torch.onnx.export(model, (torch.rand(1, 3, 64, 64),), str(path), dynamo=False, opset_version=17,
+    torch.onnx.export(model, (torch.rand(1, 3, 64, 64),), str(path), dynamo=False, opset_version=OPSET,
                       input_names=["image"], output_names=["anomaly_map", "score"])
     onnx.checker.check_model(str(path))
 
