@@ -66,11 +66,7 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
         rows[name] = metrics
     if baseline:
         started = time.perf_counter()
-        core = PatchCore(config.model.teacher)
-        core.teacher.use_runtime(config.train.teacher_runtime, torch.device("cpu"))  # the same features, sooner
-        train_samples, _ = holdout_split(split.train, config)
-        dataset = ImageDataset(train_samples, size)
-        core.fit(torch.stack([dataset[i] for i in range(j, min(j + 8, len(dataset)))]) for j in range(0, len(dataset), 8))
+        core = fit_patchcore(config, holdout_split(split.train, config)[0], size)
         fit_seconds = time.perf_counter() - started
         preds = predict(core, split.test, size, batch_size=8)
         metrics = compute_metrics(preds, None)
@@ -78,6 +74,15 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
         rows["patchcore"] = metrics
     (run_dir / "results.json").write_text(json.dumps(rows, indent=2))
     return rows
+
+
+def fit_patchcore(config: FabricadConfig, train_samples: list, size: tuple[int, int], sigma: float | None = None) -> PatchCore:
+    """The baseline's memory bank from the RD run's own training tiles and teacher."""
+    core = PatchCore(config.model.teacher, **({} if sigma is None else {"sigma": sigma}))
+    core.teacher.use_runtime(config.train.teacher_runtime, torch.device("cpu"))  # the same features, sooner
+    dataset = ImageDataset(train_samples, size)
+    core.fit(torch.stack([dataset[i] for i in range(j, min(j + 8, len(dataset)))]) for j in range(0, len(dataset), 8))
+    return core
 
 
 def trained_fabrics(runs: Path, fabrics: list[str] | None) -> list[str]:

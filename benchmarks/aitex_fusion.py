@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fabricad.baselines import PatchCore
-from fabricad.data import ImageDataset, load_dataset
+from fabricad.data import load_dataset
 from fabricad.evaluation import metrics as M
 from fabricad.evaluation import predict
 from fabricad.evaluation.evaluate import mask_at
@@ -35,7 +34,7 @@ from fabricad.training import load_model
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aitex import KEYS, data_root, trained_fabrics, variant_tables  # noqa: E402
+from aitex import KEYS, data_root, fit_patchcore, trained_fabrics, variant_tables  # noqa: E402
 from service_load import emit  # noqa: E402
 
 
@@ -90,10 +89,7 @@ def evaluate_fabric(run: Path, data: Path, fabric: str, sigma: float) -> dict[st
 
     def patchcore_maps():
         started = time.perf_counter()
-        core = PatchCore(config.model.teacher, sigma=sigma)
-        core.teacher.use_runtime(config.train.teacher_runtime, torch.device("cpu"))
-        dataset = ImageDataset(train_samples, size)
-        core.fit(torch.stack([dataset[i] for i in range(j, min(j + 8, len(dataset)))]) for j in range(0, len(dataset), 8))
+        core = fit_patchcore(config, train_samples, size, sigma)
         print(f"{fabric}: patchcore fit {time.perf_counter() - started:.0f} s, bank {len(core.memory)}", flush=True)
         test = predict(core, split.test, size)
         print(f"{fabric}: patchcore {1000 * test.seconds_per_image:.1f} ms per tile", flush=True)

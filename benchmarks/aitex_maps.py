@@ -75,12 +75,21 @@ VARIANT_SETS = {"scales": [
 
 
 @torch.inference_mode()
+def canvas_maps(model, x: torch.Tensor, before: tuple[int, int], after: tuple[int, int]) -> torch.Tensor:
+    """(B, S, H', W'): every scale's distance map, upsampled to the padded input, when the tiles `x`
+    get `before` (top, left) and `after` (bottom, right) pixels of reflect padding."""
+    padded = F.pad(x, (before[1], after[1], before[0], after[0]), mode="reflect")
+    teacher = model.targets(padded)
+    return torch.cat(AnomalyMapGenerator.scale_maps(teacher, model.student(teacher), padded.shape[-2:]), dim=1)
+
+
+@torch.inference_mode()
 def scale_maps(model, samples, size, shift: tuple[int, int] = (0, 0), batch_size: int = 16) -> np.ndarray:
     """(N, S, H+2p, W+2p) float16: each scale's distance map upsampled to the padded input, uncropped
     (the model blurs before cropping, and so must the variants). A `shift` (dy, dx) moves the
     feature grids against the tile: the tile gets d more pixels of padding before it and e − d
-    more after (e: the bottleneck's stride) (never less than the model's own p, whose job is to keep the teacher's zero-padding
-    artefacts away from the tile), and the maps are cropped back to the usual frame."""
+    more after (e: the bottleneck's stride), never less than the model's own p, and the maps are
+    cropped back to the usual frame."""
     dataset = ImageDataset(samples, size)
     p = model.config.pad
     dy, dx = shift
@@ -88,15 +97,13 @@ def scale_maps(model, samples, size, shift: tuple[int, int] = (0, 0), batch_size
     # embedding grid does not divide evenly gives it a map of another shape, and worse maps.
     extra = 0 if shift == (0, 0) else 2 * max(model.scale_strides())
     if model.config.standardize or not (0 <= dy < max(extra, 1) and 0 <= dx < max(extra, 1)):
-        raise SystemExit("grid phases need model.standardize=false and 0 <= shift < the coarsest stride")
+        raise SystemExit("grid phases need model.standardize=false and 0 <= shift < the bottleneck's stride")
     full = (size[0] + 2 * p, size[1] + 2 * p)
-    padded = (full[0] + extra, full[1] + extra)
     out = None
     for start in tqdm(range(0, len(samples), batch_size), desc=f"scale maps {shift}", unit="batch", leave=False):
         index = range(start, min(start + batch_size, len(samples)))
-        x = F.pad(torch.stack([dataset[i] for i in index]), (p + dx, p + extra - dx, p + dy, p + extra - dy), mode="reflect")
-        teacher = model.targets(x)
-        maps = torch.cat(AnomalyMapGenerator.scale_maps(teacher, model.student(teacher), padded), dim=1)
+        x = torch.stack([dataset[i] for i in index])
+        maps = canvas_maps(model, x, (p + dy, p + dx), (p + extra - dy, p + extra - dx))
         maps = maps[:, :, dy : dy + full[0], dx : dx + full[1]]  # the tile back at offset p
         if out is None:
             out = np.zeros((len(samples), maps.shape[1], *full), np.float16)

@@ -18,26 +18,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fabricad.data import ImageDataset, load_dataset
-from fabricad.models.anomaly_map import AnomalyMapGenerator
 from fabricad.training import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aitex import data_root  # noqa: E402
+from aitex_maps import canvas_maps  # noqa: E402
 
 
-@torch.inference_mode()
 def tile_map(model, x: torch.Tensor, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
-    """The tile's map (B, H, W) when it has `before` (top, left) and `after` (bottom, right) padding."""
-    padded = F.pad(x, (before[1], after[1], before[0], after[0]), mode="reflect")
-    teacher = model.targets(padded)
-    student = model.student(teacher)
-    keep = model.map_scales()
-    maps = AnomalyMapGenerator.scale_maps([teacher[i] for i in keep], [student[i] for i in keep], padded.shape[-2:])
+    """The tile's map (B, H, W) of the scales that make the model's map, before the blur, when it
+    has `before` (top, left) and `after` (bottom, right) padding."""
+    maps = canvas_maps(model, x, before, after)[:, model.map_scales()].sum(1)
     h, w = x.shape[-2:]
-    return sum(maps)[:, 0, before[0] : before[0] + h, before[1] : before[1] + w].numpy()
+    return maps[:, before[0] : before[0] + h, before[1] : before[1] + w].numpy()
 
 
 def main() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 
+@cache
 def _pyplot():
     """matplotlib for the report's plots, imported on first use: the service draws overlays with
     OpenCV alone and need not load it."""
