@@ -113,10 +113,6 @@ class TrainConfig(_Strict):
     hard_fraction: float = Field(1.0, gt=0, le=1)
     """Share of positions per scale, the worst reproduced, that make the loss (1: all of them).
     Focuses training on the rare hard normal texture that decides false alarms."""
-    canvas_jitter: int = Field(0, ge=0)
-    """Move each training batch by up to this many pixels (down and right, either sign) within
-    its reflect-padded canvas (`model.pad`, which bounds it), so the student cannot tie what the
-    texture looks like to where it sits on the canvas. Inference keeps the image centred."""
     patience: int = Field(10, ge=1)
     """Epochs without held-out-loss improvement before early stopping."""
     seed: int = 0

@@ -48,16 +48,6 @@ def test_padding_is_cropped_away_and_standardising_ignores_exposure():
     assert score.item() == amap.max().item()
 
 
-def test_a_canvas_shift_moves_the_image_within_the_same_canvas():
-    model = create_model(ModelConfig(teacher=TEACHERS[0], width=32, pad=32))
-    x = torch.rand(1, 3, 64, 96)
-    centred, moved = model.prepare(x), model.prepare(x, (8, -16))
-    assert centred.shape == moved.shape == (1, 3, 128, 160)
-    assert torch.equal(centred[..., 32:96, 32:128], x)
-    assert torch.equal(moved[..., 40:104, 16:112], x)
-    assert not torch.equal(moved, centred)
-
-
 def test_map_leaves_out_scales_coarser_than_map_max_stride():
     from fabricad.errors import ConfigError
     from fabricad.models.loss import cosine_distance_maps

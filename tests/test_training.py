@@ -15,7 +15,7 @@ from fabricad.cli import app
 from fabricad.data import load_dataset
 from fabricad.data.synthetic import FABRICS, add_defect
 from fabricad.data.torch_dataset import to_tensor
-from fabricad.errors import CheckpointError, ConfigError, DataError
+from fabricad.errors import CheckpointError, DataError
 from fabricad.training import load_model, read_checkpoint, save_checkpoint, train
 from tests.conftest import quick_config
 
@@ -66,15 +66,6 @@ def test_training_is_reproducible_on_cpu(tmp_path, fabric_category):
         train(quick_config(fabric_category), tmp_path / name, progress=False)
         states.append(read_checkpoint(tmp_path / name).state_dict)
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
-
-
-def test_canvas_jitter_changes_training_and_is_bounded_by_the_padding(tmp_path, fabric_category):
-    train(quick_config(fabric_category, **{"train.canvas_jitter": "16"}), tmp_path / "jitter", progress=False)
-    train(quick_config(fabric_category), tmp_path / "still", progress=False)
-    jittered, still = read_checkpoint(tmp_path / "jitter").state_dict, read_checkpoint(tmp_path / "still").state_dict
-    assert any(not torch.equal(jittered[k], still[k]) for k in still)
-    with pytest.raises(ConfigError, match="model.pad"):
-        train(quick_config(fabric_category, **{"train.canvas_jitter": "48"}), tmp_path / "far", progress=False)
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])

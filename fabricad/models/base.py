@@ -64,22 +64,21 @@ class DistillationModel(nn.Module):
     def student(self, targets: Features) -> Features:
         raise NotImplementedError
 
-    def prepare(self, x: torch.Tensor, shift: tuple[int, int] = (0, 0)) -> torch.Tensor:
-        """What the teacher sees: optionally standardised, optionally reflect-padded. `shift`
-        (down, right; training only, |shift| ≤ pad) moves the image within the same canvas."""
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """What the teacher sees: optionally standardised, optionally reflect-padded."""
         if self.config.standardize:
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             std = x.std(dim=(1, 2, 3), keepdim=True)
             x = (x - mean) / (std + 1e-4) * 0.2 + 0.5
         if self.config.pad:
-            p, (dy, dx) = self.config.pad, shift
-            x = F.pad(x, (p + dx, p - dx, p + dy, p - dy), mode="reflect")
+            p = self.config.pad
+            x = F.pad(x, (p, p, p, p), mode="reflect")
         return x
 
-    def distill(self, x: torch.Tensor, shift: tuple[int, int] = (0, 0)) -> tuple[Features, Features]:
+    def distill(self, x: torch.Tensor) -> tuple[Features, Features]:
         """(teacher, student) features of the prepared input; training compares these."""
         with torch.no_grad():
-            targets = self.targets(self.prepare(x, shift))
+            targets = self.targets(self.prepare(x))
         return targets, self.student(targets)
 
     def scale_strides(self) -> list[int]:

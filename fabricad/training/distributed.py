@@ -69,16 +69,13 @@ class DistillationStep(torch.nn.Module):
     """The training forward as a module: DistributedDataParallel synchronises gradients through
     a module's forward, and the model's is inference (map and score), not the loss."""
 
-    def __init__(self, model: torch.nn.Module, hard_fraction: float = 1.0, canvas_jitter: int = 0):
+    def __init__(self, model: torch.nn.Module, hard_fraction: float = 1.0):
         super().__init__()
         self.model = model
         self.hard_fraction = hard_fraction
-        self.canvas_jitter = canvas_jitter
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         from fabricad.models.loss import distillation_loss
 
-        j = self.canvas_jitter
-        shift = tuple(int(v) for v in torch.randint(-j, j + 1, (2,))) if j else (0, 0)
-        teacher, student = self.model.distill(batch, shift)
+        teacher, student = self.model.distill(batch)
         return distillation_loss(teacher, student, self.hard_fraction)
