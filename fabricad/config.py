@@ -110,9 +110,6 @@ class TrainConfig(_Strict):
     """Micro-batches whose gradients are averaged per step: a larger effective batch on a small GPU."""
     lr: float = Field(0.005, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    """cosine: the learning rate falls from `lr` to zero along the budget (the larger share spent
-    of `max_steps`, `max_minutes` and `epochs`), so the last steps refine instead of jumping."""
     hard_fraction: float = Field(1.0, gt=0, le=1)
     """Share of positions per scale, the worst reproduced, that make the loss (1: all of them).
     Focuses training on the rare hard normal texture that decides false alarms."""

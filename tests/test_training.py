@@ -68,17 +68,6 @@ def test_training_is_reproducible_on_cpu(tmp_path, fabric_category):
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
-def test_cosine_schedule_lowers_the_learning_rate_along_the_step_budget(tmp_path, fabric_category):
-    import math
-
-    train(quick_config(fabric_category, **{"train.lr_schedule": "cosine", "train.max_steps": "4"}), tmp_path / "c",
-          progress=False)
-    training = read_checkpoint(tmp_path / "c").training
-    assert training["step"] == 4
-    # The last of 4 steps ran with 3/4 of the budget spent.
-    assert training["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.005 * 0.5 * (1 + math.cos(math.pi * 3 / 4)))
-
-
 @pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
 def test_training_runs_the_teacher_where_configured(tmp_path, fabric_category, caplog, runtime):
     """On a CPU the default runs the frozen teacher in ONNX Runtime (padded 64 px = 128 px input)."""

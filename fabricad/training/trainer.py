@@ -242,15 +242,6 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
             },
         )
 
-    def budget_fraction() -> float:
-        """How much of the run's budget is spent, 0 to 1: the furthest of steps, time and epochs."""
-        shares = [step / (tc.epochs * steps_per_epoch)]
-        if tc.max_steps:
-            shares.append(step / tc.max_steps)
-        if tc.max_minutes is not None:
-            shares.append((time.perf_counter() - started) / (tc.max_minutes * 60))
-        return min(max(shares), 1.0)
-
     def budget_spent() -> bool:
         """Step or time budget; every process must agree, or one would wait for the others forever."""
         spent = bool(tc.max_steps and step >= tc.max_steps) or (
@@ -264,10 +255,6 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
         for sampler in samplers:
             sampler.set_epoch(epoch)
         for micro_batches in zip(*loaders):
-            if tc.lr_schedule == "cosine":  # every process must agree: the step share, or the mean time share
-                fraction = ctx.mean(budget_fraction(), device)
-                for group in optimizer.param_groups:
-                    group["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * fraction))
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             for j, batch in enumerate(micro_batches):
