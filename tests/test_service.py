@@ -235,3 +235,24 @@ def test_uploads_run_at_most_inspect_workers_at_once(tmp_path):
     # After a busy spell, a lone client's runs stay on one thread (ONNX Runtime is slower when
     # the calling thread changes between runs).
     assert len(asyncio.run(clients_then_one_client())) == 1
+
+
+def test_reads_can_require_a_key(models_dir, tmp_path, fabric_png):
+    """FABRICAD_REQUIRE_KEY_FOR_READS: every read and inspection needs a key of any role; the
+    probes an orchestrator calls stay open."""
+    srv = Server(models_dir, tmp_path, FABRICAD_REQUIRE_KEY_FOR_READS="true")
+    try:
+        url = srv.url
+        for path in ("/v1/models", "/v1/defects", "/v1/rolls"):
+            refused = httpx.get(f"{url}{path}")
+            assert refused.status_code == 401 and "API key" in refused.json()["detail"]
+            assert httpx.get(f"{url}{path}", headers={"X-API-Key": OPERATOR}).status_code == 200
+        for key in ("wrong-key", None):
+            headers = {"content-type": "image/png", **({"X-API-Key": key} if key else {})}
+            assert httpx.post(f"{url}/v1/inspect", content=fabric_png, headers=headers, timeout=30).status_code == 401
+        allowed = httpx.post(f"{url}/v1/inspect", content=fabric_png, timeout=30,
+                             headers={"content-type": "image/png", "X-API-Key": OPERATOR})
+        assert allowed.status_code == 200 and allowed.json()["model"] == "plain-a"
+        assert httpx.get(f"{url}/healthz").status_code == 200 and httpx.get(f"{url}/readyz").status_code == 200
+    finally:
+        srv.stop()
