@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -26,9 +25,7 @@ PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExec
 # run is active (ORT's session.force_spinning_stop): a lone caller's speed without idle burning,
 # the library default. The service does not spin at all: with concurrent callers the spinning
 # workers take the cores of HTTP, decoding and capture (benchmarks/service_load.py, BENCHMARKS.md).
-# Trial: "when_alone" keeps two sessions on a CPU; a run that starts with no other in flight
-# spins during the run, a run that overlaps another does not.
-Spinning = Literal["always", "during_run", "never", "when_alone"]
+Spinning = Literal["always", "during_run", "never"]
 SPINNING: tuple[str, ...] = get_args(Spinning)
 PROVIDER_ALIASES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 
@@ -38,7 +35,7 @@ def session_options(threads: int | None = None, spinning: Spinning = "during_run
     `threads` intra-op threads (ORT's choice when None) and the given spinning policy."""
     import onnxruntime as ort
 
-    if spinning not in SPINNING or spinning == "when_alone":  # when_alone is two sessions: OnnxBackend
+    if spinning not in SPINNING:
         raise FabricadError(f"spinning must be one of {', '.join(SPINNING)}, not {spinning!r}")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -69,8 +66,7 @@ class OnnxBackend:
             chosen = wanted
         else:
             chosen = [p for p in PROVIDER_ORDER if p in available]
-        alone = spinning == "when_alone"
-        options = session_options(threads, "during_run" if alone else spinning)
+        options = session_options(threads, spinning)
         provider_options = []
         for p in chosen:
             if p == "TensorrtExecutionProvider":
@@ -82,12 +78,6 @@ class OnnxBackend:
                 provider_options.append({})
         self.session = ort.InferenceSession(str(model_path), options, providers=chosen, provider_options=provider_options)
         self.providers = self.session.get_providers()
-        self.shared_session = (
-            ort.InferenceSession(str(model_path), session_options(threads, "never"), providers=chosen,
-                                 provider_options=provider_options)
-            if alone and self.providers[0] == "CPUExecutionProvider" else None)
-        self._in_flight = 0
-        self._lock = threading.Lock()
         if wanted and self.providers[0] != wanted[0]:
             # ORT falls back silently when a provider fails to initialise; a user who asked for a GPU must know.
             raise FabricadError(f"requested {wanted[0]} but ONNX Runtime initialised {self.providers[0]} (driver or library missing?)")
@@ -95,14 +85,7 @@ class OnnxBackend:
         self.input_size = (self.meta.input.height, self.meta.input.width)
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock:
-            session = self.session if self._in_flight == 0 or self.shared_session is None else self.shared_session
-            self._in_flight += 1
-        try:
-            maps, scores = session.run(["anomaly_map", "score"], {"image": images})
-        finally:
-            with self._lock:
-                self._in_flight -= 1
+        maps, scores = self.session.run(["anomaly_map", "score"], {"image": images})
         return maps[:, 0].astype(np.float32, copy=False), scores.astype(np.float32, copy=False)
 
 
