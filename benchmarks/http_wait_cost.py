@@ -13,7 +13,6 @@ grows with the wait: threads that have been idle for tens of milliseconds take l
 from __future__ import annotations
 
 import argparse
-import http.client
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from service_load import free_port, lean_poster, wait_http  # noqa: E402
+
 from fabricad.data.images import decode_image  # noqa: E402
 
 
@@ -58,36 +59,11 @@ def serve(kind: str, ms: float, port: int) -> None:
     uvicorn.run(make_app(WaitingEngine(kind, ms)), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def measure(png: bytes, kind: str, ms: float, rounds: int, requests: int) -> tuple[float, float]:
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(ms), str(port)])
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                conn.request("GET", "/readyz")
-                conn.getresponse().read()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError("the floor server did not start") from None
-                time.sleep(0.3)
-
-        def post() -> None:
-            conn.request("POST", "/v1/inspect", body=png, headers={"content-type": "image/png"})
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                raise RuntimeError(f"/v1/inspect answered {response.status}")
+        wait_http(f"http://127.0.0.1:{port}/readyz", 60, server)
 
         def local() -> None:
             decode_image(png)
@@ -95,7 +71,8 @@ def measure(png: bytes, kind: str, ms: float, rounds: int, requests: int) -> tup
 
         times: dict[str, list[float]] = {"local": [], "http": []}
         for _ in range(rounds):
-            for name, call in (("local", local), ("http", post)):
+            # A fresh connection per round (`lean_poster`): the server closes one idle for 5 s.
+            for name, call in (("local", local), ("http", lean_poster(port, png))):
                 started = time.perf_counter()
                 for _ in range(requests):
                     call()

@@ -21,12 +21,12 @@ import pstats
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asgi_floor  # noqa: E402
+from service_load import prepare_workdir  # noqa: E402
 
 import service.routers.inspect as inspect_router  # noqa: E402
 from fabricad.data.images import decode_image  # noqa: E402
@@ -72,13 +72,12 @@ def request(app, body: bytes) -> asyncio.Future:
 
 
 async def measure(bundle: Path, body: bytes, requests: int, rounds: int, profile: bool = False) -> dict[str, list[float]]:
-    work = Path(tempfile.mkdtemp())
+    work, models = prepare_workdir(bundle, body, frames=0)
     try:
-        shutil.copytree(bundle, work / "models" / "bench")
-        settings = ServiceSettings(models_dir=work / "models", database_url=f"sqlite:///{work}/log.db",
-                                   image_store=work / "images", media_dir=work)
+        settings = ServiceSettings(models_dir=models, database_url=f"sqlite:///{work}/log.db",
+                                   image_store=work / "images", media_dir=work / "media")
         image = decode_image(body)
-        engine = CannedEngine(InferenceEngine.load(work / "models" / "bench").inspect(image))
+        engine = CannedEngine(InferenceEngine.load(models / "bench").inspect(image))
         # The same decoded image for both apps, instead of decoding the same bytes again.
         inspect_router.decode_upload = lambda *args, **kwargs: image
         asgi_floor.decode_image = lambda *args, **kwargs: image
