@@ -15,7 +15,6 @@ import argparse
 import http.client
 import os
 import platform
-import subprocess
 import sys
 import time
 from datetime import date
@@ -24,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_load import emit, free_port, lean_poster, prepare_workdir, wait_http  # noqa: E402
+from service_load import emit, lean_poster, prepare_workdir, start_service, wait_http  # noqa: E402
 
-STACKS = {"uvloop + httptools (default)": [], "asyncio + h11": ["--loop", "asyncio", "--http", "h11"]}
+STACKS = {"uvloop + httptools (default)": (), "asyncio + h11": ("--loop", "asyncio", "--http", "h11")}
 
 
 def lean_getter(port: int, path: str):
@@ -63,13 +62,8 @@ def main() -> None:
     work, models = prepare_workdir(args.bundle, png)
     servers, ports = {}, {}
     try:
-        for name, flags in STACKS.items():
-            ports[name] = free_port()
-            env = {**os.environ, "FABRICAD_MODELS_DIR": str(models), "FABRICAD_IMAGE_STORE": str(work / name / "img"),
-                   "FABRICAD_DATABASE_URL": f"sqlite:///{work / (str(ports[name]) + '.db')}",
-                   "FABRICAD_MEDIA_DIR": str(work / "media")}
-            servers[name] = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory",
-                                              "--port", str(ports[name]), "--log-level", "warning", *flags], env=env)
+        for i, (name, flags) in enumerate(STACKS.items()):
+            servers[name], ports[name] = start_service(models, work, flags=flags, name=f"stack{i}")
         for name in STACKS:
             wait_http(f"http://127.0.0.1:{ports[name]}/readyz", 120, servers[name])
         times: dict[tuple[str, str], list[float]] = {}

@@ -29,15 +29,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from service_load import (  # noqa: E402
+    KEY,
     emit,
     free_port,
     percentile,
     prepare_workdir,
     run_clients,
+    start_service,
     wait_http,
 )
-
-KEY = "bench-admin"
 
 
 def measure(url: str, cameras: int, seconds: float, png: bytes, clients: int) -> dict:
@@ -103,24 +103,20 @@ def main() -> None:
     results = {}
     for label, replicas in (("in-process ONNX Runtime", 0), ("Ray Serve, 1 replica", 1), ("Ray Serve, 2 replicas", 2)):
         engine = None
-        env = {**os.environ, "FABRICAD_MODELS_DIR": str(models), "FABRICAD_DATABASE_URL": f"sqlite:///{work / f'{replicas}.db'}",
-               "FABRICAD_IMAGE_STORE": str(work / "img"), "FABRICAD_MEDIA_DIR": str(work / "media"),
-               "FABRICAD_API_KEYS": f'{{"{KEY}": "admin"}}', "RAY_USAGE_STATS_ENABLED": "0"}
+        remote = {"RAY_USAGE_STATS_ENABLED": "0"}
         if replicas:
             engine_port = free_port()
             engine = subprocess.Popen([sys.executable, "-m", "fabricad.cli", "engine", "ray", "--models", str(models),
                                        "--port", str(engine_port), "--replicas", str(replicas), "--threads", "1"],
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      env={**os.environ, **remote}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 wait_http(f"http://127.0.0.1:{engine_port}/bench/-/meta", 240, engine)
             except RuntimeError:
                 engine.kill()
                 raise
-            env.update(FABRICAD_ENGINE="ray", FABRICAD_ENGINE_URL=f"http://127.0.0.1:{engine_port}",
+            remote.update(FABRICAD_ENGINE="ray", FABRICAD_ENGINE_URL=f"http://127.0.0.1:{engine_port}",
                        FABRICAD_INFERENCE_WORKERS=str(replicas))
-        port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port),
-                                   "--log-level", "warning"], env=env)
+        server, port = start_service(models, work, name=f"replicas{replicas}", env=remote)
         try:
             wait_http(f"http://127.0.0.1:{port}/readyz", 240, server)
             results[label] = measure(f"http://127.0.0.1:{port}", args.cameras, args.seconds, png, args.clients)

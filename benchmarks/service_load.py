@@ -114,6 +114,30 @@ def prepare_workdir(bundle: Path, png: bytes, frames: int = 8) -> tuple[Path, Pa
     return work, models
 
 
+def start_service(models: Path, work: Path, spinning: str | None = None, flags: tuple[str, ...] = (),
+                  name: str = "service", env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+    """The service under uvicorn on a free loopback port, its store under `work/name`; the
+    admin key is `KEY`. `spinning` None leaves ONNX Runtime's setting at the service's default;
+    `env` adds settings (e.g. a remote engine)."""
+    port = free_port()
+    settings = {**os.environ, "FABRICAD_MODELS_DIR": str(models), "FABRICAD_DATABASE_URL": f"sqlite:///{work / name}.db",
+           "FABRICAD_IMAGE_STORE": str(work / name / "img"), "FABRICAD_MEDIA_DIR": str(work / "media"),
+           "FABRICAD_API_KEYS": f'{{"{KEY}": "admin"}}', **(env or {})}
+    if spinning:
+        settings["FABRICAD_ORT_SPINNING"] = spinning
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port),
+                                "--log-level", "warning", *flags], env=settings)
+    return process, port
+
+
+def start_floor(models: Path, spinning: str) -> tuple[subprocess.Popen, int]:
+    """`asgi_floor.py` (the framework-free app) on the bundle `models/bench`, on a free port."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("asgi_floor.py")), "--bundle",
+                                str(models / "bench"), "--port", str(port), "--spinning", spinning])
+    return process, port
+
+
 def emit(text: str, write: Path | None) -> None:
     """Print the Markdown result; append it to `write` (e.g. BENCHMARKS.md) when given."""
     print(text)
@@ -147,16 +171,9 @@ def main() -> None:
         rows.append(("bare engine", clients, rate, percentile(lat, 50), percentile(lat, 99)))
         print(rows[-1], flush=True)
 
-    port = free_port()
-    env = {**os.environ, "FABRICAD_MODELS_DIR": str(models), "FABRICAD_DATABASE_URL": f"sqlite:///{work / 'd.db'}",
-           "FABRICAD_IMAGE_STORE": str(work / "img"), "FABRICAD_MEDIA_DIR": str(work / "media"),
-           "FABRICAD_API_KEYS": f'{{"{KEY}": "admin"}}', "FABRICAD_ORT_SPINNING": args.spinning}
-    stack = ["--loop", "asyncio", "--http", "h11"] if args.http_stack == "plain" else []
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port),
-                               "--log-level", "warning", *stack], env=env)
-    floor_port = free_port()
-    floor = subprocess.Popen([sys.executable, str(Path(__file__).with_name("asgi_floor.py")), "--bundle",
-                              str(models / "bench"), "--port", str(floor_port), "--spinning", args.spinning])
+    stack = ("--loop", "asyncio", "--http", "h11") if args.http_stack == "plain" else ()
+    server, port = start_service(models, work, args.spinning, stack)
+    floor, floor_port = start_floor(models, args.spinning)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/readyz", 120, server)
