@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# fabricad inspection service, one Dockerfile for both variants (build argument VARIANT):
+# fabricad inspection service (bundles only, no PyTorch), one Dockerfile for both variants (build argument VARIANT):
 #   CPU:  docker build -t fabricad:cpu .
 #   GPU:  docker build --build-arg VARIANT=gpu -t fabricad:gpu .   (CUDA runtime + onnxruntime-gpu; run with --gpus all)
 # Models and the defect store are volumes: /data/models (exported bundles), /data/store (database,

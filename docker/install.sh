@@ -5,8 +5,8 @@ set -eu
 variant="$1"
 extras="postgres"
 [ "$variant" = gpu ] && extras="postgres,gpu"
-# CPU-only PyTorch: the service infers with ONNX Runtime; torch serves the library (and is large).
-pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==2.*" "torchvision==0.*"
+# No [train] extra: the service runs bundles with ONNX Runtime and never imports PyTorch (about 1 GB
+# less); models are trained and exported on a workstation and mounted at /data/models.
 pip install --no-cache-dir "$(ls /wheels/fabricad-*.whl)[$extras]"
 if [ "$variant" = gpu ]; then
   # onnxruntime and onnxruntime-gpu share one module name: keep only the GPU build.

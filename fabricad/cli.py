@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from fabricad import __version__
-from fabricad.errors import FabricadError
+from fabricad.errors import FabricadError, missing_extra
 
 app = typer.Typer(
     help="fabricad: train, evaluate and run fabric defect detectors (reverse distillation).",
@@ -303,6 +303,12 @@ def main() -> None:
         app()
     except FabricadError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        error = missing_extra(exc)
+        if error is None:
+            raise
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

