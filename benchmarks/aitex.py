@@ -93,6 +93,35 @@ def trained_fabrics(runs: Path, fabrics: list[str] | None) -> list[str]:
     return found
 
 
+def test_truth(split, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Labels, masks at the network's size, and source images of a split's test tiles."""
+    from fabricad.evaluation.evaluate import mask_at
+
+    labels = np.array([s.label for s in split.test], dtype=int)
+    masks = np.stack([mask_at(s, size) if s.label and s.mask_paths else np.zeros(size, bool) for s in split.test])
+    return labels, masks, [s.group or str(s.path) for s in split.test]
+
+
+def map_metrics(amap: np.ndarray, scores: np.ndarray, truth: tuple[np.ndarray, np.ndarray, list[str]]) -> dict[str, float]:
+    """The four protocol figures (`KEYS`) of one variant's maps and tile scores."""
+    from fabricad.evaluation import metrics as M
+
+    labels, masks, groups = truth
+    image_labels, image_scores = M.group_max(groups, labels, scores)
+    return {"image_auroc": M.auroc(labels, scores), "pixel_auroc": M.pixel_auroc(masks, amap),
+            "aupro": M.aupro(masks, amap), "full_image_auroc": M.auroc(image_labels, image_scores)}
+
+
+def evaluation_parser(doc: str, runs: Path | None = None) -> argparse.ArgumentParser:
+    """The command line every evaluation-only comparison shares: --runs, --data, --fabrics, --write."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=runs, required=runs is None)
+    parser.add_argument("--data", type=Path, default=data_root(), help="AITEX folder (default: $FABRICAD_DATA/aitex)")
+    parser.add_argument("--fabrics", nargs="*")
+    parser.add_argument("--write", type=Path)
+    return parser
+
+
 def variant_tables(by_fabric: dict[str, dict[str, dict]], names: list[str]) -> list[str]:
     """Markdown lines: the variants' means over the fabrics, then every fabric's cells
     (tile / pixel / AUPRO / full-image AUROC), for the evaluation-only comparisons."""

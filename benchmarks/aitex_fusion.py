@@ -15,7 +15,6 @@ RD's on three fabrics and loses on the other three, so their errors are not the 
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -27,14 +26,20 @@ import numpy as np
 import torch
 
 from fabricad.data import load_dataset
-from fabricad.evaluation import metrics as M
 from fabricad.evaluation import predict
-from fabricad.evaluation.evaluate import mask_at
 from fabricad.training import load_model
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aitex import KEYS, data_root, fit_patchcore, trained_fabrics, variant_tables  # noqa: E402
+from aitex import (  # noqa: E402
+    KEYS,
+    evaluation_parser,
+    fit_patchcore,
+    map_metrics,
+    test_truth,
+    trained_fabrics,
+    variant_tables,
+)
 from service_load import emit  # noqa: E402
 
 
@@ -97,27 +102,18 @@ def evaluate_fabric(run: Path, data: Path, fabric: str, sigma: float) -> dict[st
 
     rd_test, rd_normal = cached(cache / "rd.npz", rd_maps)
     pc_test, pc_normal = cached(cache / f"patchcore-sigma{sigma:g}.npz", patchcore_maps)
-    labels = np.array([s.label for s in split.test], dtype=int)
-    masks = np.stack([mask_at(s, size) if s.label and s.mask_paths else np.zeros(size, bool) for s in split.test])
-    groups = [s.group or str(s.path) for s in split.test]
+    truth = test_truth(split, size)
     results = {}
     for name, how, weight, by in VARIANTS:
         amap = fuse(standardised(rd_test, rd_normal, by), standardised(pc_test, pc_normal, by), how, weight)
-        scores = amap.reshape(len(amap), -1).max(1)
-        image_labels, image_scores = M.group_max(groups, labels, scores)
-        results[name] = {"image_auroc": M.auroc(labels, scores), "pixel_auroc": M.pixel_auroc(masks, amap),
-                         "aupro": M.aupro(masks, amap), "full_image_auroc": M.auroc(image_labels, image_scores)}
+        results[name] = map_metrics(amap, amap.reshape(len(amap), -1).max(1), truth)
         print(fabric, name, {k: round(results[name][k], 4) for k in KEYS}, flush=True)
     return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, required=True)
-    parser.add_argument("--data", type=Path, default=data_root(), help="AITEX folder (default: $FABRICAD_DATA/aitex)")
-    parser.add_argument("--fabrics", nargs="*")
+    parser = evaluation_parser(__doc__)
     parser.add_argument("--sigma", type=float, default=2.0, help="PatchCore's blur (the RD default's σ)")
-    parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     fabrics = trained_fabrics(args.runs, args.fabrics)

@@ -18,7 +18,6 @@ the variants then differ only in how those maps become one map and one score:
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -32,14 +31,19 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fabricad.data import ImageDataset, load_dataset
-from fabricad.evaluation import metrics as M
-from fabricad.evaluation.evaluate import mask_at
 from fabricad.models.anomaly_map import AnomalyMapGenerator, GaussianBlur
 from fabricad.training import load_model
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aitex import KEYS, data_root, trained_fabrics, variant_tables  # noqa: E402
+from aitex import (  # noqa: E402
+    KEYS,
+    evaluation_parser,
+    map_metrics,
+    test_truth,
+    trained_fabrics,
+    variant_tables,
+)
 from service_load import emit  # noqa: E402
 
 
@@ -139,9 +143,7 @@ def evaluate_fabric(run: Path, data: Path, fabric: str, variants: list[Variant])
     holdout = [holdout[i] for i in sorted(rng.choice(len(holdout), min(128, len(holdout)), replace=False))]
     normal_maps = scale_maps(model, holdout, size)
     phase_maps = {(0, 0): scale_maps(model, split.test, size)}
-    labels = np.array([s.label for s in split.test], dtype=int)
-    masks = np.stack([mask_at(s, size) if s.label and s.mask_paths else np.zeros(size, bool) for s in split.test])
-    groups = [s.group or str(s.path) for s in split.test]
+    truth = test_truth(split, size)
     pad = ckpt.config.model.pad
     inner = normal_maps[:, :, pad:-pad, pad:-pad].astype(np.float32) if pad else normal_maps.astype(np.float32)
     per_scale = inner.transpose(1, 0, 2, 3).reshape(inner.shape[1], -1)
@@ -154,22 +156,15 @@ def evaluate_fabric(run: Path, data: Path, fabric: str, variants: list[Variant])
             if shift not in phase_maps:
                 phase_maps[shift] = scale_maps(model, split.test, size, shift)
             amap = amap + combine(phase_maps[shift], weights, v.sigma, pad) / len(v.phases)
-        scores = top_k_mean(amap, v.top_k)
-        image_labels, image_scores = M.group_max(groups, labels, scores)
-        results[v.name] = {"image_auroc": M.auroc(labels, scores), "pixel_auroc": M.pixel_auroc(masks, amap),
-                           "aupro": M.aupro(masks, amap), "full_image_auroc": M.auroc(image_labels, image_scores)}
+        results[v.name] = map_metrics(amap, top_k_mean(amap, v.top_k), truth)
         print(fabric, v.name, {k: round(results[v.name][k], 4) for k in KEYS}, flush=True)
     return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, default=Path("runs/bench-lite1-default"))
-    parser.add_argument("--data", type=Path, default=data_root(), help="AITEX folder (default: $FABRICAD_DATA/aitex)")
-    parser.add_argument("--fabrics", nargs="*")
+    parser = evaluation_parser(__doc__, Path("runs/bench-lite1-default"))
     parser.add_argument("--variants", choices=sorted(VARIANT_SETS), default="scales",
                         help="scales: how the scales are weighted and blurred; phases: grid phases and score pooling")
-    parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     fabrics = trained_fabrics(args.runs, args.fabrics)
