@@ -5,8 +5,9 @@ set -eu
 variant="$1"
 extras="postgres"
 [ "$variant" = gpu ] && extras="postgres,gpu"
-# No [train] extra: the service runs bundles with ONNX Runtime and never imports PyTorch (about 1 GB
-# less); models are trained and exported on a workstation and mounted at /data/models.
+# No [train] extra: the service runs bundles with ONNX Runtime and never imports PyTorch, so
+# neither it nor SciPy, scikit-learn or matplotlib goes in; models are trained and exported on a
+# workstation and mounted at /data/models.
 pip install --no-cache-dir "$(ls /wheels/fabricad-*.whl)[$extras]"
 if [ "$variant" = gpu ]; then
   # onnxruntime and onnxruntime-gpu share one module name: keep only the GPU build.

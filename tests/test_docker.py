@@ -81,7 +81,7 @@ def test_variants_user_ports_and_healthcheck(dockerfile):
         assert name.lower() in ServiceSettings.model_fields, f"FABRICAD_{name} is not a setting"
     install = (ROOT / "docker" / "install.sh").read_text()
     assert "onnxruntime-gpu" in install and "uid 10001" in install
-    # the images serve bundles: neither PyTorch nor the [train] extra goes in (about 1 GB)
+    # the images serve bundles: neither PyTorch nor the [train] extra goes in
     commands = [line for line in install.splitlines() if not line.lstrip().startswith("#")]
     assert not [line for line in commands if "torch" in line or "train" in line], commands
     assert 'install.sh "${VARIANT}"' in " ".join(instruction(stage, "RUN"))
