@@ -113,10 +113,6 @@ class TrainConfig(_Strict):
     hard_fraction: float = Field(1.0, gt=0, le=1)
     """Share of positions per scale, the worst reproduced, that make the loss (1: all of them).
     Focuses training on the rare hard normal texture that decides false alarms."""
-    pseudo_defects: float = Field(0.0, ge=0, le=1)
-    """Share of each batch shown to the student with a painted pseudo-defect while it must still
-    reproduce the teacher's features of the clean image (denoising distillation; 0: off). Costs
-    that share of extra teacher passes per step."""
     patience: int = Field(10, ge=1)
     """Epochs without held-out-loss improvement before early stopping."""
     seed: int = 0

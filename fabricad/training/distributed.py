@@ -69,27 +69,13 @@ class DistillationStep(torch.nn.Module):
     """The training forward as a module: DistributedDataParallel synchronises gradients through
     a module's forward, and the model's is inference (map and score), not the loss."""
 
-    def __init__(self, model: torch.nn.Module, hard_fraction: float = 1.0, pseudo_defects: float = 0.0, seed: int = 0):
+    def __init__(self, model: torch.nn.Module, hard_fraction: float = 1.0):
         super().__init__()
         self.model = model
         self.hard_fraction = hard_fraction
-        self.pseudo_defects = pseudo_defects
-        self.generator = torch.Generator().manual_seed(seed)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         from fabricad.models.loss import distillation_loss
 
-        painted = round(self.pseudo_defects * len(batch))
-        if not painted:
-            teacher, student = self.model.distill(batch)
-            return distillation_loss(teacher, student, self.hard_fraction)
-        from fabricad.training.pseudo_defects import paint
-
-        # One teacher pass over the clean batch and the painted copies of its first images; the
-        # student sees the painted features there, and must give back the clean ones.
-        both = torch.cat([batch, paint(batch[:painted], self.generator)])
-        with torch.no_grad():
-            features = self.model.targets(self.model.prepare(both))
-        clean = [f[: len(batch)] for f in features]
-        shown = [torch.cat([f[len(batch):], f[painted : len(batch)]]) for f in features]
-        return distillation_loss(clean, self.model.student(shown), self.hard_fraction)
+        teacher, student = self.model.distill(batch)
+        return distillation_loss(teacher, student, self.hard_fraction)

@@ -190,7 +190,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
                           num_workers=config.data.workers, persistent_workers=config.data.workers > 0)
                for sampler in samplers]
     steps_per_epoch = len(loaders[0])
-    step_module = DistillationStep(model, tc.hard_fraction, tc.pseudo_defects, tc.seed)
+    step_module = DistillationStep(model, tc.hard_fraction)
     runner = (DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
               if ctx.enabled else step_module)
     parameters = [p for p in model.parameters() if p.requires_grad]
