@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from fabricad import __version__
-from fabricad.errors import FabricadError, missing_extra
+from fabricad.errors import FabricadError, missing_extra, require_module
 
 app = typer.Typer(
     help="fabricad: train, evaluate and run fabric defect detectors (reverse distillation).",
@@ -294,6 +294,7 @@ def demo(
     export, then the service with the dashboard and a simulated camera. Re-running reuses each step."""
     from fabricad.demo import DemoPlan, run_demo
 
+    require_module("torch")  # before generating data: training comes next
     run_demo(DemoPlan(workdir, max_steps=max_steps, train_images=train_images, category=category),
              serve=serve, host=host, port=port, fps=fps)
 

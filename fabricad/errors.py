@@ -56,3 +56,16 @@ def missing_extra(exc: ModuleNotFoundError) -> MissingExtraError | None:
     hint = " (serving bundles and `fabricad predict --model BUNDLE` do not need it)" if extra == "train" else ""
     return MissingExtraError(f"this needs {module!r}, from fabricad's {extra!r} extra, which is not installed: "
                              f"pip install 'fabricad[{extra}]'{hint}")
+
+
+def require_module(name: str) -> None:
+    """Fail now, with the install command, when `name` (a module of an extra) is missing — for
+    commands that would otherwise do minutes of work before their first import of it."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        raise missing_extra(ModuleNotFoundError(f"No module named {name!r}", name=name))

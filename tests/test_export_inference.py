@@ -365,6 +365,9 @@ def test_a_runtime_install_without_the_training_extra_serves_bundles(exported, t
     trained = cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"))
     assert trained.returncode == 2, trained.stderr[-3000:]
     assert "pip install 'fabricad[train]'" in trained.stderr and "Traceback" not in trained.stderr
+    demo = cli("demo", "--no-serve", "--workdir", str(tmp_path / "demo"))
+    assert demo.returncode == 2 and "fabricad[train]" in demo.stderr, demo.stderr[-3000:]
+    assert not (tmp_path / "demo").exists()  # said so before generating anything
 
 
 def test_the_training_extra_holds_exactly_the_blocked_modules():
