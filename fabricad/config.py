@@ -110,9 +110,6 @@ class TrainConfig(_Strict):
     """Micro-batches whose gradients are averaged per step: a larger effective batch on a small GPU."""
     lr: float = Field(0.005, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
-    loss_scales: Literal["all", "map"] = "all"
-    """Which distilled scales the loss averages: all of them, or only those the anomaly map is
-    made of (`model.map_max_stride`), leaving the coarser ones free as the decoder's inner layers."""
     hard_fraction: float = Field(1.0, gt=0, le=1)
     """Share of positions per scale, the worst reproduced, that make the loss (1: all of them).
     Focuses training on the rare hard normal texture that decides false alarms."""

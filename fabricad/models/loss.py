@@ -16,8 +16,7 @@ def cosine_distance_maps(teacher: list[torch.Tensor], student: list[torch.Tensor
     return [1 - F.cosine_similarity(t, s, dim=1).unsqueeze(1) for t, s in zip(teacher, student)]
 
 
-def distillation_loss(teacher: list[torch.Tensor], student: list[torch.Tensor], hard_fraction: float = 1.0,
-                      scales: list[int] | None = None) -> torch.Tensor:
+def distillation_loss(teacher: list[torch.Tensor], student: list[torch.Tensor], hard_fraction: float = 1.0) -> torch.Tensor:
     """Mean over positions, then mean over scales, of the per-position cosine distance.
 
     Only the per-position form is used (not RD's extra whole-map cosine): it is the one the
@@ -28,8 +27,6 @@ def distillation_loss(teacher: list[torch.Tensor], student: list[torch.Tensor], 
     positions (a slub-like irregularity, a selvedge) decide false alarms, while the plain mean
     spends the gradient on the texture the student already reproduces.
     """
-    if scales is not None:  # `train.loss_scales=map`: only the scales the anomaly map is made of
-        teacher, student = [teacher[i] for i in scales], [student[i] for i in scales]
     maps = cosine_distance_maps([t.detach() for t in teacher], student)
     if hard_fraction >= 1:
         return torch.stack([m.mean() for m in maps]).mean()
