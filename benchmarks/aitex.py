@@ -136,6 +136,19 @@ def variant_tables(by_fabric: dict[str, dict[str, dict]], names: list[str]) -> l
     return lines
 
 
+def variant_report(title: str, script: str, options: str, args: argparse.Namespace, fabrics: list[str],
+                   by_fabric: dict[str, dict[str, dict]], names: list[str]) -> str:
+    """The Markdown of an evaluation-only comparison: heading with date and machine, the command
+    that reproduces it (`script` with --runs, `options` and --fabrics when chosen), the tables."""
+    chosen = f" --fabrics {' '.join(fabrics)}" if args.fabrics else ""
+    return "\n".join([
+        f"\n## AITEX-256: {title} ({date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU threads)\n",
+        f"Command: `python benchmarks/{script} --runs {args.runs}{options}{chosen}` — the trained models, evaluated "
+        f"only; means over fabrics {', '.join(fabrics)}.\n",
+        *variant_tables(by_fabric, names),
+    ])
+
+
 def table(results: dict[str, dict[str, dict]]) -> str:
     methods = sorted({m for rows in results.values() for m in rows}, key=lambda m: (m == "patchcore", m))
     head = "| fabric | method | tile image AUROC | pixel AUROC | AUPRO | full-image AUROC | train s | ms/tile |"

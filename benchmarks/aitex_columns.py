@@ -19,10 +19,7 @@ Reads the maps cached by `aitex_fusion.py` (`<run>/fusion-cache/rd.npz`), comput
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +37,7 @@ from aitex import (  # noqa: E402
     map_metrics,
     test_truth,
     trained_fabrics,
-    variant_tables,
+    variant_report,
 )
 from aitex_fusion import cached  # noqa: E402
 from service_load import emit  # noqa: E402
@@ -106,13 +103,8 @@ def main() -> None:
     torch.set_grad_enabled(False)
     fabrics = trained_fabrics(args.runs, args.fabrics)
     by_fabric = {fabric: evaluate_fabric(args.runs / fabric / "rd", args.data, fabric) for fabric in fabrics}
-    lines = [
-        f"\n## AITEX-256: the map standardised by column ({date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU threads)\n",
-        f"Command: `python benchmarks/aitex_columns.py --runs {args.runs}"
-        + (f" --fabrics {' '.join(fabrics)}" if args.fabrics else "") + "`; means over fabrics " + ", ".join(fabrics) + ".\n",
-        *variant_tables(by_fabric, [name for name, *_ in VARIANTS]),
-    ]
-    emit("\n".join(lines), args.write)
+    emit(variant_report("the map standardised by column", "aitex_columns.py", "", args, fabrics, by_fabric,
+                        [name for name, *_ in VARIANTS]), args.write)
 
 
 if __name__ == "__main__":

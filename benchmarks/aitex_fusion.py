@@ -15,11 +15,8 @@ RD's on three fabrics and loses on the other three, so their errors are not the 
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +35,7 @@ from aitex import (  # noqa: E402
     map_metrics,
     test_truth,
     trained_fabrics,
-    variant_tables,
+    variant_report,
 )
 from service_load import emit  # noqa: E402
 
@@ -118,13 +115,8 @@ def main() -> None:
     torch.set_grad_enabled(False)
     fabrics = trained_fabrics(args.runs, args.fabrics)
     by_fabric = {fabric: evaluate_fabric(args.runs / fabric / "rd", args.data, fabric, args.sigma) for fabric in fabrics}
-    lines = [
-        f"\n## AITEX-256: RD and PatchCore fused ({date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU threads)\n",
-        f"Command: `python benchmarks/aitex_fusion.py --runs {args.runs} --sigma {args.sigma:g}"
-        + (f" --fabrics {' '.join(fabrics)}" if args.fabrics else "") + "`; means over fabrics " + ", ".join(fabrics) + ".\n",
-        *variant_tables(by_fabric, [name for name, *_ in VARIANTS]),
-    ]
-    emit("\n".join(lines), args.write)
+    emit(variant_report("RD and PatchCore fused", "aitex_fusion.py", f" --sigma {args.sigma:g}", args, fabrics, by_fabric,
+                        [name for name, *_ in VARIANTS]), args.write)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,8 @@ the variants then differ only in how those maps become one map and one score:
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +39,7 @@ from aitex import (  # noqa: E402
     map_metrics,
     test_truth,
     trained_fabrics,
-    variant_tables,
+    variant_report,
 )
 from service_load import emit  # noqa: E402
 
@@ -170,14 +167,8 @@ def main() -> None:
     fabrics = trained_fabrics(args.runs, args.fabrics)
     variants = VARIANT_SETS[args.variants]
     by_fabric = {fabric: evaluate_fabric(args.runs / fabric / "rd", args.data, fabric, variants) for fabric in fabrics}
-    lines = [
-        f"\n## AITEX-256: {TITLES[args.variants]} ({date.today().isoformat()}, {platform.machine()}, "
-        f"{os.cpu_count()} CPU threads)\n",
-        f"Command: `python benchmarks/aitex_maps.py --runs {args.runs} --variants {args.variants}" + (f" --fabrics {' '.join(args.fabrics)}" if args.fabrics else "")
-        + "` — the trained models, evaluated only; means over fabrics " + ", ".join(fabrics) + ".\n",
-        *variant_tables(by_fabric, [v.name for v in variants]),
-    ]
-    emit("\n".join(lines), args.write)
+    emit(variant_report(TITLES[args.variants], "aitex_maps.py", f" --variants {args.variants}", args, fabrics, by_fabric,
+                        [v.name for v in variants]), args.write)
 
 
 if __name__ == "__main__":
