@@ -306,7 +306,7 @@ def main() -> None:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)
     except ModuleNotFoundError as exc:
-        error = missing_extra(exc)
+        error = missing_extra(exc.name)
         if error is None:
             raise
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)

@@ -45,11 +45,11 @@ EXTRA_OF_MODULE = {
 }
 
 
-def missing_extra(exc: ModuleNotFoundError) -> MissingExtraError | None:
-    """The actionable error for an import that failed because an extra is not installed (a
-    runtime-only install running `fabricad train`, say); None for any other missing module, which
-    is a broken installation and keeps its traceback."""
-    module = (exc.name or "").split(".")[0]
+def missing_extra(name: str | None) -> MissingExtraError | None:
+    """The actionable error for a module (`ModuleNotFoundError.name`) that is missing because an
+    extra is not installed (a runtime-only install running `fabricad train`, say); None for any
+    other module, whose absence is a broken installation and keeps its traceback."""
+    module = (name or "").split(".")[0]
     extra = EXTRA_OF_MODULE.get(module)
     if extra is None:
         return None
@@ -68,4 +68,4 @@ def require_module(name: str) -> None:
     except ModuleNotFoundError:
         found = False
     if not found:
-        raise missing_extra(ModuleNotFoundError(f"No module named {name!r}", name=name))
+        raise missing_extra(name) or MissingExtraError(f"this needs the module {name!r}, which is not installed")
