@@ -79,6 +79,11 @@ class DataConfig(_Strict):
     random_tiles: bool = False
     """Cut training tiles of wide scans at random offsets instead of the fixed tile grid
     (evaluation and held-out images keep the grid). Datasets of whole images are unaffected."""
+    skew: float = Field(0.0, ge=0.0, le=45.0)
+    """Shear half the training images by up to this many degrees (each row moved sideways in
+    proportion to its height, so a twill's diagonals change angle): a web that drifts sideways
+    under a line-scan camera, or a skewed weave, and a student that never saw it flags the
+    whole image. 0 = off."""
     holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     """Share of normal training images held out for early stopping and score calibration."""
     workers: int = Field(0, ge=0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -44,6 +46,14 @@ def random_window(length: int, size: int) -> int:
     return min(max(start, 0), length - size)
 
 
+def shear(image: np.ndarray, k: float) -> np.ndarray:
+    """Rows moved sideways in proportion to their distance from the middle row (x + k·(y − h/2)):
+    a woven fabric's weft skew. The same size; what comes in from beyond the sides is reflected."""
+    h, w = image.shape[:2]
+    matrix = np.float32([[1, k, -k * h / 2], [0, 1, 0]])
+    return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
 class ImageDataset(Dataset):
     """Resized images of `samples`; decoded images are cached since training sets are small
     and wide scans are cut into many tiles of the same file.
@@ -51,14 +61,19 @@ class ImageDataset(Dataset):
     `random_tiles`: a sample that is a tile of a larger image is cut at a random offset of its
     source image each time, instead of at its fixed grid position — the same number of samples
     per epoch, but the student sees the texture at every phase rather than the same few hundred
-    crops (and their reflect-padded borders) fifty times over."""
+    crops (and their reflect-padded borders) fifty times over.
+
+    `skew` (degrees): half the training images come back sheared by an angle drawn uniformly
+    within ±skew; a tile is sheared together with the fabric beside it in its source image, so
+    nothing reflected enters it except at the scan's ends."""
 
     def __init__(self, samples: list[Sample], size: tuple[int, int], augment: bool = False, seed: int | None = None,
-                 flip: bool = False, random_tiles: bool = False):
+                 flip: bool = False, random_tiles: bool = False, skew: float = 0.0):
         self.samples = samples
         self.size = tuple(size)
         self.augment = training_augmentation(seed, flip) if augment else None
         self.random_tiles = random_tiles
+        self.skew = skew
         self._cache: dict[int, np.ndarray] = {}
         self._sources: dict[Path, np.ndarray] = {}
 
@@ -70,17 +85,40 @@ class ImageDataset(Dataset):
             self._cache[index] = resize(self.samples[index].load(), self.size)
         return self._cache[index]
 
-    def random_tile(self, sample: Sample) -> np.ndarray:
+    def source(self, sample: Sample) -> np.ndarray:
         if sample.path not in self._sources:
             self._sources[sample.path] = sample.load_source()
-        source = self._sources[sample.path]
-        _, _, width, height = sample.crop
-        x, y = random_window(source.shape[1], width), random_window(source.shape[0], height)
-        return resize(source[y : y + height, x : x + width], self.size)
+        return self._sources[sample.path]
+
+    def tile(self, sample: Sample, k: float = 0.0) -> np.ndarray:
+        """The sample's tile of its source image, at its grid position or (`random_tiles`) a
+        random one, sheared by `k` with `margin` source columns on either side."""
+        source = self.source(sample)
+        x, y, width, height = sample.crop
+        if self.random_tiles:
+            x, y = random_window(source.shape[1], width), random_window(source.shape[0], height)
+        if k == 0:
+            return resize(source[y : y + height, x : x + width], self.size)
+        margin = math.ceil(abs(k) * height / 2) + 1
+        left, right = max(x - margin, 0), min(x + width + margin, source.shape[1])
+        window = source[y : y + height, left:right]
+        pad = ((0, 0), (margin - (x - left), margin - (right - x - width)), (0, 0))
+        window = np.pad(window, pad, mode="reflect") if any(pad[1]) else window
+        return resize(shear(window, k)[:, margin : margin + width], self.size)
+
+    def random_skew(self) -> float:
+        """Shear factor: 0 half the time, else tan of an angle uniform in ±skew (torch's RNG)."""
+        if not self.skew or torch.rand(()) < 0.5:
+            return 0.0
+        return math.tan(math.radians(float(torch.empty(()).uniform_(-self.skew, self.skew))))
 
     def __getitem__(self, index: int) -> torch.Tensor:
         sample = self.samples[index]
-        image = self.random_tile(sample) if self.random_tiles and sample.crop is not None else self.image(index)
+        k = self.random_skew()
+        if sample.crop is not None and (self.random_tiles or k):
+            image = self.tile(sample, k)
+        else:
+            image = shear(self.image(index), k) if k else self.image(index)
         if self.augment is not None:
             image = self.augment(image=image)["image"]
         return to_tensor(image)

@@ -177,7 +177,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
 
     size = config.data.image_size
     train_set = ImageDataset(train_samples, size, augment=config.data.augment, seed=tc.seed, flip=config.data.flip,
-                             random_tiles=config.data.random_tiles)
+                             random_tiles=config.data.random_tiles, skew=config.data.skew)
     holdout_set = ImageDataset(holdout_samples, size)
     # One seeded permutation per epoch, cut into world × accumulate disjoint shards: this
     # process's micro-batch j of a step comes from shard rank × accumulate + j.
