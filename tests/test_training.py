@@ -296,3 +296,31 @@ def test_random_tiles_cut_training_tiles_anywhere(tmp_path, random_tiles):
         starts.add(int(tile[0, 0]) // 2)
     assert (starts == {32}) != random_tiles
     assert not random_tiles or len(starts) > 10
+
+
+def test_skew_shears_a_tile_with_the_fabric_beside_it(tmp_path):
+    """`data.skew` moves a tile's rows sideways in proportion to their height, filling them from
+    the scan beside the tile (not by reflecting the tile), and leaves about half the draws alone."""
+    from fabricad.data.samples import Sample
+    from fabricad.data.torch_dataset import ImageDataset
+
+    # A 32x128 scan whose columns encode their x position; the tile is x = 64..95.
+    scan = np.broadcast_to(np.arange(128, dtype=np.uint8)[None, :, None], (32, 128, 3))
+    cv2.imwrite(str(tmp_path / "scan.png"), np.ascontiguousarray(scan))
+    sample = Sample(tmp_path / "scan.png", crop=(64, 0, 32, 32))
+    dataset = ImageDataset([sample], (32, 32), skew=30)
+    tile = dataset.tile(sample, 0.5)[..., 0].astype(int)
+    # Row y shows source column x - 0.5·(y - 16): the top row comes from 8 columns to the right
+    # of the tile, the bottom one from 7.5 to the left; both lie outside the tile's own box.
+    np.testing.assert_array_equal(tile[0], np.arange(72, 104))
+    np.testing.assert_allclose(tile[31], np.arange(56.5, 88.5), atol=0.6)
+    grid = np.broadcast_to(np.arange(64, 96), (32, 32))
+    assert np.array_equal(dataset.tile(sample, 0.0)[..., 0], grid)
+
+    def sheared_draws() -> list[bool]:
+        torch.manual_seed(0)
+        return [not np.array_equal((dataset[0][0].numpy() * 255).round(), grid) for _ in range(40)]
+
+    draws = sheared_draws()
+    assert 10 < sum(draws) < 30
+    assert draws == sheared_draws()  # torch's RNG: seeded runs stay reproducible
