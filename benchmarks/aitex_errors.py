@@ -49,29 +49,43 @@ def dominant_frequency(path: Path, columns: slice = slice(1536, 2560)) -> tuple[
     return (y - h // 2) / h, (x - w // 2) / w
 
 
+def geometry(frequency: tuple[float, float], trained: list[tuple[float, float]], tolerance: float = 0.012) -> str:
+    """'as trained' when the dominant wave is one a training image has, 'mirrored' when it is
+    one's mirror image (across frequency negated), else 'other angle or scale'."""
+    def near(a, b):
+        return abs(a[0] - b[0]) <= tolerance and abs(a[1] - b[1]) <= tolerance
+
+    if any(near(frequency, f) for f in trained):
+        return "as trained"
+    if any(near(frequency, (fy, -fx)) for fy, fx in trained):
+        return "mirrored"
+    return "other angle or scale"
+
+
 def image_table(split, t: dict, shown: int = 6) -> list[str]:
-    """The test images whose clean mid-scan tiles score highest and lowest, with their texture's
-    dominant frequency beside the training images' most common one."""
+    """Per geometry of the test images' texture, how their clean mid-scan tiles score; then the
+    images that score highest and lowest, with their dominant frequency."""
     width = t["columns"].max() + 256
     middle = (t["columns"] >= width // 4) & (t["columns"] < 3 * width // 4) & (t["labels"] == 0)
-    paths = {}
-    for sample, keep in zip(split.test, middle):
-        if keep:
-            paths.setdefault(sample.path, []).append(sample)
-    medians = {path: float(np.median(t["scores"][[i for i, s in enumerate(split.test) if s.path == path and middle[i]]]))
-               for path in paths}
-    train = [dominant_frequency(p) for p in dict.fromkeys(s.path for s in split.train)]
-    fy, fx = max(set(train), key=train.count)
+    paths = np.array([s.path for s in split.test])
+    medians = {path: float(np.median(t["scores"][middle & (paths == path)])) for path in dict.fromkeys(paths[middle])}
+    trained = [dominant_frequency(p) for p in dict.fromkeys(s.path for s in split.train)]
+    frequency = {path: dominant_frequency(path) for path in medians}
+    kinds = {path: geometry(frequency[path], trained) for path in medians}
+    lines = ["| test images' texture vs the training images' | images | their clean mid-scan tiles: median score |",
+             "|---|---|---|"]
+    for kind in ("as trained", "other angle or scale", "mirrored"):
+        group = [medians[p] for p in medians if kinds[p] == kind]
+        lines.append(f"| {kind} | {len(group)} | {np.median(group):.2f} |" if group else f"| {kind} | 0 | – |")
     order = sorted(medians, key=medians.get, reverse=True)
-    lines = [f"Training images' dominant frequency (down, across; cycles/px): {fy:+.3f}, {fx:+.3f} in "
-             f"{train.count((fy, fx))} of {len(train)}.", "",
-             "| test image | clean mid-scan tiles: median score | dominant frequency |", "|---|---|---|"]
-    for path in order[:shown] + (["…"] if len(order) > 2 * shown else []) + order[-shown:]:
-        if path == "…":
-            lines.append("| … | | |")
+    lines += ["", "| test image | clean mid-scan tiles: median score | dominant frequency (down, across; cycles/px) | texture |",
+              "|---|---|---|---|"]
+    for path in order[:shown] + ([None] if len(order) > 2 * shown else []) + order[-shown:]:
+        if path is None:
+            lines.append("| … | | | |")
             continue
-        dy, dx = dominant_frequency(path)
-        lines.append(f"| {path.name} | {medians[path]:.2f} | {dy:+.3f}, {dx:+.3f} |")
+        dy, dx = frequency[path]
+        lines.append(f"| {path.name} | {medians[path]:.2f} | {dy:+.3f}, {dx:+.3f} | {kinds[path]} |")
     return lines
 
 
