@@ -134,7 +134,7 @@ def column_table(fabric: str, t: dict) -> tuple[list[str], dict]:
         without = M.auroc(labels[~here], scores[~here])
         worst = max(worst, (int(x), without), key=lambda w: w[1])
         lines.append(f"| {x} | {stats(normal & ~from_defective)} | {stats(normal & from_defective)} | "
-                     f"{defective.sum()}, {scores[defective].mean() if defective.any() else float('nan'):.2f} | {without:.3f} |")
+                     f"{defective.sum()}, {f'{scores[defective].mean():.2f}' if defective.any() else '–'} | {without:.3f} |")
     positives = labels == 1
     by_source = {name: M.auroc(labels[positives | (sel & ~positives)], scores[positives | (sel & ~positives)])
                  for name, sel in (("test_normal", ~from_defective), ("defective_clean", from_defective))}
