@@ -81,9 +81,9 @@ class DataConfig(_Strict):
     (evaluation and held-out images keep the grid). Datasets of whole images are unaffected."""
     skew: float = Field(0.0, ge=0.0, le=45.0)
     """Shear half the training images by up to this many degrees (each row moved sideways in
-    proportion to its height, so a twill's diagonals change angle): a web that drifts sideways
-    under a line-scan camera, or a skewed weave, and a student that never saw it flags the
-    whole image. 0 = off."""
+    proportion to its height, so a twill's diagonals change angle), as when the web drifts
+    sideways under a line-scan camera: a student that never saw it flags such a scan as a
+    whole. Off (0) by default: it cost AITEX fabric 03, whose scans never drift (BENCHMARKS.md)."""
     holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     """Share of normal training images held out for early stopping and score calibration."""
     workers: int = Field(0, ge=0)

@@ -47,8 +47,9 @@ def random_window(length: int, size: int) -> int:
 
 
 def shear(image: np.ndarray, k: float) -> np.ndarray:
-    """Rows moved sideways in proportion to their distance from the middle row (x + k·(y − h/2)):
-    a woven fabric's weft skew. The same size; what comes in from beyond the sides is reflected."""
+    """Rows moved sideways in proportion to their distance from the middle row (x + k·(y − h/2)),
+    so a twill's diagonals change angle, as when the web drifts sideways under a line-scan
+    camera. The same size; what comes in from beyond the sides is reflected."""
     h, w = image.shape[:2]
     matrix = np.float32([[1, k, -k * h / 2], [0, 1, 0]])
     return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
@@ -92,7 +93,8 @@ class ImageDataset(Dataset):
 
     def tile(self, sample: Sample, k: float = 0.0) -> np.ndarray:
         """The sample's tile of its source image, at its grid position or (`random_tiles`) a
-        random one, sheared by `k` with `margin` source columns on either side."""
+        random one, sheared by `k`: cut from a window wider by the rows' largest shift on either
+        side, so the shear fills the tile from the scan beside it."""
         source = self.source(sample)
         x, y, width, height = sample.crop
         if self.random_tiles:
