@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 from fabricad.data import load_dataset
-from fabricad.evaluation import predict
-from fabricad.training import load_model
+from fabricad.training import read_checkpoint
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,7 +38,7 @@ from aitex import (  # noqa: E402
     trained_fabrics,
     variant_report,
 )
-from aitex_fusion import cached  # noqa: E402
+from aitex_fusion import cached_rd_maps  # noqa: E402
 from service_load import emit  # noqa: E402
 
 VARIANTS = [("as shipped", None, 0), ("subtract, k=33", "subtract", 33), ("subtract, k=129", "subtract", 129),
@@ -79,13 +78,11 @@ def adjusted(test: np.ndarray, crops, how: str | None, k: int, mean: np.ndarray,
 
 
 def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
-    model, ckpt = load_model(run)
-    model.teacher.use_runtime(ckpt.config.train.teacher_runtime, torch.device("cpu"))
+    config = read_checkpoint(run).config
     split = load_dataset(data, fabric)
-    size = ckpt.config.data.image_size
-    _, holdout = holdout_split(split.train, ckpt.config)
-    test, normal = cached(run / "fusion-cache" / "rd.npz",
-                          lambda: (predict(model, split.test, size).maps, predict(model, holdout, size).maps))
+    size = config.data.image_size
+    _, holdout = holdout_split(split.train, config)
+    test, normal = cached_rd_maps(run, split)
     test, normal = test.astype(np.float32), normal.astype(np.float32)
     width = max(x + w for x, _, w, _ in (s.crop for s in split.train + split.test))
     mean, std = column_profile(normal, [s.crop for s in holdout], width)

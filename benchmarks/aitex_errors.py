@@ -26,13 +26,10 @@ import torch
 
 from fabricad.data import load_dataset
 from fabricad.evaluation import metrics as M
-from fabricad.evaluation import predict
-from fabricad.training import load_model
-from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aitex import evaluation_parser, test_truth, trained_fabrics  # noqa: E402
-from aitex_fusion import cached  # noqa: E402
+from aitex_fusion import cached_rd_maps  # noqa: E402
 from service_load import emit  # noqa: E402
 
 
@@ -62,10 +59,11 @@ def geometry(frequency: tuple[float, float], trained: list[tuple[float, float]],
     return "other angle or scale"
 
 
-def image_table(split, t: dict, shown: int = 6) -> list[str]:
+def image_table(t: dict, shown: int = 6) -> list[str]:
     """Per geometry of the test images' texture, how their clean mid-scan tiles score; then the
     images that score highest and lowest, with their dominant frequency."""
-    width = t["columns"].max() + 256
+    split = t["split"]
+    width = max(x + w for x, _, w, _ in (s.crop for s in split.test))
     middle = (t["columns"] >= width // 4) & (t["columns"] < 3 * width // 4) & (t["labels"] == 0)
     paths = np.array([s.path for s in split.test])
     medians = {path: float(np.median(t["scores"][middle & (paths == path)])) for path in dict.fromkeys(paths[middle])}
@@ -91,17 +89,9 @@ def image_table(split, t: dict, shown: int = 6) -> list[str]:
 
 def tile_scores(run: Path, data: Path, fabric: str):
     """Each test tile's score (its map's maximum), label, column and whether it comes from a
-    defective image; the held-out normal tiles' scores."""
+    defective image; the held-out normal tiles' scores; the split they belong to."""
     split = load_dataset(data, fabric)
-
-    def maps():
-        model, ckpt = load_model(run)
-        model.teacher.use_runtime(ckpt.config.train.teacher_runtime, torch.device("cpu"))
-        _, holdout = holdout_split(split.train, ckpt.config)
-        size = ckpt.config.data.image_size
-        return predict(model, split.test, size).maps, predict(model, holdout, size).maps
-
-    test, normal = cached(run / "fusion-cache" / "rd.npz", maps)
+    test, normal = cached_rd_maps(run, split)
     labels, _, groups = test_truth(split, test.shape[1:])
     defect_images = {g for g, label in zip(groups, labels) if label}
     return {
@@ -148,9 +138,9 @@ def main() -> None:
     fabrics = trained_fabrics(args.runs, args.fabrics)
     sections, summaries = [], {}
     for fabric in fabrics:
-        scores = tile_scores(args.runs / fabric / "rd", args.data, fabric)
-        lines, summaries[fabric] = column_table(fabric, scores)
-        sections += ["", *lines, "", *image_table(scores["split"], scores)]
+        tiles = tile_scores(args.runs / fabric / "rd", args.data, fabric)
+        lines, summaries[fabric] = column_table(fabric, tiles)
+        sections += ["", *lines, "", *image_table(tiles)]
     chosen = f" --fabrics {' '.join(fabrics)}" if args.fabrics else ""
     head = [f"\nCommand: `python benchmarks/aitex_errors.py --runs {args.runs}{chosen}` (evaluation only).\n",
             "| fabric | tile AUROC | without its worst column (px) | normal tiles only from test-normal images "

@@ -24,7 +24,7 @@ import torch
 
 from fabricad.data import load_dataset
 from fabricad.evaluation import predict
-from fabricad.training import load_model
+from fabricad.training import load_model, read_checkpoint
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,6 +59,19 @@ def cached(path: Path, make) -> tuple[np.ndarray, ...]:
     return arrays
 
 
+def cached_rd_maps(run: Path, split) -> tuple[np.ndarray, np.ndarray]:
+    """The run's maps of the split's test tiles and of its held-out normal tiles, cached beside
+    the run (`fusion-cache/rd.npz`); the model is loaded only when the cache is missing."""
+    def make():
+        model, ckpt = load_model(run)
+        model.teacher.use_runtime(ckpt.config.train.teacher_runtime, torch.device("cpu"))
+        _, holdout = holdout_split(split.train, ckpt.config)
+        size = ckpt.config.data.image_size
+        return predict(model, split.test, size).maps, predict(model, holdout, size).maps
+
+    return cached(run / "fusion-cache" / "rd.npz", make)
+
+
 def fuse(rd: np.ndarray, pc: np.ndarray, how: str, weight: float = 0.5) -> np.ndarray:
     if how == "rd":
         return rd
@@ -78,16 +91,10 @@ VARIANTS = [("rd (shipped)", "rd", 0.5, "pixels"), ("patchcore", "patchcore", 0.
 
 
 def evaluate_fabric(run: Path, data: Path, fabric: str, sigma: float) -> dict[str, dict]:
-    model, ckpt = load_model(run)
-    model.teacher.use_runtime(ckpt.config.train.teacher_runtime, torch.device("cpu"))
-    config = ckpt.config
+    config = read_checkpoint(run).config
     split = load_dataset(data, fabric)
     size = config.data.image_size
     train_samples, holdout = holdout_split(split.train, config)
-    cache = run / "fusion-cache"
-
-    def rd_maps():
-        return predict(model, split.test, size).maps, predict(model, holdout, size).maps
 
     def patchcore_maps():
         started = time.perf_counter()
@@ -97,8 +104,8 @@ def evaluate_fabric(run: Path, data: Path, fabric: str, sigma: float) -> dict[st
         print(f"{fabric}: patchcore {1000 * test.seconds_per_image:.1f} ms per tile", flush=True)
         return test.maps, predict(core, holdout, size).maps
 
-    rd_test, rd_normal = cached(cache / "rd.npz", rd_maps)
-    pc_test, pc_normal = cached(cache / f"patchcore-sigma{sigma:g}.npz", patchcore_maps)
+    rd_test, rd_normal = cached_rd_maps(run, split)
+    pc_test, pc_normal = cached(run / "fusion-cache" / f"patchcore-sigma{sigma:g}.npz", patchcore_maps)
     truth = test_truth(split, size)
     results = {}
     for name, how, weight, by in VARIANTS:
