@@ -26,7 +26,7 @@ from fabricad.baselines import PatchCore
 from fabricad.config import FabricadConfig
 from fabricad.data import ImageDataset, load_dataset
 from fabricad.data.aitex import CATEGORIES
-from fabricad.evaluation import compute_metrics, predict, write_report
+from fabricad.evaluation import compute_metrics, predict, texture_of, write_report
 from fabricad.training import load_model, train
 from fabricad.training.trainer import holdout_split, select_device
 
@@ -56,7 +56,8 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
         from fabricad.models.anomaly_map import AnomalyMapGenerator
 
         model.anomaly_map = AnomalyMapGenerator(config.model.map_mode, sigma).to(device)  # same model, other blur
-        preds = predict(model, split.test, size, batch_size=8, device=device, progress=progress)
+        preds = predict(model, split.test, size, batch_size=8, device=device, progress=progress,
+                        reference=texture_of(ckpt))
         family = config.model.name
         name = family if sigma == config.model.blur_sigma else f"{family}-sigma{sigma:g}"
         metrics = compute_metrics(preds, calibration if name == family else None)

@@ -63,6 +63,11 @@ class ModelConfig(_Strict):
     changes nothing on images that are fabric throughout. The margin and the flatness window are
     source pixels: tiles magnified for the network (AITEX tiles at 384²) widen both with them."""
     roi_margin: int = Field(24, ge=0, le=256)
+    align_texture: bool = True
+    """Before scoring, mirror and/or shear a scan whose weave runs at another angle than the
+    training scans' (a web drifting under a line-scan camera, fabric face down) back to their
+    geometry, and move the map back onto its pixels (`fabricad.data.alignment`). The training
+    scans' spectrum is saved with the model; a scan that matches as it is stays untouched."""
 
 
 class DataConfig(_Strict):

@@ -31,6 +31,8 @@ class InspectionOut(BaseModel):
     model: str
     model_version: str = Field(description="sha256 prefix of the model graph")
     latency_ms: float
+    alignment: dict | None = Field(None, description="how the scan was mirrored and/or sheared to the training "
+                                   "scans' weave before scoring ({mirror, shear, gain}); null when it matched as it is")
     width: int
     height: int
     defect_id: int | None = Field(None, description="defect-log record, when the verdict is DEFECT")

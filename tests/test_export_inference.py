@@ -18,7 +18,7 @@ from fabricad.export.onnx_export import export_bundle
 from fabricad.inference.backends import TorchBackend
 from fabricad.inference.engine import InferenceEngine, blend_window
 from fabricad.inference.thresholds import normalise
-from fabricad.training import load_model, train
+from fabricad.training import load_model, read_checkpoint, train
 from fabricad.training.trainer import holdout_split
 from tests.conftest import quick_config
 
@@ -138,6 +138,25 @@ def test_tiling_is_seamless_and_covers_the_image(exported, shape):
     assert result.anomaly_map.shape == shape
     np.testing.assert_allclose(result.anomaly_map, image[..., 0] / 255, atol=1e-5)
     assert result.score == pytest.approx(image[..., 0].max() / 255, abs=1e-5)
+
+
+def test_engine_scores_a_sheared_scan_aligned_and_maps_it_back(exported):
+    from fabricad.data.alignment import TextureReference
+    from tests.test_alignment import twill
+
+    run, bundle = exported["rd-resnet18"]
+    meta, _ = read_bundle(bundle)
+    assert meta.texture and meta.texture == read_checkpoint(run).texture  # training saved it, export carried it
+    reference = TextureReference.from_images([twill(seed) for seed in range(3)])
+    twill_meta = meta.model_copy(update={"texture": reference.encode()})
+    scan = twill(20, k=0.3)
+    result = InferenceEngine(EchoBackend(), twill_meta, batch_size=256, mode="tile").inspect(scan)
+    assert result.alignment.shear == pytest.approx(-0.3, abs=0.03) and not result.alignment.mirror
+    assert result.as_dict()["alignment"]["shear"] == result.alignment.shear
+    inside = np.s_[:, 150:-150]  # the scan's ends take reflected pixels
+    assert np.abs(result.anomaly_map - scan[..., 0] / 255)[inside].mean() < 0.02  # back on the scan's pixels
+    plain = InferenceEngine(EchoBackend(), twill_meta, batch_size=256, mode="tile", align=False).inspect(scan)
+    assert plain.as_dict()["alignment"] is None
 
 
 def test_blend_window_is_positive():

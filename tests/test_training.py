@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from fabricad.cli import app
 from fabricad.data import load_dataset
+from fabricad.data.alignment import TextureReference
 from fabricad.data.synthetic import FABRICS, add_defect
 from fabricad.data.torch_dataset import to_tensor
 from fabricad.errors import CheckpointError, DataError
@@ -46,6 +47,7 @@ def test_checkpoint_carries_config_teacher_and_score_stats(trained_run):
     stats = ckpt.score_stats
     assert stats["count"] >= 1 and stats["quantiles"]["0.99"] >= stats["mean"]
     assert ckpt.training["dataset"]["holdout"] >= 1
+    assert TextureReference.decode(ckpt.texture) is not None  # the weave, for aligning served scans
     on_disk = yaml.safe_load((trained_run / "config.yaml").read_text())
     assert on_disk == ckpt.config.model_dump(mode="json")
 

@@ -6,11 +6,11 @@ import math
 from pathlib import Path
 
 import albumentations as A
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fabricad.data.alignment import shear
 from fabricad.data.images import resize
 from fabricad.data.samples import Sample
 
@@ -44,15 +44,6 @@ def random_window(length: int, size: int) -> int:
     `seed_everything` and DataLoader workers keep runs reproducible."""
     start = int(torch.randint(-(size - 1), length, ()).item())
     return min(max(start, 0), length - size)
-
-
-def shear(image: np.ndarray, k: float) -> np.ndarray:
-    """Rows moved sideways in proportion to their distance from the middle row (x + k·(y − h/2)),
-    so a twill's diagonals change angle, as when the web drifts sideways under a line-scan
-    camera. The same size; what comes in from beyond the sides is reflected."""
-    h, w = image.shape[:2]
-    matrix = np.float32([[1, k, -k * h / 2], [0, 1, 0]])
-    return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
 
 class ImageDataset(Dataset):

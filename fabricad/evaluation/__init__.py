@@ -1,7 +1,8 @@
 """Evaluation: metrics, pictures and `fabricad eval`. The evaluation loop (torch) is imported on
 first use, so that the service can draw overlays and the engine calibrate thresholds without it."""
 
-__all__ = ["Predictions", "compute_metrics", "evaluate_checkpoint", "format_metrics", "predict", "write_report"]
+__all__ = ["Predictions", "compute_metrics", "evaluate_checkpoint", "format_metrics", "predict", "texture_of",
+           "write_report"]
 
 
 def __getattr__(name: str):

@@ -20,6 +20,10 @@ import torch
 from tqdm import tqdm
 
 from fabricad.data import ImageDataset, Sample
+from fabricad.data.alignment import Alignment, TextureReference
+from fabricad.data.images import resize
+from fabricad.data.tiling import tile_starts
+from fabricad.data.torch_dataset import to_tensor
 from fabricad.evaluation import metrics as M
 from fabricad.evaluation import visualize as V
 
@@ -48,27 +52,71 @@ def mask_at(sample: Sample, size: tuple[int, int]) -> np.ndarray:
 
 @torch.inference_mode()
 def predict(detector: Detector, samples: list[Sample], size: tuple[int, int], batch_size: int = 8,
-            device: torch.device | str = "cpu", progress: bool = True) -> Predictions:
+            device: torch.device | str = "cpu", progress: bool = True,
+            reference: TextureReference | None = None) -> Predictions:
+    """Maps and scores of `samples`. With a texture `reference` (the checkpoint's), each source
+    scan whose weave is sheared or mirrored against the training scans is scored aligned, as the
+    inference engine does, and its tiles' maps are cut from the map moved back onto its pixels."""
     dataset = ImageDataset(samples, size)
     n = len(samples)
     maps = np.zeros((n, *size), np.float16)
     masks = np.zeros((n, *size), bool)
     scores = np.zeros(n, np.float64)
+    aligned = scan_alignments(samples, reference) if reference is not None else {}
+    plain = [i for i, s in enumerate(samples) if s.path not in aligned]
     elapsed = 0.0
-    for start in tqdm(range(0, n, batch_size), desc="evaluating", unit="batch", disable=not progress):
-        index = range(start, min(start + batch_size, n))
+    for start in tqdm(range(0, len(plain), batch_size), desc="evaluating", unit="batch", disable=not progress):
+        index = plain[start : start + batch_size]
         batch = torch.stack([dataset[i] for i in index]).to(device)
         began = time.perf_counter()
         amap, score = detector(batch)
         elapsed += time.perf_counter() - began
-        maps[index.start : index.stop] = amap[:, 0].float().cpu().numpy()
-        scores[index.start : index.stop] = score.float().cpu().numpy()
-        for i in index:
-            sample = samples[i]
-            if sample.label and sample.mask_paths:
-                masks[i] = mask_at(sample, size)
+        maps[index] = amap[:, 0].float().cpu().numpy()
+        scores[index] = score.float().cpu().numpy()
+    for path, alignment in tqdm(aligned.items(), desc="aligned scans", unit="scan", disable=not progress or not aligned):
+        index = [i for i, s in enumerate(samples) if s.path == path]
+        began = time.perf_counter()
+        scan_maps = aligned_scan_maps(detector, [samples[i] for i in index], alignment, size, batch_size, device)
+        elapsed += time.perf_counter() - began
+        maps[index] = scan_maps
+        scores[index] = scan_maps.reshape(len(index), -1).max(axis=1)
+    for i, sample in enumerate(samples):
+        if sample.label and sample.mask_paths:
+            masks[i] = mask_at(sample, size)
     labels = np.array([s.label for s in samples], dtype=int)
     return Predictions(samples, labels, scores, maps, masks, elapsed / max(n, 1))
+
+
+def scan_alignments(samples: list[Sample], reference: TextureReference) -> dict[Path, Alignment]:
+    """The alignment of every source image of `samples` that needs one."""
+    first = {s.path: s for s in reversed(samples)}
+    found = {path: reference.align(sample.load_source()) for path, sample in first.items()}
+    return {path: a for path, a in found.items() if not a.identity}
+
+
+def aligned_scan_maps(detector: Detector, samples: list[Sample], alignment: Alignment, size: tuple[int, int],
+                      batch_size: int, device: torch.device | str) -> np.ndarray:
+    """Maps, at `size`, of `samples` (all from one source image) scored on the aligned image: the
+    whole aligned image is scored in tiles of the samples' own size (so every pixel the map is
+    moved back from was seen), its map is moved back and each sample's crop is cut from it."""
+    source = alignment.apply(samples[0].load_source())
+    height, width = source.shape[:2]
+    crop = samples[0].crop
+    th, tw = (crop[3], crop[2]) if crop is not None else (height, width)
+    boxes = [(x, y) for y in tile_starts(height, th, th) for x in tile_starts(width, tw, tw)]
+    canvas = np.zeros((height, width), np.float32)
+    for start in range(0, len(boxes), batch_size):
+        chunk = boxes[start : start + batch_size]
+        batch = torch.stack([to_tensor(resize(source[y : y + th, x : x + tw], size)) for x, y in chunk]).to(device)
+        amap, _ = detector(batch)
+        for (x, y), m in zip(chunk, amap[:, 0].float().cpu().numpy()):
+            canvas[y : y + th, x : x + tw] = cv2.resize(m, (tw, th), interpolation=cv2.INTER_LINEAR) if m.shape != (th, tw) else m
+    back = alignment.undo(canvas)
+    out = []
+    for s in samples:
+        x, y, w, h = s.crop if s.crop is not None else (0, 0, width, height)
+        out.append(resize(back[y : y + h, x : x + w], size))
+    return np.stack(out)
 
 
 def compute_metrics(p: Predictions, calibration_scores: list[float] | None) -> dict:
@@ -152,6 +200,11 @@ def write_report(out: Path, p: Predictions, result: dict, title: str, max_exampl
 REPORTED = ("image_auroc", "pixel_auroc", "aupro", "full_image_auroc", "f1_max", "recall_at_1pct_fpr")
 
 
+def texture_of(checkpoint) -> TextureReference | None:
+    """The checkpoint's texture reference, when it has one and `model.align_texture` is on."""
+    return TextureReference.decode(checkpoint.texture) if checkpoint.config.model.align_texture else None
+
+
 def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, category: str | None = None,
                         batch_size: int = 8, device: str = "auto", progress: bool = True,
                         overrides: list[str] | None = None) -> dict:
@@ -172,7 +225,7 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     target = select_device(device)
     detector.teacher.use_runtime(ckpt.config.train.teacher_runtime, target)
     size = ckpt.config.data.image_size
-    predictions = predict(detector.to(target), split.test, size, batch_size, target, progress)
+    predictions = predict(detector.to(target), split.test, size, batch_size, target, progress, texture_of(ckpt))
     calibration = ckpt.score_stats.get("scores")
     _, holdout = holdout_split(split.train, ckpt.config) if split.train else ([], [])
     if holdout:

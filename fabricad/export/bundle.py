@@ -85,6 +85,9 @@ class BundleMeta(BaseModel):
     teacher: dict
     model: dict
     training_data: dict = {}
+    texture: dict = {}
+    """The training images' weave spectrum (`TextureReference.encode()`): served scans are aligned
+    to it. Empty: no alignment (older bundles, or `model.align_texture=false`)."""
     serving: ServingSpec = ServingSpec()
     fabricad_version: str
 

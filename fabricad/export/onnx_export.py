@@ -205,6 +205,7 @@ def bundle_meta(checkpoint: Checkpoint, normal_scores: list[float], *, name: str
         teacher=checkpoint.teacher,
         model=checkpoint.config.model.model_dump(mode="json"),
         training_data=dataset_info,
+        texture=(checkpoint.texture or {}) if checkpoint.config.model.align_texture else {},
         fabricad_version=__version__,
     )
 

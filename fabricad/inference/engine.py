@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fabricad.data.alignment import IDENTITY, Alignment, TextureReference
 from fabricad.data.images import resize, to_rgb_uint8
 from fabricad.data.tiling import tile_starts
 from fabricad.errors import FabricadError
@@ -49,6 +50,7 @@ class Result:
     regions: list[Region]
     anomaly_map: np.ndarray = field(repr=False)
     latency_ms: float = 0.0
+    alignment: Alignment = IDENTITY
 
     def as_dict(self) -> dict:
         return {
@@ -59,6 +61,7 @@ class Result:
             "threshold": self.threshold,
             "regions": [r.as_dict() for r in self.regions],
             "latency_ms": self.latency_ms,
+            "alignment": None if self.alignment.identity else self.alignment.as_dict(),
         }
 
 
@@ -105,7 +108,7 @@ def find_regions(anomaly_map: np.ndarray, threshold: float, min_area: int = 1) -
 
 class InferenceEngine:
     def __init__(self, backend, meta: BundleMeta, batch_size: int = 16, mode: str | None = None,
-                 overlap: float | None = None):
+                 overlap: float | None = None, align: bool = True):
         self.backend = backend
         self.meta = meta
         self.batch_size = batch_size
@@ -117,6 +120,9 @@ class InferenceEngine:
         self.tile_size = tuple(meta.preprocess.tile or self.input_size)
         self._threshold = meta.threshold
         self._window = blend_window(*self.tile_size)
+        # A scan whose weave runs at another angle than the training scans' is scored aligned
+        # to them, and its map moved back (fabricad.data.alignment).
+        self.texture = TextureReference.decode(meta.texture) if align else None
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", providers: list[str] | None = None,
@@ -188,7 +194,9 @@ class InferenceEngine:
     def predict(self, images: list[np.ndarray]) -> list[Result]:
         """Inspect several RGB images (any size; gray, RGB, RGBA, 8 or 16 bit)."""
         started = time.perf_counter()
-        plans = [self._plan(to_rgb_uint8(np.asarray(img), order="rgb")) for img in images]
+        rgb = [to_rgb_uint8(np.asarray(img), order="rgb") for img in images]
+        alignments = [self.texture.align(img) if self.texture is not None else IDENTITY for img in rgb]
+        plans = [self._plan(a.apply(img)) for a, img in zip(alignments, rgb)]
         crops = [c for crops, _, _ in plans for c in crops]
         maps: list[np.ndarray] = []
         for start in range(0, len(crops), self.batch_size):
@@ -198,8 +206,8 @@ class InferenceEngine:
         elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(images), 1)
         results, k = [], 0
         threshold = self._threshold.value
-        for crops_, boxes, shape in plans:
-            amap = self._assemble(maps[k : k + len(crops_)], boxes, shape)
+        for (crops_, boxes, shape), alignment in zip(plans, alignments):
+            amap = alignment.undo(self._assemble(maps[k : k + len(crops_)], boxes, shape))
             k += len(crops_)
             score = float(amap.max())
             is_defect = score > threshold
@@ -211,6 +219,7 @@ class InferenceEngine:
                 regions=find_regions(amap, threshold) if is_defect else [],
                 anomaly_map=amap,
                 latency_ms=elapsed_ms,
+                alignment=alignment,
             ))
         return results
 
@@ -220,4 +229,5 @@ class InferenceEngine:
     @property
     def description(self) -> dict:
         return {"backend": self.backend.name, "name": self.meta.name, "precision": self.meta.precision,
-                "input": list(self.input_size), "mode": self.mode, "threshold": self._threshold.model_dump()}
+                "input": list(self.input_size), "mode": self.mode, "threshold": self._threshold.model_dump(),
+                "texture_alignment": self.texture is not None}

@@ -33,6 +33,8 @@ class Checkpoint:
     training: dict[str, Any] = field(default_factory=dict)
     teacher_state: dict[str, torch.Tensor] | None = None
     """Only for `random` teachers, which cannot be rebuilt from a source."""
+    texture: dict | None = None
+    """The training images' weave spectrum (`TextureReference.encode()`), when `model.align_texture`."""
     version: str = __version__
 
 
@@ -60,6 +62,7 @@ def save_checkpoint(path: str | Path, model: DistillationModel, config: Fabricad
         ),
         "score_stats": extra.get("score_stats", {}),
         "training": extra.get("training", {}),
+        "texture": extra.get("texture"),
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
@@ -96,6 +99,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         score_stats=payload.get("score_stats") or {},
         training=payload.get("training") or {},
         teacher_state=payload.get("teacher_state"),
+        texture=payload.get("texture"),
         version=payload.get("fabricad_version", "?"),
     )
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from fabricad.config import FabricadConfig
 from fabricad.data import ImageDataset, Sample, load_dataset, read_image
+from fabricad.data.alignment import TextureReference
 from fabricad.data.tiling import magnification
 from fabricad.errors import ConfigError, DataError
 from fabricad.models import DistillationModel, create_model
@@ -138,6 +139,14 @@ def train(
         ctx.stop()
 
 
+def texture_reference(samples: list[Sample], most: int = 32) -> TextureReference | None:
+    """The weave spectrum of the training images (at most `most` of them, evenly spread), saved
+    with the model so inference can align scans whose weave runs at another angle."""
+    sources = list({s.path: s for s in samples}.values())
+    picked = sources[:: max(1, math.ceil(len(sources) / most))]
+    return TextureReference.from_images([s.load_source() for s in picked])
+
+
 def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, progress: bool,
            ctx: DistributedContext, device: torch.device) -> TrainResult:
     if config.data.path is None:
@@ -170,6 +179,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
     # served images the same way, and the fabric ROI measures its window on the fabric.
     tile = next(([s.crop[3], s.crop[2]] for s in split.train if s.crop is not None), None)
     model.roi_scale = magnification(tile, config.data.image_size)
+    texture = texture_reference(split.train) if config.model.align_texture and ctx.is_main else None
     model.to(device).train()
     # The choice only; the runtime itself logs, per input size, whether its graph was usable.
     log.info("teacher runtime: %s (train.teacher_runtime=%s on %s)",
@@ -222,6 +232,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
             model,
             config,
             score_stats=score_statistics(scores) if scores is not None else {},
+            texture=texture.encode() if texture is not None else None,
             training={
                 "epoch": epoch,
                 "step": step,

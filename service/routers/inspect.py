@@ -83,7 +83,8 @@ def inspect_image(state: AppState, image: np.ndarray, *, model: str | None, want
     result = engine.inspect(image)
     data, defect_id, picture = record_result(state, entry, image, result, camera_id, want_overlay, along_m=along_m)
     return InspectionOut(
-        **{k: data[k] for k in ("verdict", "is_defect", "score", "normalized_score", "threshold", "regions", "latency_ms")},
+        **{k: data[k] for k in ("verdict", "is_defect", "score", "normalized_score", "threshold", "regions", "latency_ms",
+                                "alignment")},
         model=entry.name, model_version=entry.version, width=image.shape[1], height=image.shape[0], defect_id=defect_id,
         roll_id=data.get("roll_id"), along_m=data.get("along_m"), roll_defect_ids=data.get("roll_defect_ids"),
         overlay_png_base64=_png_b64(picture) if want_overlay and picture is not None else None,
