@@ -1,0 +1,83 @@
+"""AITEX-256: trained models scored as they are and with texture alignment (`model.align_texture`).
+Evaluation only: the maps of the scans that need no alignment are the cached ones.
+
+    python benchmarks/aitex_alignment.py --runs runs/ab/base runs/ab/seed1-base --fabrics 02 03
+
+For each run (RUNS/FABRIC/rd) and fabric: how many test scans the alignment mirrors or shears
+(and by how much), and tile image AUROC, pixel AUROC, AUPRO and full-image AUROC without and with
+it. Checkpoints written before the texture reference existed get it from the split's training
+images, as training now does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fabricad.evaluation import compute_metrics, texture_of
+from fabricad.evaluation.evaluate import (
+    Predictions,
+    aligned_scan_maps,
+    mask_at,
+    scan_alignments,
+)
+from fabricad.training import load_model, read_checkpoint
+from fabricad.training.trainer import texture_reference
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aitex import KEYS, data_root  # noqa: E402
+from aitex_fusion import cached_rd_maps  # noqa: E402
+
+from fabricad.data import load_dataset  # noqa: E402
+
+
+def compare(run: Path, fabric: str) -> str:
+    split = load_dataset(data_root(), fabric)
+    ckpt = read_checkpoint(run)
+    reference = texture_of(ckpt) or texture_reference(split.train)
+    size = ckpt.config.data.image_size
+    base_maps, _ = cached_rd_maps(run, split)
+    maps = base_maps.astype(np.float32)
+    aligned = scan_alignments(split.test, reference)
+    if aligned:
+        model, _ = load_model(run)
+        model.teacher.use_runtime(ckpt.config.train.teacher_runtime, torch.device("cpu"))
+        with torch.inference_mode():
+            for path, alignment in aligned.items():
+                index = [i for i, s in enumerate(split.test) if s.path == path]
+                maps[index] = aligned_scan_maps(model, [split.test[i] for i in index], alignment, size, 8, "cpu")
+    labels = np.array([s.label for s in split.test])
+    masks = np.stack([mask_at(s, size) if s.label and s.mask_paths else np.zeros(size, bool) for s in split.test])
+    rows = []
+    for name, m in (("as is", base_maps.astype(np.float32)), ("aligned", maps)):
+        scores = m.reshape(len(m), -1).max(axis=1).astype(np.float64)
+        metrics = compute_metrics(Predictions(split.test, labels, scores, m, masks, 0.0), None)
+        rows.append(" / ".join(f"{metrics[k]:.3f}" for k in KEYS))
+    scans = len({s.path for s in split.test})
+    mirrored = sum(a.mirror for a in aligned.values())
+    shears = [abs(a.shear) for a in aligned.values() if a.shear]
+    spread = f"{min(shears):.3f}" + (f"–{max(shears):.3f}" if max(shears) > min(shears) else "") if shears else ""
+    sheared = f"{len(shears)} sheared by {spread}" if shears else "0 sheared"
+    return f"| {fabric} | {run.parent.parent} | {len(aligned)} of {scans}: {mirrored} mirrored, {sheared} | {rows[0]} | {rows[1]} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="folders holding FABRIC/rd runs")
+    parser.add_argument("--fabrics", nargs="+", default=["02", "03"])
+    args = parser.parse_args()
+    print("| fabric | run | test scans aligned | as is: " + " / ".join(KEYS) + " | aligned |")
+    print("|---|---|---|---|---|")
+    for runs in args.runs:
+        for fabric in args.fabrics:
+            run = runs / fabric / "rd"
+            if run.is_dir():
+                print(compare(run, fabric), flush=True)
+
+
+if __name__ == "__main__":
+    main()
