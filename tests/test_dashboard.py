@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fabricad.data.alignment import shear
 from fabricad.data.synthetic import FABRICS, PlacedDefect, render_fabric, render_roll
 from tests.live_server import ADMIN, Server
 
@@ -171,5 +172,10 @@ def test_inspect_by_drop_and_operator_limits(live, page):
     expect(page.get_by_test_id("inspect-verdict")).to_have_text("DEFECT", timeout=30_000)
     expect(page.locator("#inspect-result img")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "dashboard-inspect.png")
+    # a web drifting under the camera: the scan is scored turned back to the training weave, and says so
+    sheared = shear(render_fabric(FABRICS["plain"], 128, 512, np.random.default_rng(5)), 0.3)
+    cv2.imwrite(str(ARTIFACTS / "drop-sheared.png"), cv2.cvtColor(sheared, cv2.COLOR_RGB2BGR))
+    page.set_input_files("#file", str(ARTIFACTS / "drop-sheared.png"))
+    expect(page.locator("#inspect-result p")).to_contain_text("weave sheared -0.30 to match training", timeout=30_000)
     page.click('#tabs button[data-tab="models"]')
     expect(page.locator('[data-model="plain"] input[type=range]')).to_be_disabled()  # operators cannot change thresholds

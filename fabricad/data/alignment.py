@@ -133,8 +133,9 @@ class TextureReference:
 
     def align(self, image: np.ndarray, min_gain: float = MIN_GAIN) -> Alignment:
         """The mirror and shear that make `image`'s weave look most like the training scans'.
-        Coarse steps of 0.1 in shear, then 0.025 around the best; kept only when the similarity
-        gains `min_gain` (relative) over the image as it is."""
+        Coarse steps of 0.1 in shear, then 0.025 around the best, with and without a mirror; the
+        mirror only when it adds half of `min_gain`, and the result only when the similarity gains
+        `min_gain` (relative) over the image as it is."""
         gray = to_gray(image)
         if gray.shape[0] < self.size[0] or gray.shape[1] < self.size[1]:
             return IDENTITY
@@ -143,17 +144,17 @@ class TextureReference:
         def similarity(k: float, mirror: bool) -> float:
             return float(np.sum(self.spectrum * transformed(amplitude, self.size[1], k, mirror)))
 
+        def best_shear(mirror: bool) -> tuple[float, float]:
+            coarse = max((similarity(float(k), mirror), float(k)) for k in COARSE_SHEARS)
+            fine = np.round(coarse[1] + FINE_STEP * np.array([-3, -2, -1, 1, 2, 3]), 3)
+            return max(coarse, *((similarity(float(k), mirror), float(k)) for k in fine))
+
         as_is = similarity(0.0, False)
-        best = (as_is, False, 0.0)
-        for mirror in (False, True):
-            for k in COARSE_SHEARS:
-                if k or mirror:
-                    best = max(best, (similarity(float(k), mirror), mirror, float(k)))
-        _, mirror, centre = best
-        for k in np.round(centre + FINE_STEP * np.array([-3, -2, -1, 1, 2, 3]), 3):
-            best = max(best, (similarity(float(k), mirror), mirror, float(k)))
+        plain, mirrored = best_shear(False), best_shear(True)
+        # A symmetric weave (plain) matches mirrored as well as not: mirror only when it adds.
+        best = (*mirrored, True) if mirrored[0] > plain[0] * (1 + min_gain / 2) else (*plain, False)
         gain = best[0] / as_is - 1 if as_is > 0 else 0.0
-        _, mirror, k = best
+        _, k, mirror = best
         if gain < min_gain:
             return IDENTITY
         return Alignment(mirror, k + 0.0, gain)

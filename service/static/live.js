@@ -45,6 +45,9 @@ function showEvent(c, event) {
     el("span", {}, el("b", {}, Math.round(event.latency_end_to_end_ms ?? event.latency_ms)), " ms"),
     el("span", {}, "frame ", el("b", { "data-testid": "sequence" }, event.sequence)),
     event.roll_id ? el("span", {}, `roll ${event.roll_id} @ `, el("b", {}, `${event.along_m.toFixed(2)} m`)) : null,
+    // a drifting or face-down web: scored turned to the training weave, worth a look at the line
+    event.alignment ? el("span", { "data-testid": "alignment", title: "scored after turning the scan to the training scans' weave" },
+      "weave ", el("b", {}, fmt.alignment(event.alignment))) : null,
   ].filter(Boolean));
   if (defect) {
     c.node.classList.remove("alarm");
