@@ -252,6 +252,8 @@ def info(checkpoint: Annotated[Path, typer.Argument(help="model.ckpt or its fold
         "config": ckpt.config.model_dump(mode="json"),
         "training": training,
         "holdout_scores": stats,
+        "texture_reference": (f"weave spectrum of {ckpt.texture['size'][0]}x{ckpt.texture['size'][1]} windows"
+                              if ckpt.texture else "none (scans are scored as they are)"),
     }
     typer.echo(yaml.safe_dump(summary, sort_keys=False))
 

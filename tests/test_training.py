@@ -181,6 +181,7 @@ def test_cli_train_writes_checkpoint_and_config(tmp_path, fabric_category):
     assert (out / "model.ckpt").is_file() and (out / "config.yaml").is_file()
     info = runner.invoke(app, ["info", str(out)])
     assert info.exit_code == 0 and "resnet18" in info.output
+    assert "texture_reference: weave spectrum of" in info.output
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path):
