@@ -3,7 +3,7 @@
 A line-scan camera sees the same fabric at another angle when the web drifts sideways (the rows
 of the scan slide against each other: a shear) and the twill's other face when the fabric runs
 face down (a mirror image). A one-class model trained on one geometry flags every tile of such a
-scan. The weave's geometry is in the 2-D power spectrum, whose peaks are its waves and which does
+scan. The weave's geometry is in the 2-D amplitude spectrum, whose peaks are its waves and which does
 not depend on where the scan starts, so the training scans' mean spectrum is a reference: before
 scoring, the scan is mirrored and/or sheared back to the transform whose spectrum matches it
 best, and the anomaly map is mapped back onto the scan's own pixels. A texture without a clear
