@@ -6,7 +6,9 @@ Evaluation only: the maps of the scans that need no alignment are the cached one
 For each run (RUNS/FABRIC/rd) and fabric: how many test scans the alignment mirrors or shears
 (and by how much), and tile image AUROC, pixel AUROC, AUPRO and full-image AUROC without and with
 it. Checkpoints written before the texture reference existed get it from the split's training
-images, as training now does.
+images, as training now does. `--patchcore`: the baseline of `aitex.py` (fitted on the run's
+training tiles with its teacher) scored both ways too, since alignment is pre-processing that
+would serve it as well.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fabricad.evaluation import compute_metrics, texture_of
+from fabricad.evaluation import compute_metrics, predict, texture_of
 from fabricad.evaluation.evaluate import (
     Predictions,
     aligned_scan_maps,
@@ -26,13 +28,26 @@ from fabricad.evaluation.evaluate import (
     scan_alignments,
 )
 from fabricad.training import load_model, read_checkpoint
-from fabricad.training.trainer import texture_reference
+from fabricad.training.trainer import holdout_split, texture_reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aitex import KEYS, data_root  # noqa: E402
+from aitex import KEYS, data_root, fit_patchcore  # noqa: E402
 from aitex_fusion import cached_rd_maps  # noqa: E402
 
 from fabricad.data import load_dataset  # noqa: E402
+
+
+def compare_patchcore(run: Path, fabric: str) -> str:
+    split = load_dataset(data_root(), fabric)
+    ckpt = read_checkpoint(run)
+    reference = texture_of(ckpt) or texture_reference(split.train)
+    size = ckpt.config.data.image_size
+    core = fit_patchcore(ckpt.config, holdout_split(split.train, ckpt.config)[0], size)
+    cells = []
+    for ref in (None, reference):
+        metrics = compute_metrics(predict(core, split.test, size, progress=False, reference=ref), None)
+        cells.append(" / ".join(f"{metrics[k]:.3f}" for k in KEYS))
+    return f"| {fabric} | PatchCore ({run.parent.parent}) | as above | {cells[0]} | {cells[1]} |"
 
 
 def compare(run: Path, fabric: str) -> str:
@@ -69,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, nargs="+", required=True, help="folders holding FABRIC/rd runs")
     parser.add_argument("--fabrics", nargs="+", default=["02", "03"])
+    parser.add_argument("--patchcore", action="store_true", help="score the PatchCore baseline both ways too")
     args = parser.parse_args()
     print("| fabric | run | test scans aligned | as is: " + " / ".join(KEYS) + " | aligned |")
     print("|---|---|---|---|---|")
@@ -77,6 +93,8 @@ def main() -> None:
             run = runs / fabric / "rd"
             if run.is_dir():
                 print(compare(run, fabric), flush=True)
+                if args.patchcore:
+                    print(compare_patchcore(run, fabric), flush=True)
 
 
 if __name__ == "__main__":
