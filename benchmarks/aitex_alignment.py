@@ -20,64 +20,53 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fabricad.evaluation import compute_metrics, predict, texture_of
-from fabricad.evaluation.evaluate import (
-    Predictions,
-    aligned_scan_maps,
-    mask_at,
-    scan_alignments,
-)
+from fabricad.evaluation import predict, texture_of
+from fabricad.evaluation.evaluate import scan_alignments
 from fabricad.training import load_model, read_checkpoint
 from fabricad.training.trainer import holdout_split, texture_reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aitex import KEYS, data_root, fit_patchcore  # noqa: E402
+from aitex import KEYS, data_root, fit_patchcore, map_metrics, test_truth  # noqa: E402
 from aitex_fusion import cached_rd_maps  # noqa: E402
 
 from fabricad.data import load_dataset  # noqa: E402
 
 
-def compare_patchcore(run: Path, fabric: str) -> str:
+def compare(run: Path, fabric: str, patchcore: bool) -> list[str]:
+    """Table rows for one run and fabric: the run's RD model, then (`patchcore`) the baseline."""
     split = load_dataset(data_root(), fabric)
     ckpt = read_checkpoint(run)
     reference = texture_of(ckpt) or texture_reference(split.train)
     size = ckpt.config.data.image_size
-    core = fit_patchcore(ckpt.config, holdout_split(split.train, ckpt.config)[0], size)
-    cells = []
-    for ref in (None, reference):
-        metrics = compute_metrics(predict(core, split.test, size, progress=False, reference=ref), None)
-        cells.append(" / ".join(f"{metrics[k]:.3f}" for k in KEYS))
-    return f"| {fabric} | PatchCore ({run.parent.parent}) | as above | {cells[0]} | {cells[1]} |"
+    truth = test_truth(split, size)
 
+    def cells(maps: np.ndarray, scores: np.ndarray) -> str:
+        metrics = map_metrics(maps.astype(np.float32), scores, truth)
+        return " / ".join(f"{metrics[k]:.3f}" for k in KEYS)
 
-def compare(run: Path, fabric: str) -> str:
-    split = load_dataset(data_root(), fabric)
-    ckpt = read_checkpoint(run)
-    reference = texture_of(ckpt) or texture_reference(split.train)
-    size = ckpt.config.data.image_size
-    base_maps, _ = cached_rd_maps(run, split)
-    maps = base_maps.astype(np.float32)
+    base_maps = cached_rd_maps(run, split)[0]
+    base_scores = base_maps.reshape(len(base_maps), -1).max(axis=1).astype(np.float64)
+    maps, scores = base_maps.copy(), base_scores.copy()
     aligned = scan_alignments(split.test, reference)
-    if aligned:
+    index = [i for i, s in enumerate(split.test) if s.path in aligned]
+    if index:  # only the scans alignment changes are scored again
         model, _ = load_model(run)
         model.teacher.use_runtime(ckpt.config.train.teacher_runtime, torch.device("cpu"))
-        with torch.inference_mode():
-            for path, alignment in aligned.items():
-                index = [i for i, s in enumerate(split.test) if s.path == path]
-                maps[index] = aligned_scan_maps(model, [split.test[i] for i in index], alignment, size, 8, "cpu")
-    labels = np.array([s.label for s in split.test])
-    masks = np.stack([mask_at(s, size) if s.label and s.mask_paths else np.zeros(size, bool) for s in split.test])
-    rows = []
-    for name, m in (("as is", base_maps.astype(np.float32)), ("aligned", maps)):
-        scores = m.reshape(len(m), -1).max(axis=1).astype(np.float64)
-        metrics = compute_metrics(Predictions(split.test, labels, scores, m, masks, 0.0), None)
-        rows.append(" / ".join(f"{metrics[k]:.3f}" for k in KEYS))
+        rescored = predict(model, [split.test[i] for i in index], size, progress=False, reference=reference)
+        maps[index], scores[index] = rescored.maps, rescored.scores
     scans = len({s.path for s in split.test})
     mirrored = sum(a.mirror for a in aligned.values())
     shears = [abs(a.shear) for a in aligned.values() if a.shear]
     spread = f"{min(shears):.3f}" + (f"–{max(shears):.3f}" if max(shears) > min(shears) else "") if shears else ""
     sheared = f"{len(shears)} sheared by {spread}" if shears else "0 sheared"
-    return f"| {fabric} | {run.parent.parent} | {len(aligned)} of {scans}: {mirrored} mirrored, {sheared} | {rows[0]} | {rows[1]} |"
+    rows = [f"| {fabric} | {run.parent.parent} | {len(aligned)} of {scans}: {mirrored} mirrored, {sheared} "
+            f"| {cells(base_maps, base_scores)} | {cells(maps, scores)} |"]
+    if patchcore:
+        core = fit_patchcore(ckpt.config, holdout_split(split.train, ckpt.config)[0], size)
+        both = [predict(core, split.test, size, progress=False, reference=ref) for ref in (None, reference)]
+        rows.append(f"| {fabric} | PatchCore ({run.parent.parent}) | as above "
+                    f"| {cells(both[0].maps, both[0].scores)} | {cells(both[1].maps, both[1].scores)} |")
+    return rows
 
 
 def main() -> None:
@@ -92,9 +81,7 @@ def main() -> None:
         for fabric in args.fabrics:
             run = runs / fabric / "rd"
             if run.is_dir():
-                print(compare(run, fabric), flush=True)
-                if args.patchcore:
-                    print(compare_patchcore(run, fabric), flush=True)
+                print("\n".join(compare(run, fabric, args.patchcore)), flush=True)
 
 
 if __name__ == "__main__":
