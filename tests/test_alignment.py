@@ -9,6 +9,7 @@ import torch
 from fabricad.data import Sample
 from fabricad.data.alignment import Alignment, TextureReference, shear
 from fabricad.data.tiling import tile_starts
+from fabricad.errors import CheckpointError
 from fabricad.evaluation.evaluate import predict, scan_alignments
 
 H, W = 256, 1536
@@ -81,6 +82,11 @@ def test_reference_survives_encoding(reference):
     np.testing.assert_allclose(stored.spectrum, reference.spectrum, atol=1e-3)
     assert stored.align(twill(11, k=0.3)).shear == reference.align(twill(11, k=0.3)).shear
     assert TextureReference.decode({}) is None
+    damaged = [{"size": [256, 256]}, {**reference.encode(), "size": [128, 128]},
+               {**reference.encode(), "spectrum_f16": "not base64!"}]
+    for stored in damaged:  # a tampered model.json: a message, not a traceback from numpy
+        with pytest.raises(CheckpointError, match="texture reference is damaged"):
+            TextureReference.decode(stored)
 
 
 def test_evaluation_scores_an_aligned_scan_on_its_own_pixels(tmp_path, reference):

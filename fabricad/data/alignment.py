@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from fabricad.errors import CheckpointError
+
 WINDOW = 256
 """Side of the square windows whose spectra are averaged (smaller images use what they have)."""
 WINDOWS = 4
@@ -71,10 +73,6 @@ class Alignment:
 IDENTITY = Alignment()
 
 
-def window_size(shape: tuple[int, ...]) -> tuple[int, int]:
-    return min(WINDOW, shape[0]), min(WINDOW, shape[1])
-
-
 def amplitude_spectrum(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Mean amplitude spectrum (square root, zero frequency in the middle row) of up to WINDOWS
     windows of `size` spread across `gray`: (h, w // 2 + 1), the half a real image needs."""
@@ -125,7 +123,7 @@ class TextureReference:
         grays = [to_gray(i) for i in images]
         if not grays:
             return None
-        size = tuple(min(window_size(g.shape)[d] for g in grays) for d in (0, 1))
+        size = tuple(min(WINDOW, *(g.shape[d] for g in grays)) for d in (0, 1))
         if min(size) < 32:
             return None
         mean = np.mean([transformed(amplitude_spectrum(g, size), size[1]) for g in grays], axis=0)
@@ -168,6 +166,10 @@ class TextureReference:
     def decode(cls, stored: dict | None) -> TextureReference | None:
         if not stored:
             return None
-        size = tuple(int(v) for v in stored["size"])
-        raw = np.frombuffer(base64.b64decode(stored["spectrum_f16"]), np.float16)
-        return cls(raw.astype(np.float32).reshape(size[0], size[1] // 2 + 1), size)
+        try:
+            size = tuple(int(v) for v in stored["size"])
+            raw = np.frombuffer(base64.b64decode(stored["spectrum_f16"], validate=True), np.float16)
+            return cls(raw.astype(np.float32).reshape(size[0], size[1] // 2 + 1), size)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:  # binascii.Error is a ValueError
+            raise CheckpointError(f"the model's texture reference is damaged ({type(exc).__name__}: {exc}); "
+                                  "re-export the bundle or retrain") from None
