@@ -163,6 +163,8 @@ def predict(
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Override the bundle's threshold.")] = None,
     every: Annotated[int, typer.Option("--every", help="Videos: inspect every Nth frame.")] = 1,
     threads: Annotated[Optional[int], typer.Option("--threads")] = None,
+    align: Annotated[bool, typer.Option("--align/--no-align", help="Score a scan whose weave is sheared or mirrored "
+                                        "against the training scans' turned back to them (models with a texture reference).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Inspect images or videos; writes overlays (heatmap + red defect contours) and JSON/CSV results.
@@ -171,7 +173,7 @@ def predict(
     from fabricad.inference.engine import InferenceEngine
     from fabricad.inference.predict import run_predict
 
-    engine = InferenceEngine.load(model, backend=backend, providers=provider, threads=threads)
+    engine = InferenceEngine.load(model, backend=backend, providers=provider, threads=threads, align=align)
     if threshold is not None:
         engine.set_threshold(threshold)
     summary = run_predict(engine, inputs, out, every=every, progress=not quiet)

@@ -32,7 +32,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         registry = ModelRegistry(settings.models_dir, settings.providers, settings.threads, settings.engine,
-                                 settings.engine_url, settings.ort_spinning)
+                                 settings.engine_url, settings.ort_spinning, align=settings.align_texture)
         defect_log = DefectLog(settings.database_url, settings.image_store, settings.image_retention)
         state = AppState(settings, registry, defect_log, ServiceMetrics(), rolls=RollTracker(defect_log))
         app.state.fabricad = state

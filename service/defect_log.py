@@ -26,6 +26,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -60,6 +61,8 @@ class DefectRecord(Base):
     roll_id: Mapped[str | None] = mapped_column(String(64), index=True)
     across_mm: Mapped[float | None] = mapped_column(Float)
     along_m: Mapped[float | None] = mapped_column(Float)
+    # Added later (texture alignment): how the scan was turned before scoring, JSON; NULL if not.
+    alignment_json: Mapped[str | None] = mapped_column(Text)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -76,10 +79,22 @@ class DefectLog:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        self._add_new_columns()
         self.image_store = Path(image_store)
         self.image_store.mkdir(parents=True, exist_ok=True)
         self.retention = retention
         self._prune_lock = threading.Lock()
+
+    def _add_new_columns(self) -> None:
+        """A database written by an earlier version lacks the columns added since; each is nullable,
+        so ADD COLUMN brings the table up to date in place and every existing record is kept."""
+        table = DefectRecord.__table__
+        present = {c["name"] for c in inspect(self.engine).get_columns(table.name)}
+        with self.engine.begin() as connection:
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
 
     def ping(self) -> bool:
         try:
@@ -105,6 +120,7 @@ class DefectLog:
             score=result["score"], normalized_score=result["normalized_score"], threshold=result["threshold"],
             regions_json=json.dumps(result["regions"]), width=int(image.shape[1]), height=int(image.shape[0]),
             image_file=image_file, overlay_file=overlay_file, roll_id=roll_id, across_mm=across_mm, along_m=along_m,
+            alignment_json=json.dumps(result["alignment"]) if result.get("alignment") else None,
         )
         with Session(self.engine) as session, session.begin():
             session.add(row)

@@ -39,13 +39,15 @@ class ModelEntry:
 
 class ModelRegistry:
     def __init__(self, models_dir: Path, providers: list[str] | None = None, threads: int | None = None,
-                 engine: str = "local", engine_url: str | None = None, spinning: Spinning = "never"):
+                 engine: str = "local", engine_url: str | None = None, spinning: Spinning = "never",
+                 align: bool = True):
         self.models_dir = Path(models_dir)
         self.providers = providers
         self.threads = threads
         self.engine_kind = engine
         self.engine_url = engine_url
         self.spinning = spinning
+        self.align = align
         self._lock = threading.Lock()
         self._entries: dict[str, ModelEntry] = {}
         self._active: str | None = None
@@ -95,7 +97,7 @@ class ModelRegistry:
         and regions stay here either way, so the API and camera pipeline do not change."""
         if self.engine_kind == "local":
             return InferenceEngine.load(entry.path, backend="onnx", providers=self.providers, threads=self.threads,
-                                        spinning=self.spinning)
+                                        spinning=self.spinning, align=self.align)
         from fabricad.inference.remote import RayServeBackend, TritonBackend
 
         if self.engine_kind == "triton":
@@ -104,7 +106,7 @@ class ModelRegistry:
             backend = TritonBackend(url, entry.meta, entry.name, protocol=protocol)
         else:
             backend = RayServeBackend(self.engine_url or "", entry.meta, entry.name)
-        return InferenceEngine(backend, entry.meta)
+        return InferenceEngine(backend, entry.meta, align=self.align)
 
     def active_name(self) -> str:
         if self._active is None:

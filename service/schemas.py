@@ -87,6 +87,8 @@ class ModelOut(BaseModel):
     threshold: ThresholdOut
     teacher: str
     backend: str | None = None
+    texture_alignment: bool = Field(False, description="scans are turned to the training scans' weave before "
+                                    "scoring: the bundle carries a texture reference and the service's align_texture is on")
 
 
 class DefectOut(BaseModel):
@@ -109,6 +111,8 @@ class DefectOut(BaseModel):
     roll_id: str | None = None
     across_mm: float | None = None
     along_m: float | None = None
+    alignment: dict | None = Field(None, description="how the scan was mirrored and/or sheared to the training "
+                                   "scans' weave before scoring; null when it matched as it is")
 
 
 class DefectPage(BaseModel):

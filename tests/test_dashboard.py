@@ -179,3 +179,4 @@ def test_inspect_by_drop_and_operator_limits(live, page):
     expect(page.locator("#inspect-result p")).to_contain_text("weave sheared -0.30 to match training", timeout=30_000)
     page.click('#tabs button[data-tab="models"]')
     expect(page.locator('[data-model="plain"] input[type=range]')).to_be_disabled()  # operators cannot change thresholds
+    expect(page.locator('[data-model="plain"] .hint')).to_contain_text("aligns the weave to training")

@@ -244,6 +244,25 @@ def test_predict_cli_keeps_going_past_bad_files(exported, fabric_category, tmp_p
     assert {r["verdict"] for r in data["results"]} <= {"OK", "DEFECT"}
 
 
+def test_predict_cli_reports_alignment_and_can_turn_it_off(exported, tmp_path):
+    import csv
+
+    from fabricad.data.alignment import shear
+    from fabricad.data.synthetic import FABRICS, render_fabric
+
+    _, bundle = exported["rd-resnet18"]  # trained on plain weave
+    image = tmp_path / "drifted.png"
+    sheared = shear(render_fabric(FABRICS["plain"], 128, 512, np.random.default_rng(5)), 0.3)
+    cv2.imwrite(str(image), cv2.cvtColor(sheared, cv2.COLOR_RGB2BGR))
+    column = {}
+    for flag in ("--align", "--no-align"):
+        result = runner.invoke(app, ["predict", str(image), "--model", str(bundle), "--out", str(tmp_path / flag), flag, "-q"])
+        assert result.exit_code == 0, result.output
+        column[flag] = next(csv.DictReader((tmp_path / flag / "results.csv").open()))["alignment"]
+    assert column["--align"].startswith("sheared -0.") and float(column["--align"].split()[-1]) == pytest.approx(-0.3, abs=0.03)
+    assert column["--no-align"] == ""
+
+
 def test_export_cli_and_tensorrt_message(exported, tmp_path):
     run, _ = exported["rd-resnet18"]
     result = runner.invoke(app, ["export", "--model", str(run), "--out", str(tmp_path / "b"), "-q"])

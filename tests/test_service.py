@@ -3,6 +3,7 @@ file, real ONNX Runtime sessions."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,8 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
 from fabricad.data import load_dataset  # noqa: E402
+from fabricad.data.alignment import shear  # noqa: E402
+from fabricad.data.synthetic import FABRICS, render_fabric  # noqa: E402
 from tests.live_server import ADMIN, OPERATOR, Server, _free_port  # noqa: E402
 from tests.live_server import png as _png  # noqa: E402
 
@@ -70,6 +73,47 @@ def test_defects_are_logged_listed_and_acknowledged(server, fabric_png):
     assert 'fabricad_inspections_total{model="plain-a",verdict="DEFECT"} 1.0' in metrics
     assert "fabricad_defects_logged_total" in metrics
     assert "fabricad_inspect_queue_depth 0.0" in metrics and "fabricad_inspect_in_flight 0.0" in metrics
+    # a web drifting under the camera: scored turned to the training weave, and the log keeps how
+    assert httpx.get(f"{url}/v1/models").json()[0]["texture_alignment"] is True
+    turned = httpx.post(f"{url}/v1/inspect?camera_id=cam2", content=_sheared_png(), timeout=30).json()
+    assert turned["alignment"]["shear"] == pytest.approx(-0.3, abs=0.03) and turned["defect_id"]
+    assert httpx.get(f"{url}/v1/defects/{turned['defect_id']}").json()["alignment"] == turned["alignment"]
+    assert httpx.get(f"{url}/v1/defects/{defect_id}").json()["alignment"] is None
+
+
+def _sheared_png() -> bytes:
+    """Plain weave whose rows slid sideways (shear 0.3), as under a drifting web."""
+    return _png(shear(render_fabric(FABRICS["plain"], 128, 512, np.random.default_rng(5)), 0.3))
+
+
+def test_alignment_can_be_turned_off(models_dir, tmp_path):
+    srv = Server(models_dir, tmp_path, FABRICAD_ALIGN_TEXTURE="false")
+    try:
+        assert httpx.get(f"{srv.url}/v1/models").json()[0]["texture_alignment"] is False
+        result = httpx.post(f"{srv.url}/v1/inspect", content=_sheared_png(), timeout=30)
+        assert result.status_code == 200 and result.json()["alignment"] is None
+    finally:
+        srv.stop()
+
+
+def test_a_defect_log_from_an_earlier_version_is_upgraded_in_place(tmp_path):
+    """A database written before a column existed gets it added; its records stay readable."""
+    import sqlite3
+
+    from service.defect_log import DefectLog
+
+    url, image = f"sqlite:///{tmp_path / 'defects.db'}", np.zeros((8, 8, 3), np.uint8)
+    result = {"score": 0.9, "normalized_score": 0.7, "threshold": 0.5, "regions": []}
+    old_id = DefectLog(url, tmp_path / "images").record(model="m", model_version="v", result=result, image=image,
+                                                         overlay=None)
+    with sqlite3.connect(tmp_path / "defects.db") as connection:  # as the earlier version left it
+        connection.execute("ALTER TABLE defects DROP COLUMN alignment_json")
+    log = DefectLog(url, tmp_path / "images")
+    turned = {**result, "alignment": {"mirror": True, "shear": 0.25, "gain": 0.03}}
+    new_id = log.record(model="m", model_version="v", result=turned, image=image, overlay=None)
+    assert log.get(old_id).alignment_json is None and log.get(old_id).score == 0.9
+    assert json.loads(log.get(new_id).alignment_json) == turned["alignment"]
+    assert log.list()[1] == 2
 
 
 def _zero_png(width: int, height: int) -> bytes:

@@ -69,6 +69,11 @@ class Alignment:
     def as_dict(self) -> dict:
         return {"mirror": self.mirror, "shear": self.shear, "gain": round(self.gain, 4)}
 
+    def describe(self) -> str:
+        """For people and CSV files: "mirrored, sheared -0.30", or "" when nothing was done."""
+        parts = (["mirrored"] if self.mirror else []) + ([f"sheared {self.shear:.2f}"] if self.shear else [])
+        return ", ".join(parts)
+
 
 IDENTITY = Alignment()
 

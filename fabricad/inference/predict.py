@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from fabricad.data.alignment import Alignment
 from fabricad.data.images import IMAGE_EXTENSIONS, read_image
 from fabricad.errors import FabricadError, ImageReadError
 from fabricad.evaluation.visualize import overlay, save_rgb
@@ -72,8 +73,9 @@ def run_predict(engine: InferenceEngine, inputs: list[Path], out: Path, every: i
     (out / "results.json").write_text(json.dumps({"model": engine.description, "results": rows, "failures": failures}, indent=2))
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["name", "source", "verdict", "score", "normalized_score", "threshold", "regions", "latency_ms"])
+        writer.writerow(["name", "source", "verdict", "score", "normalized_score", "threshold", "regions", "latency_ms", "alignment"])
         for r in rows:
             writer.writerow([r["name"], r["source"], r["verdict"], f"{r['score']:.6f}", f"{r['normalized_score']:.4f}",
-                             f"{r['threshold']:.6f}", len(r["regions"]), f"{r['latency_ms']:.1f}"])
+                             f"{r['threshold']:.6f}", len(r["regions"]), f"{r['latency_ms']:.1f}",
+                             Alignment(**r["alignment"]).describe() if r["alignment"] else ""])
     return {"inspected": len(rows), "defects": sum(r["is_defect"] for r in rows), "failed": len(failures), "failures": failures}

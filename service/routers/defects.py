@@ -27,6 +27,7 @@ def _out(row: DefectRecord) -> DefectOut:
         acknowledged=row.acknowledged, label=row.label, acknowledged_by=row.acknowledged_by,
         acknowledged_at=row.acknowledged_at, roll_id=row.roll_id,
         across_mm=row.across_mm, along_m=row.along_m,
+        alignment=json.loads(row.alignment_json) if row.alignment_json else None,
     )
 
 

@@ -21,6 +21,7 @@ def _describe(state: AppState, name: str) -> ModelOut:
         precision=entry.meta.precision, input=[entry.meta.input.height, entry.meta.input.width],
         version=entry.version, threshold=ThresholdOut(**threshold.model_dump()), teacher=entry.meta.teacher.get("name", "?"),
         backend=entry.engine.backend.name if entry.engine else None,
+        texture_alignment=bool(entry.meta.texture) and state.registry.align,
     )
 
 

@@ -63,6 +63,8 @@ function select(id, scroll = true) {
     d.has_image ? picture : el("p", { class: "empty" }, "image no longer kept"),
     el("p", {}, `${fmt.time(d.created_at)} · camera ${d.camera_id ?? "upload"} · ${d.model} (${d.model_version})`),
     el("p", {}, `score ${fmt.num(d.score)} (threshold ${fmt.num(d.threshold)}), normalised ${fmt.num(d.normalized_score, 2)}`),
+    d.alignment ? el("p", { "data-testid": "defect-alignment", title: "scored after turning the scan to the training scans' weave" },
+      `weave ${fmt.alignment(d.alignment)} to match training`) : null,
     d.roll_id ? el("p", {}, `roll ${d.roll_id} at ${fmt.num(d.along_m, 3)} m, ${fmt.num(d.across_mm, 0)} mm across`) : null,
     el("table", {}, el("thead", {}, el("tr", {}, ["x", "y", "w", "h", "area", "max"].map((h) => el("th", {}, h)))),
       el("tbody", {}, d.regions.map((r) => el("tr", {}, [r.x, r.y, r.width, r.height, r.area, fmt.num(r.max_score)].map((v) => el("td", {}, v)))))),

@@ -39,7 +39,7 @@ function modelCard(model, cameras, calibration) {
     } }, el("option", { value: "" }, "(active model)"), el("option", { value: model.name, selected: c.model === model.name }, model.name))));
   return el("article", { class: "card", "data-model": model.name },
     el("h2", {}, model.name, model.active ? " · active" : ""),
-    el("p", { class: "hint" }, `${model.teacher} · ${model.precision} · input ${model.input.join("×")} · ${model.version} · ${model.backend ?? "not loaded"}`),
+    el("p", { class: "hint" }, `${model.teacher} · ${model.precision} · input ${model.input.join("×")} · ${model.version} · ${model.backend ?? "not loaded"}${model.texture_alignment ? " · aligns the weave to training" : ""}`),
     el("p", {}, "threshold in force: ", el("b", { "data-testid": "threshold" }, fmt.num(model.threshold.value, 4)), ` (${model.threshold.method})`),
     el("div", { class: "threshold" }, slider, out, apply),
     model.active ? null : el("button", { disabled: !admin, onclick: async () => {
