@@ -3,8 +3,8 @@ Evaluation only: the maps of the scans that need no alignment are the cached one
 
     python benchmarks/aitex_alignment.py --runs runs/ab/base runs/ab/seed1-base --fabrics 02 03
 
-For each run (RUNS/FABRIC/rd) and fabric: how many test scans the alignment mirrors or shears
-(and by how much), and tile image AUROC, pixel AUROC, AUPRO and full-image AUROC without and with
+For each run (RUNS/FABRIC/rd) and fabric: how many test scans the alignment mirrors, shears or
+stretches (and by how much), and tile image AUROC, pixel AUROC, AUPRO and full-image AUROC without and with
 it. Checkpoints written before the texture reference existed get it from the split's training
 images, as training now does. `--patchcore`: the baseline of `aitex.py` (fitted on the run's
 training tiles with its teacher) scored both ways too, since alignment is pre-processing that
@@ -59,6 +59,9 @@ def compare(run: Path, fabric: str, patchcore: bool) -> list[str]:
     shears = [abs(a.shear) for a in aligned.values() if a.shear]
     spread = f"{min(shears):.3f}" + (f"–{max(shears):.3f}" if max(shears) > min(shears) else "") if shears else ""
     sheared = f"{len(shears)} sheared by {spread}" if shears else "0 sheared"
+    stretches = sorted({a.stretch for a in aligned.values() if a.stretch != 1.0})
+    stretched = sum(a.stretch != 1.0 for a in aligned.values())
+    sheared += f", {stretched} stretched by {'/'.join(f'{v:g}' for v in stretches)}" if stretched else ""
     rows = [f"| {fabric} | {run.parent.parent} | {len(aligned)} of {scans}: {mirrored} mirrored, {sheared} "
             f"| {cells(base_maps, base_scores)} | {cells(maps, scores)} |"]
     if patchcore:

@@ -31,8 +31,9 @@ class InspectionOut(BaseModel):
     model: str
     model_version: str = Field(description="sha256 prefix of the model graph")
     latency_ms: float
-    alignment: dict | None = Field(None, description="how the scan was mirrored and/or sheared to the training "
-                                   "scans' weave before scoring ({mirror, shear, gain}); null when it matched as it is")
+    alignment: dict | None = Field(None, description="how the scan was stretched, mirrored and/or sheared to the "
+                                   "training scans' weave before scoring ({mirror, shear, stretch, gain}); null when it "
+                                   "matched as it is")
     width: int
     height: int
     defect_id: int | None = Field(None, description="defect-log record, when the verdict is DEFECT")
@@ -111,8 +112,8 @@ class DefectOut(BaseModel):
     roll_id: str | None = None
     across_mm: float | None = None
     along_m: float | None = None
-    alignment: dict | None = Field(None, description="how the scan was mirrored and/or sheared to the training "
-                                   "scans' weave before scoring; null when it matched as it is")
+    alignment: dict | None = Field(None, description="how the scan was stretched, mirrored and/or sheared to the "
+                                   "training scans' weave before scoring; null when it matched as it is")
 
 
 class DefectPage(BaseModel):

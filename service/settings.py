@@ -67,8 +67,8 @@ class ServiceSettings(BaseSettings):
     providers: list[str] | None = None
     """ONNX Runtime providers by name (tensorrt, cuda, cpu); automatic when unset."""
     align_texture: bool = True
-    """Score a scan whose weave is sheared or mirrored against the training scans' turned back to
-    them, for bundles that carry a texture reference (fabricad.data.alignment). Off: every scan
+    """Score a scan whose weave is sheared, mirrored or squeezed against the training scans' turned
+    back to them, for bundles that carry a texture reference (fabricad.data.alignment). Off: every scan
     is scored as it comes, e.g. where a line's fabric really runs at two angles and should alarm."""
 
     yaml_file: Path | None = Field(None, exclude=True)

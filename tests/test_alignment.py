@@ -1,5 +1,5 @@
-"""Texture alignment: a scan whose weave is sheared or mirrored against the training scans' is
-found, scored aligned, and its map lands back on its own pixels."""
+"""Texture alignment: a scan whose weave is sheared, mirrored or squeezed against the training
+scans' is found, scored aligned, and its map lands back on its own pixels."""
 
 import cv2
 import numpy as np
@@ -15,11 +15,13 @@ from fabricad.evaluation.evaluate import predict, scan_alignments
 H, W = 256, 1536
 
 
-def twill(seed: int, k: float = 0.0, mirror: bool = False, noise: float = 8.0) -> np.ndarray:
-    """A two-wave twill (waves of 5.3 and 11 px along a diagonal) at a random phase, then
-    mirrored and sheared like a drifting web, with sensor noise; RGB uint8."""
+def twill(seed: int, k: float = 0.0, mirror: bool = False, noise: float = 8.0, squeeze: float = 1.0) -> np.ndarray:
+    """A two-wave twill (waves of 5.3 and 11 px along a diagonal) at a random phase, its rows
+    `squeeze` times closer (a web running faster than the camera's line rate), then mirrored and
+    sheared like a drifting web, with sensor noise; RGB uint8."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:H, 0 : W + 200].astype(np.float32)
+    y *= squeeze
     phase = rng.uniform(0, 2 * np.pi, 2)
     image = 128 + 50 * np.sin(2 * np.pi * (0.15 * x - 0.12 * y) + phase[0]) + 25 * np.sin(2 * np.pi * (0.06 * x + 0.07 * y) + phase[1])
     image = image[:, 100 : 100 + W]
@@ -43,7 +45,7 @@ def test_a_scan_like_the_training_scans_is_left_alone(reference):
 @pytest.mark.parametrize("k", [0.3, -0.2, 0.45])
 def test_a_sheared_scan_is_sheared_back(reference, k):
     found = reference.align(twill(11, k=k))
-    assert not found.mirror
+    assert not found.mirror and found.stretch == 1.0
     assert found.shear == pytest.approx(-k, abs=0.03)
     assert found.gain > 0.01
 
@@ -51,6 +53,21 @@ def test_a_sheared_scan_is_sheared_back(reference, k):
 def test_a_mirrored_scan_is_mirrored_back(reference):
     found = reference.align(twill(12, mirror=True))
     assert found.mirror and abs(found.shear) <= 0.03
+
+
+@pytest.mark.parametrize("squeeze", [2.0, 3.0])
+def test_a_scan_with_its_rows_closer_together_is_stretched_back(reference, squeeze):
+    found = reference.align(twill(16, squeeze=squeeze))
+    assert found.stretch == squeeze
+    assert not found.mirror and abs(found.shear) <= 0.03
+    assert "stretched" in found.describe()
+
+
+def test_a_sheared_and_squeezed_scan_is_both_stretched_and_sheared_back(reference):
+    found = reference.align(twill(17, k=0.3, squeeze=2.0))
+    assert found.stretch == 2.0
+    # Stretched first, the scan's shear of 0.3 per row is 0.15 per stretched row.
+    assert found.shear == pytest.approx(-0.15, abs=0.03)
 
 
 def test_a_texture_without_weave_is_left_alone():
@@ -74,6 +91,12 @@ def test_undo_puts_the_map_back_on_the_scan_pixels():
         inner = np.s_[:, 100:-100]  # the sides take reflected pixels
         assert np.abs(back[inner] - image[inner]).mean() < 1.0
         assert np.abs(alignment.apply(image)[inner] - image[inner]).mean() > 10
+    for alignment in (Alignment(stretch=2.0), Alignment(stretch=1.75, shear=0.2)):
+        aligned = alignment.apply(image)
+        assert aligned.shape == (round(H * alignment.stretch), W)
+        back = alignment.undo(aligned)
+        assert back.shape == image.shape
+        assert np.abs(back[:, 100:-100] - image[:, 100:-100]).mean() < 1.0
 
 
 def test_reference_survives_encoding(reference):
@@ -89,11 +112,13 @@ def test_reference_survives_encoding(reference):
             TextureReference.decode(stored)
 
 
-def test_evaluation_scores_an_aligned_scan_on_its_own_pixels(tmp_path, reference):
+@pytest.mark.parametrize("squeeze", [1.0, 2.0])
+def test_evaluation_scores_an_aligned_scan_on_its_own_pixels(tmp_path, reference, squeeze):
     """A detector whose map is its input's brightness: scored aligned, the maps must still show
-    each tile's own pixels, i.e. the map was moved back before the tiles were cut."""
+    each tile's own pixels, i.e. the map was moved back before the tiles were cut (for a
+    stretched scan: scored in two rows of tiles, and shrunk back)."""
     path = tmp_path / "scan.png"
-    scan = twill(15, k=0.35)
+    scan = twill(15, k=0.35, squeeze=squeeze)
     cv2.imwrite(str(path), cv2.cvtColor(scan, cv2.COLOR_RGB2BGR))
     samples = [Sample(path, crop=(x, 0, 256, 256), group="scan") for x in tile_starts(W, 256, 256)]
 
@@ -105,11 +130,15 @@ def test_evaluation_scores_an_aligned_scan_on_its_own_pixels(tmp_path, reference
     aligned = predict(brightness, samples, (256, 256), progress=False, reference=reference)
     gray = scan[..., 0].astype(np.float32) / 255
     found = scan_alignments(samples, reference)
-    assert found[path].shear == pytest.approx(-0.35, abs=0.03)
+    assert found[path].shear == pytest.approx(-0.35 / squeeze, abs=0.03)
+    assert found[path].stretch == squeeze
+    # What resampling there and back leaves of the scan's own pixels (a stretch smooths the
+    # fine twill); a map cut from the wrong place would be off by the twill's whole contrast.
+    expected = found[path].undo(found[path].apply(gray))
     for i, s in enumerate(samples):
         x = s.crop[0]
         np.testing.assert_allclose(plain.maps[i].astype(np.float32), gray[:, x : x + 256], atol=2e-3)
         columns = np.arange(x, x + 256)
         inside = (columns >= 150) & (columns < W - 150)  # the scan's ends take reflected pixels
-        error = np.abs(aligned.maps[i].astype(np.float32) - gray[:, x : x + 256])[:, inside].mean()
+        error = np.abs(aligned.maps[i].astype(np.float32) - expected[:, x : x + 256])[:, inside].mean()
         assert error < 0.02, (i, error)

@@ -1,19 +1,22 @@
-"""Texture alignment: undo a scan's shear or mirror against the training scans' weave geometry.
+"""Texture alignment: undo a scan's shear, mirror or row spacing against the training scans' weave.
 
 A line-scan camera sees the same fabric at another angle when the web drifts sideways (the rows
-of the scan slide against each other: a shear) and the twill's other face when the fabric runs
-face down (a mirror image). A one-class model trained on one geometry flags every tile of such a
-scan. The weave's geometry is in the 2-D amplitude spectrum, whose peaks are its waves and which does
-not depend on where the scan starts, so the training scans' mean spectrum is a reference: before
-scoring, the scan is mirrored and/or sheared back to the transform whose spectrum matches it
-best, and the anomaly map is mapped back onto the scan's own pixels. A texture without a clear
-weave matches as it is, and nothing changes. numpy and OpenCV only: the service uses it too.
+of the scan slide against each other: a shear), the twill's other face when the fabric runs
+face down (a mirror image), and its rows closer together when the web runs faster than the
+camera's line rate was set for (a vertical squeeze). A one-class model trained on one geometry
+flags every tile of such a scan. The weave's geometry is in the 2-D amplitude spectrum, whose
+peaks are its waves and which does not depend on where the scan starts, so the training scans'
+mean spectrum is a reference: before scoring, the scan is stretched, mirrored and/or sheared back
+to the transform whose spectrum matches it best, and the anomaly map is mapped back onto the
+scan's own pixels. A texture without a clear weave matches as it is, and nothing changes. numpy
+and OpenCV only: the service uses it too.
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -25,7 +28,24 @@ WINDOW = 256
 WINDOWS = 4
 """Windows per image, spread across its width (Welch's averaging: a steadier spectrum)."""
 COARSE_SHEARS = np.round(np.arange(-0.6, 0.6001, 0.1), 3)
+STRETCH_SHEARS = np.round(np.arange(-0.6, 0.6001, 0.05), 3)
+"""Shears searched alongside each stretch: finer than the coarse steps, or a sheared scan whose
+shear falls between them would be matched better by a stretch than by its own shear."""
+STRETCH_PEAKS = 64
+"""How many of a scan's (and the reference's) strongest peak frequencies the stretch search moves."""
 FINE_STEP = 0.025
+STRETCHES = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+"""Vertical stretches tried: a scan whose rows lie up to 3× closer than the training scans' is
+stretched back. Only stretches: squeezing a scan back would leave it lower than a tile."""
+PEAK_SIGMA = 3.0
+"""Spread, in frequency bins, of the smooth background taken off a spectrum to leave its peaks."""
+MIN_STRETCH_GAIN = 2.0
+"""Relative gain in peak match (`find_stretch`) a stretch must bring over the best unstretched
+one. On AITEX-256, fabric 00's three scans at twice the row density gain 4.9–6.0, every other
+scan of the six fabrics, training or test, at most 0.16 (sheared ones included) but for one
+defective scan of fabric 01 at 1.43, which scored worse stretched. So only a clear change of
+row spacing is undone: a synthetic two-wave twill is found squeezed 2× or more (gains near 100)
+but not 1.25–1.5× (0.4–0.5), where its best shear still matches its stronger wave."""
 MIN_GAIN = 0.01
 """Relative gain in spectral similarity a transform must bring to be used: as-trained scans
 gain nothing (0), sheared and mirrored AITEX scans 0.02–0.06."""
@@ -46,32 +66,45 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Alignment:
-    """What was done to a scan before scoring: mirrored left-right, then rows sheared by `shear`."""
+    """What was done to a scan before scoring: stretched vertically by `stretch` (rows resampled
+    to a height `stretch` times the scan's), mirrored left-right, then rows sheared by `shear`."""
 
     mirror: bool = False
     shear: float = 0.0
+    stretch: float = 1.0
     gain: float = 0.0
     """Relative gain in spectral similarity to the training scans that chose it."""
 
     @property
     def identity(self) -> bool:
-        return not self.mirror and self.shear == 0.0
+        return not self.mirror and self.shear == 0.0 and self.stretch == 1.0
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        out = cv2.flip(image, 1) if self.mirror else image
+        out = image
+        if self.stretch != 1.0:
+            height, width = image.shape[:2]
+            out = cv2.resize(out, (width, round(height * self.stretch)), interpolation=cv2.INTER_LINEAR)
+        out = cv2.flip(out, 1) if self.mirror else out
         return shear(out, self.shear) if self.shear else out
 
     def undo(self, amap: np.ndarray) -> np.ndarray:
-        """An anomaly map of the aligned scan, moved back onto the original scan's pixels."""
+        """An anomaly map of the aligned scan, moved back onto the original scan's pixels. A
+        stretch of at least 1 rounds back to the scan's own height: round(round(h·s)/s) = h."""
         out = shear(amap, -self.shear) if self.shear else amap
-        return cv2.flip(out, 1) if self.mirror else out
+        out = cv2.flip(out, 1) if self.mirror else out
+        if self.stretch != 1.0:
+            height, width = out.shape[:2]
+            out = cv2.resize(out, (width, round(height / self.stretch)), interpolation=cv2.INTER_AREA)
+        return out
 
     def as_dict(self) -> dict:
-        return {"mirror": self.mirror, "shear": self.shear, "gain": round(self.gain, 4)}
+        return {"mirror": self.mirror, "shear": self.shear, "stretch": self.stretch, "gain": round(self.gain, 4)}
 
     def describe(self) -> str:
-        """For people and CSV files: "mirrored, sheared -0.30", or "" when nothing was done."""
-        parts = (["mirrored"] if self.mirror else []) + ([f"sheared {self.shear:.2f}"] if self.shear else [])
+        """For people and CSV files: "stretched 2.00, mirrored, sheared -0.30", or "" when nothing
+        was done."""
+        parts = ([f"stretched {self.stretch:.2f}"] if self.stretch != 1.0 else []) + (["mirrored"] if self.mirror else [])
+        parts += [f"sheared {self.shear:.2f}"] if self.shear else []
         return ", ".join(parts)
 
 
@@ -94,20 +127,40 @@ def amplitude_spectrum(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.fft.fftshift(total, axes=0)
 
 
+def weave_peaks(amplitude: np.ndarray) -> np.ndarray:
+    """The spectrum's peaks above its smooth background: the weave's waves, without the broad
+    fall-off of noise and shading. Compared whole, that background outweighs the peaks and a
+    stretch reshapes it: with it, fabric 00's scans at twice the row density matched their
+    training weave worse stretched back (0.79) than as they were (0.91)."""
+    background = cv2.GaussianBlur(amplitude, (0, 0), PEAK_SIGMA, borderType=cv2.BORDER_REFLECT)
+    return np.maximum(amplitude - background, 0)
+
+
+def stretched(amplitude: np.ndarray, stretch: float) -> np.ndarray:
+    """The spectrum `amplitude` would have after the image is stretched vertically by `stretch`:
+    a wave (fy, fx) moves to (fy / stretch, fx), so row i (fy = (i − h/2)/h) holds what the scan
+    had at fy·stretch, and nothing is left beyond the scan's own highest frequency."""
+    if stretch == 1.0:
+        return amplitude
+    h, half = amplitude.shape
+    source = h / 2 + (np.arange(h, dtype=np.float32) - h / 2) * stretch
+    map_y = np.ascontiguousarray(np.broadcast_to(source[:, None], (h, half)), np.float32)
+    map_x = np.ascontiguousarray(np.broadcast_to(np.arange(half, dtype=np.float32), (h, half)))
+    return cv2.remap(amplitude, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
 def transformed(amplitude: np.ndarray, width: int, k: float = 0.0, mirror: bool = False) -> np.ndarray:
     """The spectrum `amplitude` would have after the image is mirrored, then sheared by `k`,
     unit norm, the slowest waves (shading, not weave) left out. A shear x + k·y moves the wave
     (fy, fx) to (fy − k·fx, fx) and a mirror to (−fy, fx), so both are a resampling of rows per
     column: the search never warps or transforms the image again."""
     h, half = amplitude.shape
-    rows = np.arange(h, dtype=np.float32)[:, None]
-    cols = np.arange(half, dtype=np.float32)[None, :]
-    source = rows + k * cols * h / width
-    if mirror:  # row i holds fy = (i − h/2)/h; its mirror is row h − i
-        source = (h - source) % h
-    map_y = np.ascontiguousarray(np.broadcast_to(source, (h, half)), np.float32)
-    map_x = np.ascontiguousarray(np.broadcast_to(cols, (h, half)), np.float32)
-    out = cv2.remap(amplitude, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    cols = np.arange(half, dtype=np.float32)
+    source = np.arange(h, dtype=np.float32)[:, None] + np.float32(k * h / width) * cols
+    if mirror:  # row i holds fy = (i − h/2)/h; its mirror is row h − i (wrapped by the remap)
+        source = h - source
+    map_x = np.ascontiguousarray(np.broadcast_to(cols, (h, half)))
+    out = cv2.remap(amplitude, map_x, source, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
     out[h // 2 - 3 : h // 2 + 4, :9] = 0
     norm = float(np.linalg.norm(out))
     return out / norm if norm > 0 else out
@@ -135,14 +188,19 @@ class TextureReference:
         return cls((mean / np.linalg.norm(mean)).astype(np.float32), size)
 
     def align(self, image: np.ndarray, min_gain: float = MIN_GAIN) -> Alignment:
-        """The mirror and shear that make `image`'s weave look most like the training scans'.
-        Coarse steps of 0.1 in shear, then 0.025 around the best, with and without a mirror; the
-        mirror only when it adds half of `min_gain`, and the result only when the similarity gains
-        `min_gain` (relative) over the image as it is."""
+        """The stretch, mirror and shear that make `image`'s weave look most like the training
+        scans'. First the stretch, on the spectra's peaks (`weave_peaks`): one of STRETCHES only
+        when, each at its best coarse shear and mirror, it matches `MIN_STRETCH_GAIN` better than
+        the scan unstretched. Then, on the (stretched) spectrum, coarse steps of 0.1 in shear and
+        0.025 around the best, with and without a mirror; the mirror only when it adds half of
+        `min_gain`, and the shear and mirror only when they gain `min_gain` (relative) over the
+        scan without them. `gain` is the product of both stages' relative gains, less 1."""
         gray = to_gray(image)
         if gray.shape[0] < self.size[0] or gray.shape[1] < self.size[1]:
             return IDENTITY
         amplitude = amplitude_spectrum(gray, self.size)
+        stretch, stretch_gain = self.find_stretch(weave_peaks(amplitude))
+        amplitude = stretched(amplitude, stretch)
 
         def similarity(k: float, mirror: bool) -> float:
             return float(np.sum(self.spectrum * transformed(amplitude, self.size[1], k, mirror)))
@@ -157,10 +215,61 @@ class TextureReference:
         # A symmetric weave (plain) matches mirrored as well as not: mirror only when it adds.
         best = (*mirrored, True) if mirrored[0] > plain[0] * (1 + min_gain / 2) else (*plain, False)
         gain = best[0] / as_is - 1 if as_is > 0 else 0.0
-        _, k, mirror = best
-        if gain < min_gain:
+        _, k, mirror = best if gain >= min_gain else (as_is, 0.0, False)
+        if stretch == 1.0 and gain < min_gain:
             return IDENTITY
-        return Alignment(mirror, k + 0.0, gain)
+        return Alignment(mirror, k + 0.0, stretch, (1 + stretch_gain) * (1 + max(gain, 0.0)) - 1)
+
+    def find_stretch(self, peaks: np.ndarray) -> tuple[float, float]:
+        """The vertical stretch of STRETCHES that brings a scan's weave peaks onto the reference's,
+        and its relative gain; (1, 0) unless it gains `MIN_STRETCH_GAIN`. For every stretch,
+        mirror and shear of STRETCH_SHEARS at once, the scan's strongest STRETCH_PEAKS
+        frequencies are moved to where that transform puts them and weighted by the reference's
+        peaks there, and the reference's strongest moved back and weighted by the scan's: both
+        ways, so that squeezing many peaks onto a few strong ones does not pass for a match. A
+        few thousand look-ups instead of hundreds of resampled spectra. The shear is searched
+        alongside because it too moves peaks up and down: a stretch must beat the scan's best
+        shear, not only the scan as it is."""
+        h = peaks.shape[0]
+        stretches = np.asarray(STRETCHES, np.float32)[:, None, None, None]
+        mirrors = np.array([1.0, -1.0], np.float32)[None, :, None, None]
+        shears = STRETCH_SHEARS.astype(np.float32)[None, None, :, None]
+
+        def strongest(spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            top = np.argsort(spectrum, axis=None)[-STRETCH_PEAKS:]
+            rows, cols = np.unravel_index(top, spectrum.shape)
+            weights = spectrum.ravel()[top]
+            return rows.astype(np.float32), cols, weights / max(float(np.linalg.norm(weights)), 1e-12)
+
+        def look_up(spectrum: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            """`spectrum` at fractional `rows` (linear; outside [0, h - 1]: nothing)."""
+            below = np.floor(rows)
+            frac = rows - below
+            below = below.astype(np.int64)
+            inside = lambda r: (r >= 0) & (r < h)  # noqa: E731
+            at = lambda r: np.where(inside(r), spectrum[np.clip(r, 0, h - 1), cols], 0.0)  # noqa: E731
+            return (1 - frac) * at(below) + frac * at(below + 1)
+
+        # Row i holds fy = (i − h/2)/h: a stretch divides fy, a mirror negates it, a shear
+        # subtracts k·fx (what `stretched` and `transformed` do), wrapped around like the DFT.
+        rows, cols, weights = strongest(peaks / max(float(np.linalg.norm(peaks)), 1e-12))
+        moved = (h / 2 + mirrors * (rows - h / 2) / stretches - shears * cols * h / self.size[1]) % h
+        forward = look_up(self.peaks, moved, cols) @ weights
+        rows, cols, weights = strongest(self.peaks)
+        back = h / 2 + mirrors * stretches * ((rows + shears * cols * h / self.size[1]) % h - h / 2)
+        backward = look_up(peaks / max(float(np.linalg.norm(peaks)), 1e-12), back, cols) @ weights
+        best = np.sqrt(np.maximum(forward, 0) * np.maximum(backward, 0)).max(axis=(1, 2))  # per stretch
+        unstretched, (match, stretch) = best[0], max(zip(best[1:], STRETCHES[1:]))
+        if unstretched <= 0 or match < unstretched * (1 + MIN_STRETCH_GAIN):
+            return 1.0, 0.0
+        return stretch, float(match / unstretched - 1)
+
+    @cached_property
+    def peaks(self) -> np.ndarray:
+        """The reference's weave peaks, unit norm (what `find_stretch` compares scans with)."""
+        peaks = weave_peaks(self.spectrum)
+        norm = float(np.linalg.norm(peaks))
+        return peaks / norm if norm > 0 else peaks
 
     # --- storage: beside a checkpoint's weights and in a bundle's model.json ---------------------
     def encode(self) -> dict:

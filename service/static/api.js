@@ -70,7 +70,8 @@ export const fmt = {
   num: (x, digits = 3) => (x === null || x === undefined ? "—" : Number(x).toFixed(digits)),
   pct: (x) => (x === null || x === undefined ? "—" : `${(100 * x).toFixed(1)} %`),
   // How a scan was turned to the training scans' weave before scoring (null: it matched as it was).
-  alignment: (a) => (a ? [a.mirror ? "mirrored" : "", a.shear ? `sheared ${Number(a.shear).toFixed(2)}` : ""].filter(Boolean).join(", ") : ""),
+  alignment: (a) => (a ? [a.stretch && a.stretch !== 1 ? `stretched ${Number(a.stretch).toFixed(2)}` : "", a.mirror ? "mirrored" : "",
+    a.shear ? `sheared ${Number(a.shear).toFixed(2)}` : ""].filter(Boolean).join(", ") : ""),
 };
 
 // One line at the top: errors in amber, confirmations ("threshold is now …") in blue.
