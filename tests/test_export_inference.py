@@ -458,3 +458,22 @@ def test_service_spinning_setting_accepts_old_booleans(monkeypatch):
     for old, new in (("true", "always"), ("false", "never"), ("during_run", "during_run")):
         monkeypatch.setenv("FABRICAD_ORT_SPINNING", old)
         assert ServiceSettings().ort_spinning == new
+
+
+
+def test_engine_stretches_a_squeezed_scan_and_maps_it_back_onto_its_pixels(exported):
+    """The engine's path for a scan whose rows lie twice as close as the reference's (a web
+    running too fast): stretched before tiling, and the map returned at the scan's own size.
+    The reference is the twill of test_alignment (the synthetic plain weave squeezed 2× gains
+    1.85 in peak match, under the threshold of 2), so this checks the plumbing, not the model."""
+    from fabricad.data.alignment import TextureReference
+    from tests.test_alignment import twill
+
+    _, bundle = exported["rd-resnet18"]
+    engine = InferenceEngine.load(bundle)
+    engine.texture = TextureReference.from_images([twill(seed) for seed in range(3)])
+    squeezed = twill(16, squeeze=2.0)
+    result = engine.inspect(squeezed)
+    assert result.alignment.stretch == 2.0, result.alignment
+    assert result.anomaly_map.shape == squeezed.shape[:2]
+    assert result.as_dict()["alignment"]["stretch"] == 2.0  # what the API and the defect log carry
