@@ -66,7 +66,11 @@ def test_tiled_predictions_get_full_image_auroc(tmp_path):
     scores = np.array([0.1, 0.9, 0.2, 0.3, 0.4, 0.1])
     maps = np.zeros((6, 4, 4), np.float16)
     masks = np.zeros((6, 4, 4), bool)
-    metrics = compute_metrics(Predictions(samples, labels, scores, maps, masks, 0.0), calibration_scores=[0.1, 0.2, 0.5])
+    calibration = [0.1, 0.2, 0.5]
+    metrics = compute_metrics(Predictions(samples, labels, scores, maps, masks, 0.0), calibration_scores=calibration)
     assert metrics["full_image_auroc"] == 1.0 and metrics["full_images"] == {"normal": 2, "defective": 1}
-    assert metrics["recall_at_1pct_fpr"] == 1.0 and metrics["threshold_1pct_fpr"] == 0.5
+    # three normal scores: the 99 % quantile of a normal fit to them (0.75), above their maximum
+    fitted = np.mean(calibration) + 2.3263 * np.std(calibration, ddof=1)
+    assert metrics["threshold_1pct_fpr"] == pytest.approx(fitted, rel=1e-3)
+    assert metrics["recall_at_1pct_fpr"] == 1.0 and metrics["test_fpr_at_calibrated_threshold"] == 0.0
     assert metrics["pixel_auroc"] is None  # no masks: undefined, not a made-up number

@@ -110,3 +110,29 @@ def test_greedy_coreset_covers_the_clusters():
     chosen = greedy_coreset(points, ratio=0.01, projection_dim=64)
     assert len(chosen) == 3
     assert sorted((int(i) // 100) for i in chosen) == [0, 1, 2]
+
+
+def test_threshold_from_few_normal_scores_is_not_just_their_maximum():
+    """Under 1/fpr normal scores, the empirical 99 % quantile is their maximum, which n scores put
+    at about 1/(n+1) false alarms (3 % for 32). The calibrated threshold must come much nearer
+    the 1 % asked for, and never below a normal score already seen."""
+    rng = np.random.default_rng(0)
+    exceed_max, exceed = [], []
+    for _ in range(400):
+        scores = rng.normal(0.5, 0.1, 32)
+        t = M.threshold_for_fpr(scores, 0.01)
+        assert t >= scores.max()
+        exceed_max.append(norm_sf(scores.max(), 0.5, 0.1))
+        exceed.append(norm_sf(t, 0.5, 0.1))
+    assert np.mean(exceed_max) == pytest.approx(1 / 33, rel=0.15)  # the old rule, for comparison
+    assert 0.005 < np.mean(exceed) < 0.015
+    # with enough scores, the empirical quantile itself; one score or no spread: that score
+    assert M.threshold_for_fpr(np.linspace(0, 1, 101), 0.01) == pytest.approx(0.99)
+    assert M.threshold_for_fpr(np.array([0.3]), 0.01) == 0.3
+    assert M.threshold_for_fpr(np.full(10, 0.4), 0.01) == 0.4
+
+
+def norm_sf(x: float, mean: float, sd: float) -> float:
+    from statistics import NormalDist
+
+    return 1.0 - NormalDist(mean, sd).cdf(x)

@@ -13,6 +13,7 @@ threshold calibration, and two seconds of import at every start buys it nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import cv2
 import numpy as np
@@ -100,11 +101,22 @@ def f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float | None, float 
 
 
 def threshold_for_fpr(normal_scores: np.ndarray, fpr: float) -> float:
-    """Threshold at which `fpr` of the given normal scores lie above it (normal images only)."""
+    """Threshold above which `fpr` of normal images would lie, from normal images only.
+
+    With at least 1/fpr scores, their empirical quantile. With fewer, that quantile is simply
+    their maximum, and the maximum of n scores sits at about the n/(n+1) quantile of the
+    distribution (97 % for the 32 held-out tiles of an AITEX fabric): a threshold for about
+    3 % false alarms, not 1 %. So the quantile of a normal distribution fitted to all of them
+    is used when it is higher. On AITEX-256 (BENCHMARKS.md, "calibrating the threshold") that
+    took the test's false-alarm rate from 13.9 % to 8.2 % at a recall of 0.62 instead of 0.67."""
     normal_scores = np.asarray(normal_scores, dtype=np.float64)
     if normal_scores.size == 0:
         raise ValueError("no normal scores to calibrate from")
-    return float(np.quantile(normal_scores, 1.0 - fpr, method="higher"))
+    empirical = float(np.quantile(normal_scores, 1.0 - fpr, method="higher"))
+    spread = float(normal_scores.std(ddof=1)) if normal_scores.size > 1 else 0.0
+    if normal_scores.size * fpr >= 1 or spread == 0:
+        return empirical
+    return max(empirical, NormalDist(float(normal_scores.mean()), spread).inv_cdf(1.0 - fpr))
 
 
 def rates_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float | None, float | None]:
