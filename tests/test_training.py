@@ -327,3 +327,26 @@ def test_skew_shears_a_tile_with_the_fabric_beside_it(tmp_path):
     draws = sheared_draws()
     assert 10 < sum(draws) < 30
     assert draws == sheared_draws()  # torch's RNG: seeded runs stay reproducible
+
+
+def test_tiles_of_one_scan_share_one_decode(tmp_path, monkeypatch):
+    """Every tile of a wide scan is cut from one decode of it, and the cached tiles hold no more
+    than that one decoded scan (a tile per decode once kept 16 whole scans alive per AITEX scan)."""
+    from fabricad.data import Sample
+    from fabricad.data.torch_dataset import ImageDataset
+
+    rng = np.random.default_rng(0)
+    scan = rng.integers(0, 256, (32, 256, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "scan.png"), scan)
+    decodes = []
+    load_source = Sample.load_source
+    monkeypatch.setattr(Sample, "load_source", lambda self: decodes.append(self.path) or load_source(self))
+    samples = [Sample(tmp_path / "scan.png", crop=(x, 0, 32, 32), group="scan") for x in range(0, 256, 32)]
+    dataset = ImageDataset(samples, (32, 32))
+    tiles = [dataset[i] for i in range(len(samples))]
+    assert len(decodes) == 1
+    expected = cv2.cvtColor(scan, cv2.COLOR_BGR2RGB)
+    for x, tile in zip(range(0, 256, 32), tiles):
+        assert np.array_equal((tile.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), expected[:, x : x + 32])
+    held = {id(a.base if a.base is not None else a) for a in dataset._cache.values()}
+    assert len(held) == 1  # all views of the one decoded scan

@@ -73,8 +73,18 @@ class ImageDataset(Dataset):
         return len(self.samples)
 
     def image(self, index: int) -> np.ndarray:
+        """The sample resized; a tile is cut from its source image, decoded once per source.
+        A tile at the network's size is a view of that source: decoding the source per tile
+        kept one whole decoded scan alive per cached tile (16 per AITEX scan: 2.9 GB for
+        fabric 02's test tiles instead of 0.2 GB)."""
         if index not in self._cache:
-            self._cache[index] = resize(self.samples[index].load(), self.size)
+            sample = self.samples[index]
+            if sample.crop is None:
+                image = sample.load()
+            else:
+                x, y, width, height = sample.crop
+                image = self.source(sample)[y : y + height, x : x + width]
+            self._cache[index] = resize(image, self.size)
         return self._cache[index]
 
     def source(self, sample: Sample) -> np.ndarray:
