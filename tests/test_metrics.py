@@ -81,6 +81,26 @@ def test_pixel_auroc_matches_sklearn():
     assert M.pixel_auroc(masks, maps) == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_float16_maps_are_scored_exactly_from_their_levels(seed):
+    """Evaluation keeps maps in float16 and the pixel metrics count pixels per float16 level
+    instead of sorting them; negative scores, zeros of both signs and ties included, the figures
+    must be those of the pixels themselves (sklearn on every pixel, the brute-force AUPRO)."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((4, 16, 16), bool)
+    for _ in range(5):
+        i, y, x = rng.integers(0, 4), rng.integers(0, 13), rng.integers(0, 13)
+        masks[i, y : y + rng.integers(1, 4), x : x + rng.integers(1, 4)] = True
+    masks[0, 0, :2] = masks[1, 0, :1] = True  # defect pixels at both zeros
+    maps = (rng.normal(0, 1, masks.shape) + 1.5 * masks).astype(np.float16)
+    maps[0, 0, :4] = -0.0
+    maps[1, 0, :4] = 0.0
+    reference = maps.astype(np.float64)
+    assert M.pixel_auroc(masks, maps) == pytest.approx(roc_auc_score(masks.ravel(), reference.ravel()), abs=1e-12)
+    assert M.aupro(masks, maps) == pytest.approx(brute_force_aupro(masks, reference), abs=1e-9)
+    assert M.aupro(masks, maps) == pytest.approx(M.aupro(masks, reference), abs=1e-12)  # float16 levels vs np.unique
+
+
 def test_f1_max_and_calibrated_recall():
     labels = np.array([0, 0, 0, 1, 1])
     scores = np.array([0.1, 0.2, 0.6, 0.5, 0.9])

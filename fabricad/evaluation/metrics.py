@@ -29,8 +29,43 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, np.asarray(scores).ravel()))
 
 
+def score_levels(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, keys): the score levels in ascending order and each pixel's level index. The
+    pixel metrics then work on counts per level instead of sorting every pixel: AITEX fabric 02
+    has 46 M test pixels, whose sorted float64 copies took `fabricad eval` to 4.3 GB. Float16
+    maps (what evaluation keeps) have at most 65,536 levels, read from their bits without a
+    sort; other maps are sorted once (np.unique). Exact either way: ties stay ties."""
+    if maps.dtype == np.float16:
+        bits = maps.view(np.uint16).astype(np.int32)
+        bits[bits == 0x8000] = 0  # -0 is 0: one level
+        keys = np.where(bits >= 0x8000, 0xFFFF - bits, bits + 0x8000)  # increasing with the value
+        level = np.arange(0x10000, dtype=np.int32)
+        values = np.where(level >= 0x8000, level - 0x8000, 0xFFFF - level).astype(np.uint16).view(np.float16)
+        return values, keys
+    values, keys = np.unique(maps, return_inverse=True)
+    return values, keys.reshape(maps.shape)
+
+
+def level_counts(masks: np.ndarray, keys: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Normal and defect pixels per score level."""
+    masks = masks.astype(bool)
+    return np.bincount(keys[~masks], minlength=levels), np.bincount(keys[masks], minlength=levels)
+
+
 def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float | None:
-    return auroc(masks.reshape(-1).astype(np.uint8), maps.reshape(-1).astype(np.float32))
+    """ROC AUC over every pixel, from scikit-learn on the pixels' counts per score level (the
+    same curve, ties included, as on the pixels themselves)."""
+    values, keys = score_levels(maps)
+    normal, defect = level_counts(masks, keys, len(values))
+    if not normal.any() or not defect.any():
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    nonzero = lambda counts: counts > 0  # noqa: E731
+    labels = np.r_[np.zeros(nonzero(normal).sum()), np.ones(nonzero(defect).sum())]
+    scores = np.r_[values[nonzero(normal)], values[nonzero(defect)]].astype(np.float64)
+    weights = np.r_[normal[nonzero(normal)], defect[nonzero(defect)]].astype(np.float64)
+    return float(roc_auc_score(labels, scores, sample_weight=weights))
 
 
 def label_regions(masks: np.ndarray) -> tuple[np.ndarray, int]:
@@ -51,24 +86,23 @@ class ProCurve:
 
 
 def pro_curve(masks: np.ndarray, maps: np.ndarray) -> ProCurve:
-    """PRO and FPR at every distinct threshold, from the highest score down."""
+    """PRO and FPR at every distinct threshold, from the highest score down: each defect pixel
+    weighs 1 / (its region's area x number of regions), each normal pixel 1 / (number of normal
+    pixels), summed per score level (`score_levels`) and accumulated from the top level."""
     masks = masks.astype(bool)
     regions, count = label_regions(masks)
-    normal = int((~masks).sum())
-    if count == 0 or normal == 0:
+    values, keys = score_levels(maps)
+    normal, _ = level_counts(masks, keys, len(values))
+    if count == 0 or not normal.any():
         raise ValueError("AUPRO needs both defect regions and normal pixels")
     areas = np.bincount(regions.ravel(), minlength=count + 1).astype(np.float64)
-    flat_regions = regions.ravel()
-    weights_pro = np.where(flat_regions > 0, 1.0 / (areas[flat_regions] * count), 0.0)
-    weights_fpr = np.where(flat_regions == 0, 1.0 / normal, 0.0)
-    scores = maps.ravel().astype(np.float64)
-    order = np.argsort(-scores, kind="stable")
-    scores = scores[order]
-    pro = np.cumsum(weights_pro[order])
-    fpr = np.cumsum(weights_fpr[order])
-    # Pixels with equal scores switch together: keep only the last index of each run.
-    last = np.r_[np.flatnonzero(np.diff(scores) != 0), scores.size - 1]
-    return ProCurve(np.r_[0.0, fpr[last]], np.r_[0.0, pro[last]])
+    inside = regions[masks]
+    overlap = np.bincount(keys[masks], weights=1.0 / (areas[inside] * count), minlength=len(values))
+    present = (normal > 0) | (overlap > 0)
+    descending = slice(None, None, -1)  # pixels at one level switch together: one point per level
+    fpr = np.cumsum(normal[descending] / normal.sum())[present[descending]]
+    pro = np.cumsum(overlap[descending])[present[descending]]
+    return ProCurve(np.r_[0.0, fpr], np.r_[0.0, pro])
 
 
 def aupro(masks: np.ndarray, maps: np.ndarray, max_fpr: float = 0.3) -> float | None:
