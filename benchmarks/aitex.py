@@ -126,6 +126,25 @@ def evaluation_parser(doc: str, runs: Path | None = None) -> argparse.ArgumentPa
     return parser
 
 
+def evaluate_runs(args: argparse.Namespace, evaluate_fabric, *extra) -> tuple[list[str], dict[str, dict]]:
+    """The fabrics chosen on the command line (or every trained one under --runs), and for each
+    `evaluate_fabric(run, data, fabric, *extra)`, with gradients off: what every evaluation-only
+    comparison does before it tabulates."""
+    torch.set_grad_enabled(False)
+    fabrics = trained_fabrics(args.runs, args.fabrics)
+    return fabrics, {fabric: evaluate_fabric(args.runs / fabric / "rd", args.data, fabric, *extra) for fabric in fabrics}
+
+
+def rates_table(name: str, rows: dict[str, list[tuple[float, float]]], fabrics: list[str], fpr_digits: int = 2) -> list[str]:
+    """Markdown lines: per row (a variant, a rule) and fabric, defect recall and in brackets the
+    test's false-alarm rate at a calibrated threshold, then their means."""
+    lines = [f"| {name} | " + " | ".join(fabrics) + " | mean |", "|---|" + "---|" * (len(fabrics) + 1)]
+    for row, cells in rows.items():
+        cells = [*cells, tuple(float(np.mean(c)) for c in zip(*cells))]
+        lines.append(f"| {row} | " + " | ".join(f"{r:.2f} ({f:.{fpr_digits}f})" for r, f in cells) + " |")
+    return lines
+
+
 def variant_tables(by_fabric: dict[str, dict[str, dict]], names: list[str]) -> list[str]:
     """Markdown lines: the variants' means over the fabrics, then every fabric's cells
     (tile / pixel / AUPRO / full-image AUROC), for the evaluation-only comparisons."""

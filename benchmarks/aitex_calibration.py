@@ -29,7 +29,7 @@ from fabricad.data import load_dataset
 from fabricad.evaluation import metrics as M
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aitex import evaluation_parser, trained_fabrics  # noqa: E402
+from aitex import evaluate_runs, evaluation_parser, rates_table  # noqa: E402
 from aitex_scan_level import aligned_maps  # noqa: E402
 from service_load import emit  # noqa: E402
 
@@ -50,25 +50,24 @@ RULES = {
 }
 
 
+def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, tuple[float, float]]:
+    """Per rule: defect recall and the test's false-alarm rate at the threshold it sets."""
+    split = load_dataset(data, fabric)
+    test, held = aligned_maps(run, split)
+    scores = test.reshape(len(test), -1).max(1).astype(np.float64)
+    calibration = held.reshape(len(held), -1).max(1).astype(np.float64)
+    labels = np.array([s.label for s in split.test])
+    return {rule: M.rates_at(labels, scores, threshold(calibration)) for rule, threshold in RULES.items()}
+
+
 def main() -> None:
     args = evaluation_parser(__doc__).parse_args()
-    fabrics = trained_fabrics(args.runs, args.fabrics)
-    cells: dict[str, list[tuple[float, float]]] = {rule: [] for rule in RULES}
-    for fabric in fabrics:
-        split = load_dataset(args.data, fabric)
-        test, held = aligned_maps(args.runs / fabric / "rd", split)
-        scores = test.reshape(len(test), -1).max(1).astype(np.float64)
-        calibration = held.reshape(len(held), -1).max(1).astype(np.float64)
-        labels = np.array([s.label for s in split.test])
-        for rule, threshold in RULES.items():
-            cells[rule].append(M.rates_at(labels, scores, threshold(calibration)))
+    fabrics, by_fabric = evaluate_runs(args, evaluate_fabric)
+    cells = {rule: [by_fabric[f][rule] for f in fabrics] for rule in RULES}
     chosen = f" --fabrics {' '.join(fabrics)}" if args.fabrics else ""
     lines = [f"\nCommand: `python benchmarks/aitex_calibration.py --runs {args.runs}{chosen}` (evaluation only). "
              "Cells: defect recall (test false-alarm rate) at the threshold each rule sets from the held-out tiles.\n",
-             "| rule | " + " | ".join(fabrics) + " | mean |", "|---|" + "---|" * (len(fabrics) + 1)]
-    for rule, rows in cells.items():
-        rows = [*rows, tuple(float(np.mean(c)) for c in zip(*rows))]
-        lines.append(f"| {rule} | " + " | ".join(f"{r:.2f} ({f:.3f})" for r, f in rows) + " |")
+             *rates_table("rule", cells, fabrics, fpr_digits=3)]
     emit("\n".join(lines), args.write)
 
 

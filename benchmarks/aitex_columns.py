@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fabricad.data import load_dataset
 from fabricad.training import read_checkpoint
@@ -32,10 +31,10 @@ from fabricad.training.trainer import holdout_split
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aitex import (  # noqa: E402
     KEYS,
+    evaluate_runs,
     evaluation_parser,
     map_metrics,
     test_truth,
-    trained_fabrics,
     variant_report,
 )
 from aitex_fusion import cached_rd_maps  # noqa: E402
@@ -97,9 +96,7 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
 
 def main() -> None:
     args = evaluation_parser(__doc__).parse_args()
-    torch.set_grad_enabled(False)
-    fabrics = trained_fabrics(args.runs, args.fabrics)
-    by_fabric = {fabric: evaluate_fabric(args.runs / fabric / "rd", args.data, fabric) for fabric in fabrics}
+    fabrics, by_fabric = evaluate_runs(args, evaluate_fabric)
     emit(variant_report("the map standardised by column", "aitex_columns.py", "", args, fabrics, by_fabric,
                         [name for name, *_ in VARIANTS]), args.write)
 

@@ -30,11 +30,11 @@ from fabricad.training.trainer import holdout_split
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aitex import (  # noqa: E402
     KEYS,
+    evaluate_runs,
     evaluation_parser,
     fit_patchcore,
     map_metrics,
     test_truth,
-    trained_fabrics,
     variant_report,
 )
 from service_load import emit  # noqa: E402
@@ -119,9 +119,7 @@ def main() -> None:
     parser = evaluation_parser(__doc__)
     parser.add_argument("--sigma", type=float, default=2.0, help="PatchCore's blur (the RD default's σ)")
     args = parser.parse_args()
-    torch.set_grad_enabled(False)
-    fabrics = trained_fabrics(args.runs, args.fabrics)
-    by_fabric = {fabric: evaluate_fabric(args.runs / fabric / "rd", args.data, fabric, args.sigma) for fabric in fabrics}
+    fabrics, by_fabric = evaluate_runs(args, evaluate_fabric, args.sigma)
     emit(variant_report("RD and PatchCore fused", "aitex_fusion.py", f" --sigma {args.sigma:g}", args, fabrics, by_fabric,
                         [name for name, *_ in VARIANTS]), args.write)
 

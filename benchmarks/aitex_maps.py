@@ -35,10 +35,10 @@ from fabricad.training.trainer import holdout_split
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aitex import (  # noqa: E402
     KEYS,
+    evaluate_runs,
     evaluation_parser,
     map_metrics,
     test_truth,
-    trained_fabrics,
     variant_report,
 )
 from service_load import emit  # noqa: E402
@@ -163,10 +163,8 @@ def main() -> None:
     parser.add_argument("--variants", choices=sorted(VARIANT_SETS), default="scales",
                         help="scales: how the scales are weighted and blurred; phases: grid phases and score pooling")
     args = parser.parse_args()
-    torch.set_grad_enabled(False)
-    fabrics = trained_fabrics(args.runs, args.fabrics)
     variants = VARIANT_SETS[args.variants]
-    by_fabric = {fabric: evaluate_fabric(args.runs / fabric / "rd", args.data, fabric, variants) for fabric in fabrics}
+    fabrics, by_fabric = evaluate_runs(args, evaluate_fabric, variants)
     emit(variant_report(TITLES[args.variants], "aitex_maps.py", f" --variants {args.variants}", args, fabrics, by_fabric,
                         [v.name for v in variants]), args.write)
 

@@ -39,10 +39,11 @@ from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aitex import (  # noqa: E402
+    evaluate_runs,
     evaluation_parser,
     map_metrics,
+    rates_table,
     test_truth,
-    trained_fabrics,
     variant_report,
 )
 from aitex_fusion import cached  # noqa: E402
@@ -120,15 +121,10 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
 
 def main() -> None:
     args = evaluation_parser(__doc__).parse_args()
-    torch.set_grad_enabled(False)
-    fabrics = trained_fabrics(args.runs, args.fabrics)
-    by_fabric = {fabric: evaluate_fabric(args.runs / fabric / "rd", args.data, fabric) for fabric in fabrics}
+    fabrics, by_fabric = evaluate_runs(args, evaluate_fabric)
+    rates = {v: [(by_fabric[f][v]["recall"], by_fabric[f][v]["test_fpr"]) for f in fabrics] for v in VARIANTS}
     lines = ["", "Recall at the threshold for 1 % false alarms on the held-out tiles (test false-alarm rate):", "",
-             "| variant | " + " | ".join(fabrics) + " | mean |", "|---|" + "---|" * (len(fabrics) + 1)]
-    for variant in VARIANTS:
-        cells = [(by_fabric[f][variant]["recall"], by_fabric[f][variant]["test_fpr"]) for f in fabrics]
-        cells.append(tuple(float(np.mean(c)) for c in zip(*cells)))
-        lines.append(f"| {variant} | " + " | ".join(f"{r:.2f} ({fp:.2f})" for r, fp in cells) + " |")
+             *rates_table("variant", rates, fabrics)]
     emit(variant_report("the map referred to its own scan's level", "aitex_scan_level.py", "", args, fabrics,
                         by_fabric, VARIANTS) + "\n" + "\n".join(lines) + "\n", args.write)
 
