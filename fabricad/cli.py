@@ -163,7 +163,7 @@ def predict(
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Override the bundle's threshold.")] = None,
     every: Annotated[int, typer.Option("--every", help="Videos: inspect every Nth frame.")] = 1,
     threads: Annotated[Optional[int], typer.Option("--threads")] = None,
-    align: Annotated[bool, typer.Option("--align/--no-align", help="Score a scan whose weave is sheared or mirrored "
+    align: Annotated[bool, typer.Option("--align/--no-align", help="Score a scan whose weave is sheared, mirrored or squeezed "
                                         "against the training scans' turned back to them (models with a texture reference).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:

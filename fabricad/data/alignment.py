@@ -190,9 +190,9 @@ class TextureReference:
 
     def align(self, image: np.ndarray, min_gain: float = MIN_GAIN) -> Alignment:
         """The stretch, mirror and shear that make `image`'s weave look most like the training
-        scans'. First the stretch, on the spectra's peaks (`weave_peaks`): one of STRETCHES only
-        when, each at its best coarse shear and mirror, it matches `MIN_STRETCH_GAIN` better than
-        the scan unstretched. Then, on the (stretched) spectrum, coarse steps of 0.1 in shear and
+        scans'. First the stretch, on the spectra's peaks (`weave_peaks`, `find_stretch`): one of
+        STRETCHES only when, at its best shear and mirror, it matches `MIN_STRETCH_GAIN` better
+        than the scan unstretched at its own. Then, on the (stretched) spectrum, coarse steps of 0.1 in shear and
         0.025 around the best, with and without a mirror; the mirror only when it adds half of
         `min_gain`, and the shear and mirror only when they gain `min_gain` (relative) over the
         scan without them. `gain` is the product of both stages' relative gains, less 1."""
@@ -216,10 +216,12 @@ class TextureReference:
         # A symmetric weave (plain) matches mirrored as well as not: mirror only when it adds.
         best = (*mirrored, True) if mirrored[0] > plain[0] * (1 + min_gain / 2) else (*plain, False)
         gain = best[0] / as_is - 1 if as_is > 0 else 0.0
-        _, k, mirror = best if gain >= min_gain else (as_is, 0.0, False)
-        if stretch == 1.0 and gain < min_gain:
-            return IDENTITY
-        return Alignment(mirror, k + 0.0, stretch, (1 + stretch_gain) * (1 + max(gain, 0.0)) - 1)
+        if gain < min_gain:  # the shear and mirror do not earn their place
+            if stretch == 1.0:
+                return IDENTITY
+            best, gain = (as_is, 0.0, False), 0.0
+        _, k, mirror = best
+        return Alignment(mirror, k + 0.0, stretch, (1 + stretch_gain) * (1 + gain) - 1)
 
     def find_stretch(self, peaks: np.ndarray) -> tuple[float, float]:
         """The vertical stretch of STRETCHES that brings a scan's weave peaks onto the reference's,
@@ -244,21 +246,23 @@ class TextureReference:
 
         def look_up(spectrum: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
             """`spectrum` at fractional `rows` (linear; outside [0, h - 1]: nothing)."""
-            below = np.floor(rows)
+            below = np.floor(rows).astype(np.int64)
             frac = rows - below
-            below = below.astype(np.int64)
-            inside = lambda r: (r >= 0) & (r < h)  # noqa: E731
-            at = lambda r: np.where(inside(r), spectrum[np.clip(r, 0, h - 1), cols], 0.0)  # noqa: E731
+
+            def at(r: np.ndarray) -> np.ndarray:
+                return np.where((r >= 0) & (r < h), spectrum[np.clip(r, 0, h - 1), cols], 0.0)
+
             return (1 - frac) * at(below) + frac * at(below + 1)
 
         # Row i holds fy = (i − h/2)/h: a stretch divides fy, a mirror negates it, a shear
         # subtracts k·fx (what `stretched` and `transformed` do), wrapped around like the DFT.
-        rows, cols, weights = strongest(peaks / max(float(np.linalg.norm(peaks)), 1e-12))
+        peaks = peaks / max(float(np.linalg.norm(peaks)), 1e-12)
+        rows, cols, weights = strongest(peaks)
         moved = (h / 2 + mirrors * (rows - h / 2) / stretches - shears * cols * h / self.size[1]) % h
         forward = look_up(self.peaks, moved, cols) @ weights
         rows, cols, weights = strongest(self.peaks)
         back = h / 2 + mirrors * stretches * ((rows + shears * cols * h / self.size[1]) % h - h / 2)
-        backward = look_up(peaks / max(float(np.linalg.norm(peaks)), 1e-12), back, cols) @ weights
+        backward = look_up(peaks, back, cols) @ weights
         best = np.sqrt(np.maximum(forward, 0) * np.maximum(backward, 0)).max(axis=(1, 2))  # per stretch
         unstretched, (match, stretch) = best[0], max(zip(best[1:], STRETCHES[1:]))
         if unstretched <= 0 or match < unstretched * (1 + MIN_STRETCH_GAIN):

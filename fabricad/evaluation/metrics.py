@@ -61,10 +61,10 @@ def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float | None:
         return None
     from sklearn.metrics import roc_auc_score
 
-    nonzero = lambda counts: counts > 0  # noqa: E731
-    labels = np.r_[np.zeros(nonzero(normal).sum()), np.ones(nonzero(defect).sum())]
-    scores = np.r_[values[nonzero(normal)], values[nonzero(defect)]].astype(np.float64)
-    weights = np.r_[normal[nonzero(normal)], defect[nonzero(defect)]].astype(np.float64)
+    seen_normal, seen_defect = normal > 0, defect > 0  # only the levels some pixel has
+    labels = np.r_[np.zeros(seen_normal.sum()), np.ones(seen_defect.sum())]
+    scores = np.r_[values[seen_normal], values[seen_defect]].astype(np.float64)
+    weights = np.r_[normal[seen_normal], defect[seen_defect]].astype(np.float64)
     return float(roc_auc_score(labels, scores, sample_weight=weights))
 
 
