@@ -264,7 +264,9 @@ def info(checkpoint: Annotated[Path, typer.Argument(help="model.ckpt or its fold
 def generate(
     out: Annotated[Path, typer.Argument(help="Dataset root to write (MVTec layout, one folder per fabric).")],
     fabric: Annotated[list[str], typer.Option("--fabric", help="Fabric(s) to generate: plain, twill, knit, fine-grey.")] = ["plain"],
-    size: Annotated[int, typer.Option("--size", help="Image side in pixels.")] = 256,
+    size: Annotated[int, typer.Option("--size", help="Image side in pixels (the height when --width is given).")] = 256,
+    width: Annotated[Optional[int], typer.Option("--width", help="Image width in pixels, for non-square images (default: --size).")] = None,
+    grayscale: Annotated[bool, typer.Option("--grayscale", help="Single-channel images, as a monochrome camera gives.")] = False,
     train_images: Annotated[int, typer.Option("--train-images")] = 40,
     test_good: Annotated[int, typer.Option("--test-good")] = 10,
     test_defect: Annotated[int, typer.Option("--test-defect")] = 20,
@@ -277,8 +279,8 @@ def generate(
         if name not in FABRICS:
             raise FabricadError(f"unknown fabric {name!r}; choose from {', '.join(FABRICS)}")
         folder = generate_category(
-            out, name, size=(size, size), n_train=train_images, n_test_good=test_good,
-            n_test_defect=test_defect, seed=seed,
+            out, name, size=(size, width or size), n_train=train_images, n_test_good=test_good,
+            n_test_defect=test_defect, seed=seed, grayscale=grayscale,
         )
         typer.echo(f"wrote {folder}")
 

@@ -171,6 +171,22 @@ def test_cli_help_lists_commands():
         assert command in result.output
 
 
+def test_cli_generate_non_square_grayscale(tmp_path):
+    """A mill's camera may give monochrome, non-square crops: the generator makes them, and the
+    loader reads them as RGB at their own size with masks of the same size."""
+    args = ["generate", str(tmp_path), "--fabric", "twill", "--size", "48", "--width", "80", "--grayscale",
+            "--train-images", "2", "--test-good", "1", "--test-defect", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = sorted((tmp_path / "twill").rglob("*.png"))
+    images = [p for p in written if "ground_truth" not in p.parts]
+    assert len(images) == 5 and all(cv2.imread(str(p), cv2.IMREAD_UNCHANGED).shape == (48, 80) for p in images)
+    split = load_dataset(tmp_path, "twill")
+    defective = next(s for s in split.test if s.label)
+    assert defective.load().shape == (48, 80, 3) and defective.load_mask().shape == (48, 80)
+    assert defective.load_mask().any()
+
+
 def test_cli_train_writes_checkpoint_and_config(tmp_path, fabric_category):
     out = tmp_path / "cli"
     args = ["train", "--data", str(fabric_category.parent), "--category", "plain", "--out", str(out),

@@ -153,9 +153,9 @@ def add_defect(
     return np.clip(out, 0, 255).astype(np.uint8), mask
 
 
-def _write_rgb(path: Path, image: np.ndarray) -> None:
+def _write_rgb(path: Path, image: np.ndarray, grayscale: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2GRAY if grayscale else cv2.COLOR_RGB2BGR))
 
 
 def generate_category(
@@ -168,9 +168,11 @@ def generate_category(
     n_test_defect: int = 20,
     defect_types: tuple[str, ...] = DEFECT_TYPES,
     seed: int = 0,
+    grayscale: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Write one MVTec-layout category `root/<fabric>` and return its path."""
+    """Write one MVTec-layout category `root/<fabric>` and return its path; `grayscale` writes
+    single-channel images, as a monochrome line-scan camera gives."""
     if fabric not in FABRICS:
         raise ValueError(f"unknown fabric {fabric!r}; known: {', '.join(FABRICS)}")
     spec = FABRICS[fabric]
@@ -180,7 +182,7 @@ def generate_category(
     jobs: list[tuple[str, Callable[[], None]]] = []
 
     def normal(path: Path) -> None:
-        _write_rgb(path, render_fabric(spec, height, width, rng))
+        _write_rgb(path, render_fabric(spec, height, width, rng), grayscale)
 
     for i in range(n_train):
         jobs.append(("train", lambda i=i: normal(folder / "train" / "good" / f"{i:03d}.png")))
@@ -191,7 +193,7 @@ def generate_category(
 
         def defective(i: int = i, kind: str = kind) -> None:
             image, mask = add_defect(render_fabric(spec, height, width, rng), kind, rng, spec)
-            _write_rgb(folder / "test" / kind / f"{i:03d}.png", image)
+            _write_rgb(folder / "test" / kind / f"{i:03d}.png", image, grayscale)
             mask_path = folder / "ground_truth" / kind / f"{i:03d}_mask.png"
             mask_path.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(mask_path), mask.astype(np.uint8) * 255)
