@@ -54,6 +54,11 @@ class ModelConfig(_Strict):
     pad: int = Field(32, ge=0, multiple_of=16)
     """Reflect-pad the input by this many pixels and crop the map back: keeps the teacher's
     zero-padding artefacts out of the map (tile borders otherwise dominate normal scores)."""
+    tile_context: bool = False
+    """A tile of a larger image carries `pad` px of its real neighbours instead of a reflection
+    (only the image's own borders are reflected), in training and scoring alike: the student then
+    learns a scan's edges (selvedge, the scanner's background) where they are, and no tile border
+    shows a mirrored sliver that no training tile had. Inputs to the model are then pre-padded."""
     standardize: bool = False
     """Standardise each image's intensity (mean/std over all pixels) before the teacher, so
     illumination drift along a scan does not read as an anomaly."""
@@ -68,6 +73,11 @@ class ModelConfig(_Strict):
     training scans' (a web drifting under a line-scan camera, fabric face down) back to their
     geometry, and move the map back onto its pixels (`fabricad.data.alignment`). The training
     scans' spectrum is saved with the model; a scan that matches as it is stays untouched."""
+
+    @property
+    def context(self) -> int:
+        """Pixels of real neighbours every model input carries on each side (`tile_context`), else 0."""
+        return self.pad if self.tile_context else 0
 
 
 class DataConfig(_Strict):

@@ -9,7 +9,7 @@ import pytest
 
 from fabricad.data import load_dataset
 from fabricad.data.aitex import ROLL_TO_FABRIC
-from fabricad.data.tiling import tile_boxes, tile_starts
+from fabricad.data.tiling import cut_window, reflect_pad, tile_boxes, tile_starts
 from fabricad.errors import DataError
 
 
@@ -22,6 +22,25 @@ def test_tile_starts(length, tile, stride, expected):
     starts = tile_starts(length, tile, stride)
     assert starts == expected
     assert starts[-1] + min(tile, length) == length  # the whole length is covered, nothing beyond
+
+
+def test_cut_window_takes_real_neighbours_and_reflects_only_past_the_border():
+    rng = np.random.default_rng(0)
+    scan = rng.integers(0, 255, (64, 256, 3), dtype=np.uint8)
+    # An inner tile: its context is the scan itself, left and right; above and below reflected.
+    inner = cut_window(scan, (64, 0, 64, 64), (64, 64), context=8)
+    assert inner.shape == (80, 80, 3)
+    assert np.array_equal(inner[8:72], scan[:, 56:136])
+    assert np.array_equal(inner[:8, 8:72], scan[8:0:-1, 64:128])  # reflection without the edge row, as torch's
+    # The first tile reflects on the left, where the scan ends.
+    first = cut_window(scan, (0, 0, 64, 64), (64, 64), context=8)
+    assert np.array_equal(first[8:72, :8], scan[:, 8:0:-1])
+    assert np.array_equal(first[8:72, 8:80], scan[:, :72])
+    # No context: just the tile; a whole image padded alike by reflection.
+    assert np.array_equal(cut_window(scan, (64, 0, 64, 64), (64, 64)), scan[:, 64:128])
+    assert np.array_equal(reflect_pad(scan, 8)[8:72, 8:264], scan)
+    # Magnified tiles carry context in source pixels scaled alike: 4 source px → 8 network px.
+    assert cut_window(scan, (64, 0, 32, 32), (64, 64), context=8).shape == (80, 80, 3)
 
 
 def test_tile_boxes_cover_a_wide_scan():
@@ -106,6 +125,45 @@ def test_aitex_models_are_served_by_tiles_of_the_training_size(fake_aitex, tmp_p
     tile_map = network(resize(scan[:, :256], (64, 64))[None])[0][0]
     expected = cv2.resize(tile_map, (256, 256), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(result.anomaly_map[:, :256], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_tile_context_from_training_to_both_engines(fake_aitex, tmp_path):
+    """`model.tile_context`: the model is trained on tiles padded by their real neighbours, and
+    evaluation, the PyTorch engine and the exported ONNX graph all score a scan's tiles that way."""
+    import torch
+
+    from fabricad.data.images import read_image
+    from fabricad.evaluation import predict
+    from fabricad.export.onnx_export import export_bundle
+    from fabricad.inference.engine import InferenceEngine
+    from fabricad.training import load_model, train
+    from tests.conftest import quick_config
+
+    overrides = {"data.category": "02", "train.max_steps": "2", "model.tile_context": "true", "model.pad": "16"}
+    train(quick_config(fake_aitex, **overrides), tmp_path / "run", progress=False)
+    model, ckpt = load_model(tmp_path / "run")
+    export_bundle(model, ckpt, tmp_path / "bundle", progress=False)
+    torch_engine = InferenceEngine.load(tmp_path / "run", backend="torch", align=False)
+    onnx_engine = InferenceEngine.load(tmp_path / "bundle", align=False)
+    assert onnx_engine.meta.preprocess.context == 16 and onnx_engine.meta.graph_input == (96, 96)
+    network, shapes = torch_engine.backend, []
+    torch_engine.backend = lambda batch: shapes.append(batch.shape) or network(batch)
+    scan = read_image(fake_aitex / "Defect_images" / "0050_002_02.png")
+    result = torch_engine.inspect(scan)
+    assert shapes == [(4, 96, 96, 3)] and result.anomaly_map.shape == (256, 1000)
+    np.testing.assert_allclose(onnx_engine.inspect(scan).anomaly_map, result.anomaly_map, atol=1e-4)
+    # Evaluation's map of the second tile (x 256..512) is the engine's there.
+    split = load_dataset(fake_aitex, "02")
+    tiles = [s for s in split.test if s.group == "0050_002_02.png"]
+    second = next(i for i, s in enumerate(tiles) if s.crop[0] == 256)
+    with torch.no_grad():
+        maps = predict(model, tiles, (64, 64), progress=False).maps
+    expected = cv2.resize(maps[second].astype(np.float32), (256, 256), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(result.anomaly_map[:, 256:512], expected, atol=2e-3)  # float16 maps
+    # And the neighbours matter: the same tile reflected instead scores otherwise.
+    alone = network(np.pad(cv2.resize(scan[:, 256:512], (64, 64), interpolation=cv2.INTER_AREA)[None],
+                           [(0, 0), (16, 16), (16, 16), (0, 0)], mode="reflect"))[0][0]
+    assert np.abs(alone - maps[second]).max() > 1e-2
 
 
 def _images(folder: Path, count: int, rng) -> list[Path]:

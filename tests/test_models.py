@@ -88,6 +88,23 @@ def test_loss_is_zero_when_student_reproduces_teacher():
     assert distillation_loss(teacher, [-t for t in teacher]).item() == pytest.approx(2.0, abs=1e-5)
 
 
+def test_tile_context_model_takes_padded_inputs():
+    """With `tile_context` the model expects inputs already padded by `pad`: one reflect-padded
+    by hand gives exactly the map the default model makes of the bare image (which pads itself)."""
+    config = ModelConfig(teacher=TEACHERS[0], width=32, pad=16)
+    plain = create_model(config).eval()
+    context = create_model(config.model_copy(update={"tile_context": True})).eval()
+    context.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 64, 96)
+    padded = torch.nn.functional.pad(x, (16, 16, 16, 16), mode="reflect")
+    with torch.no_grad():
+        expected, score = plain(x)
+        amap, context_score = context(padded)
+    assert amap.shape == expected.shape == (2, 1, 64, 96)
+    assert torch.allclose(amap, expected, atol=1e-5) and torch.allclose(score, context_score, atol=1e-5)
+    assert context.context == 16 and plain.context == 0
+
+
 def test_hard_fraction_averages_only_the_worst_positions():
     """With `hard_fraction`, one badly reproduced position out of 256 dominates the loss, and
     only the hard positions receive gradient."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from fabricad.data.images import resize
+
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
     """Start offsets covering [0, length): every `stride`, plus a last tile aligned to the end
@@ -30,3 +34,26 @@ def magnification(tile: tuple[int, int] | list[int] | None, size: tuple[int, int
     if not tile:
         return 1.0
     return (size[0] / tile[0] + size[1] / tile[1]) / 2
+
+
+def reflect_pad(image: np.ndarray, context: int) -> np.ndarray:
+    """`image` padded by `context` px on every side by reflection (torch's "reflect")."""
+    pad = [(context, context), (context, context)] + [(0, 0)] * (image.ndim - 2)
+    return np.pad(image, pad, mode="reflect") if context else image
+
+
+def cut_window(source: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int], context: int = 0) -> np.ndarray:
+    """The `box` (x, y, width, height) of `source` resized to `size`, widened by `context`
+    network px (scaled to source px) of its real neighbours on every side, so the result is
+    `size` + 2·context. Reflected only where the window passes the source's own borders."""
+    x, y, width, height = box
+    if not context:
+        return resize(source[y : y + height, x : x + width], size)
+    cx, cy = round(context * width / size[1]), round(context * height / size[0])
+    h, w = source.shape[:2]
+    x0, x1, y0, y1 = x - cx, x + width + cx, y - cy, y + height + cy
+    window = source[max(y0, 0) : min(y1, h), max(x0, 0) : min(x1, w)]
+    pad = [(max(-y0, 0), max(y1 - h, 0)), (max(-x0, 0), max(x1 - w, 0))] + [(0, 0)] * (source.ndim - 2)
+    if any(a or b for a, b in pad):
+        window = np.pad(window, pad, mode="reflect")
+    return resize(window, (size[0] + 2 * context, size[1] + 2 * context))

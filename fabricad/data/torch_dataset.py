@@ -13,6 +13,8 @@ from torch.utils.data import Dataset
 from fabricad.data.alignment import shear
 from fabricad.data.images import resize
 from fabricad.data.samples import Sample
+from fabricad.data.tiling import cut_window, reflect_pad
+from fabricad.errors import ConfigError
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -57,15 +59,22 @@ class ImageDataset(Dataset):
 
     `skew` (degrees): half the training images come back sheared by an angle drawn uniformly
     within ±skew; a tile is sheared together with the fabric beside it in its source image, so
-    nothing reflected enters it except at the scan's ends."""
+    nothing reflected enters it except at the scan's ends.
+
+    `context` (px at the network's size, `model.tile_context`): each image comes padded by that
+    much on every side, a tile with its real neighbours in its source image, a whole image
+    reflected."""
 
     def __init__(self, samples: list[Sample], size: tuple[int, int], augment: bool = False, seed: int | None = None,
-                 flip: bool = False, random_tiles: bool = False, skew: float = 0.0):
+                 flip: bool = False, random_tiles: bool = False, skew: float = 0.0, context: int = 0):
         self.samples = samples
         self.size = tuple(size)
         self.augment = training_augmentation(seed, flip) if augment else None
         self.random_tiles = random_tiles
         self.skew = skew
+        self.context = context
+        if context and skew:
+            raise ConfigError("data.skew does not combine with model.tile_context yet: turn one of them off")
         self._cache: dict[int, np.ndarray] = {}
         self._sources: dict[Path, np.ndarray] = {}
 
@@ -80,12 +89,15 @@ class ImageDataset(Dataset):
         if index not in self._cache:
             sample = self.samples[index]
             if sample.crop is None:
-                image = sample.load()
+                image = reflect_pad(resize(sample.load(), self.size), self.context)
             else:
-                x, y, width, height = sample.crop
-                image = self.source(sample)[y : y + height, x : x + width]
-            self._cache[index] = resize(image, self.size)
+                image = self.cut(self.source(sample), *sample.crop)
+            self._cache[index] = image
         return self._cache[index]
+
+    def cut(self, source: np.ndarray, x: int, y: int, width: int, height: int) -> np.ndarray:
+        """A window of `source` at the network's size, with `context` (scaled to source pixels)."""
+        return cut_window(source, (x, y, width, height), self.size, self.context)
 
     def source(self, sample: Sample) -> np.ndarray:
         if sample.path not in self._sources:
@@ -101,7 +113,7 @@ class ImageDataset(Dataset):
         if self.random_tiles:
             x, y = random_window(source.shape[1], width), random_window(source.shape[0], height)
         if k == 0:
-            return resize(source[y : y + height, x : x + width], self.size)
+            return self.cut(source, x, y, width, height)
         margin = math.ceil(abs(k) * height / 2) + 1
         left, right = max(x - margin, 0), min(x + width + margin, source.shape[1])
         window = source[y : y + height, left:right]

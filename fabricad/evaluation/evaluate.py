@@ -22,7 +22,7 @@ from tqdm import tqdm
 from fabricad.data import ImageDataset, Sample
 from fabricad.data.alignment import Alignment, TextureReference
 from fabricad.data.images import resize
-from fabricad.data.tiling import tile_starts
+from fabricad.data.tiling import cut_window, tile_starts
 from fabricad.data.torch_dataset import to_tensor
 from fabricad.evaluation import metrics as M
 from fabricad.evaluation import visualize as V
@@ -57,7 +57,8 @@ def predict(detector: Detector, samples: list[Sample], size: tuple[int, int], ba
     """Maps and scores of `samples`. With a texture `reference` (the checkpoint's), each source
     scan whose weave is sheared or mirrored against the training scans is scored aligned, as the
     inference engine does, and its tiles' maps are cut from the map moved back onto its pixels."""
-    dataset = ImageDataset(samples, size)
+    context = getattr(detector, "context", 0)
+    dataset = ImageDataset(samples, size, context=context)
     n = len(samples)
     maps = np.zeros((n, *size), np.float16)
     masks = np.zeros((n, *size), bool)
@@ -76,7 +77,7 @@ def predict(detector: Detector, samples: list[Sample], size: tuple[int, int], ba
     for path, alignment in tqdm(aligned.items(), desc="aligned scans", unit="scan", disable=not progress or not aligned):
         index = [i for i, s in enumerate(samples) if s.path == path]
         began = time.perf_counter()
-        scan_maps = aligned_scan_maps(detector, [samples[i] for i in index], alignment, size, batch_size, device)
+        scan_maps = aligned_scan_maps(detector, [samples[i] for i in index], alignment, size, batch_size, device, context)
         elapsed += time.perf_counter() - began
         maps[index] = scan_maps
         scores[index] = scan_maps.reshape(len(index), -1).max(axis=1)
@@ -95,7 +96,7 @@ def scan_alignments(samples: list[Sample], reference: TextureReference) -> dict[
 
 
 def aligned_scan_maps(detector: Detector, samples: list[Sample], alignment: Alignment, size: tuple[int, int],
-                      batch_size: int, device: torch.device | str) -> np.ndarray:
+                      batch_size: int, device: torch.device | str, context: int = 0) -> np.ndarray:
     """Maps, at `size`, of `samples` (all from one source image) scored on the aligned image: the
     whole aligned image is scored in tiles of the samples' own size (so every pixel the map is
     moved back from was seen), its map is moved back and each sample's crop is cut from it."""
@@ -107,7 +108,7 @@ def aligned_scan_maps(detector: Detector, samples: list[Sample], alignment: Alig
     canvas = np.zeros((height, width), np.float32)
     for start in range(0, len(boxes), batch_size):
         chunk = boxes[start : start + batch_size]
-        batch = torch.stack([to_tensor(resize(source[y : y + th, x : x + tw], size)) for x, y in chunk]).to(device)
+        batch = torch.stack([to_tensor(cut_window(source, (x, y, tw, th), size, context)) for x, y in chunk]).to(device)
         amap, _ = detector(batch)
         for (x, y), m in zip(chunk, amap[:, 0].float().cpu().numpy()):
             canvas[y : y + th, x : x + tw] = cv2.resize(m, (tw, th), interpolation=cv2.INTER_LINEAR) if m.shape != (th, tw) else m
@@ -231,7 +232,7 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     if holdout:
         # Re-score the held-out normal images rather than trust the scores saved at training:
         # an inference setting (--set, or a default changed since) may have changed the map.
-        _, calibration = holdout_pass(detector, ImageDataset(holdout, size), batch_size, target)
+        _, calibration = holdout_pass(detector, ImageDataset(holdout, size, context=detector.context), batch_size, target)
     result = compute_metrics(predictions, calibration)
     write_report(out, predictions, result, split.name)
     return result

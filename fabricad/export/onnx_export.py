@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from fabricad import __version__
 from fabricad.backbones.static_padding import freeze_same_padding
+from fabricad.config import ModelConfig
 from fabricad.data import ImageDataset, Sample
 from fabricad.errors import FabricadError
 from fabricad.export.bundle import (
@@ -46,7 +47,9 @@ class UInt8Graph(nn.Module):
 
 
 def export_fp32(model: DistillationModel, size: tuple[int, int], path: Path) -> None:
-    example = torch.zeros(1, *size, 3, dtype=torch.uint8)
+    """Trace the model for (height, width) = `size` images, taken with the model's context."""
+    c = model.context
+    example = torch.zeros(1, size[0] + 2 * c, size[1] + 2 * c, 3, dtype=torch.uint8)
     wrapper = freeze_same_padding(UInt8Graph(model.eval().cpu()), example)
     with warnings.catch_warnings():
         # The tracer's notes (static shapes, constant folding) are expected for a fixed input size.
@@ -166,7 +169,7 @@ def export_bundle(
             if not calibration_samples:
                 raise FabricadError("INT8 needs normal calibration images (the training data of the checkpoint)")
             bar.set_postfix_str("int8 calibration")
-            dataset = ImageDataset(calibration_samples[:calibration_images], size)
+            dataset = ImageDataset(calibration_samples[:calibration_images], size, context=model.context)
             images = [dataset.image(i) for i in range(len(dataset))]
             quantize_int8(fp32_path, onnx_path, images)
             bar.update(1)
@@ -174,7 +177,7 @@ def export_bundle(
     if holdout_samples and precision != "fp16":
         # Score the held-out normal images with the exported graph itself: an INT8 graph's
         # scores are not the fp32 model's, and its threshold must come from its own.
-        normal = _graph_scores(onnx_path, holdout_samples, size)
+        normal = _graph_scores(onnx_path, holdout_samples, size, model.context)
     meta = bundle_meta(checkpoint, normal, name=name or out.name, sha256=sha256_file(onnx_path), precision=precision)
     write_meta(out, meta)
     bar.update(1)
@@ -198,7 +201,7 @@ def bundle_meta(checkpoint: Checkpoint, normal_scores: list[float], *, name: str
         precision=precision,
         opset=opset,
         input=InputSpec(height=size[0], width=size[1]),
-        preprocess=_preprocess(dataset_info, size),
+        preprocess=_preprocess(dataset_info, size, checkpoint.config.model),
         threshold=thresholds.from_normal_scores(normal_scores),
         score_scale=thresholds.score_scale(normal_scores),
         normal_scores=list(normal_scores),
@@ -210,20 +213,23 @@ def bundle_meta(checkpoint: Checkpoint, normal_scores: list[float], *, name: str
     )
 
 
-def _preprocess(dataset_info: dict, size: tuple[int, int]) -> Preprocess:
+def _preprocess(dataset_info: dict, size: tuple[int, int], model: ModelConfig) -> Preprocess:
     """How a served image is cut, from how the training images were: tiled datasets are served
-    by tiles of their own native size (recorded by training since tiles could be magnified)."""
+    by tiles of their own native size (recorded by training since tiles could be magnified),
+    with the context the model was trained with."""
+    context = model.context
     if not dataset_info.get("tiled"):
-        return Preprocess(mode="resize")
+        return Preprocess(mode="resize", context=context)
     tile = dataset_info.get("tile")
-    return Preprocess(mode="tile", tile=tuple(tile) if tile and tuple(tile) != tuple(size) else None)
+    return Preprocess(mode="tile", tile=tuple(tile) if tile and tuple(tile) != tuple(size) else None, context=context)
 
 
-def _graph_scores(onnx_path: Path, samples: list[Sample], size: tuple[int, int], batch: int = 8) -> list[float]:
+def _graph_scores(onnx_path: Path, samples: list[Sample], size: tuple[int, int], context: int = 0,
+                  batch: int = 8) -> list[float]:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    dataset = ImageDataset(samples, size)
+    dataset = ImageDataset(samples, size, context=context)
     scores: list[float] = []
     for start in range(0, len(dataset), batch):
         images = np.stack([dataset.image(i) for i in range(start, min(start + batch, len(dataset)))])

@@ -41,7 +41,7 @@ def build_engine(bundle: Path, max_batch: int = 16, fp16: bool = True, route: st
     `route="trtexec"` forces a standalone `model.plan` (what Triton's TensorRT backend loads)."""
     route = route or require_tensorrt()
     meta, model_path = read_bundle(bundle)
-    h, w = meta.input.height, meta.input.width
+    h, w = meta.graph_input
     if route == "onnxruntime":
         from fabricad.inference.backends import OnnxBackend
 

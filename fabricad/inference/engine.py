@@ -18,7 +18,7 @@ import numpy as np
 
 from fabricad.data.alignment import IDENTITY, Alignment, TextureReference
 from fabricad.data.images import resize, to_rgb_uint8
-from fabricad.data.tiling import tile_starts
+from fabricad.data.tiling import cut_window, reflect_pad, tile_starts
 from fabricad.errors import FabricadError
 from fabricad.export.bundle import BundleMeta, Threshold
 from fabricad.inference import thresholds as T
@@ -118,6 +118,7 @@ class InferenceEngine:
         # Tiles are cut at the size training cut them, then resized to the network input like
         # training resized them (a model trained on 256² tiles magnified to 512² sees 256² crops).
         self.tile_size = tuple(meta.preprocess.tile or self.input_size)
+        self.context = meta.preprocess.context
         self._threshold = meta.threshold
         self._window = blend_window(*self.tile_size)
         # A scan whose weave runs at another angle than the training scans' is scored aligned
@@ -165,7 +166,7 @@ class InferenceEngine:
         """Network-sized crops of `image` and where they go back (None = one resized view).
         Resized exactly as the training images were (`fabricad.data.images.resize`)."""
         if self.mode == "resize" or image.shape[:2] == self.tile_size:
-            return [resize(image, self.input_size)], None, image.shape[:2]
+            return [reflect_pad(resize(image, self.input_size), self.context)], None, image.shape[:2]
         # Tiles at native scale; an image smaller than a tile in a dimension is padded by reflection.
         height, width = self.tile_size
         ph, pw = max(height - image.shape[0], 0), max(width - image.shape[1], 0)
@@ -173,7 +174,8 @@ class InferenceEngine:
         ys = tile_starts(canvas.shape[0], height, max(1, round(height * (1 - self.overlap))))
         xs = tile_starts(canvas.shape[1], width, max(1, round(width * (1 - self.overlap))))
         boxes = [(x, y, width, height) for y in ys for x in xs]
-        crops = [resize(canvas[y : y + height, x : x + width], self.input_size) for x, y, _, _ in boxes]
+        # With a context, each tile comes with its neighbours in the image (as in training).
+        crops = [cut_window(canvas, box, self.input_size, self.context) for box in boxes]
         return crops, boxes, image.shape[:2]
 
     def _assemble(self, maps: list[np.ndarray], boxes, shape: tuple[int, int]) -> np.ndarray:

@@ -70,10 +70,18 @@ class DistillationModel(nn.Module):
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             std = x.std(dim=(1, 2, 3), keepdim=True)
             x = (x - mean) / (std + 1e-4) * 0.2 + 0.5
-        if self.config.pad:
+        if self.config.pad and not self.config.tile_context:
             p = self.config.pad
             x = F.pad(x, (p, p, p, p), mode="reflect")
         return x
+
+    @property
+    def context(self) -> int:
+        return self.config.context
+
+    def image_size(self, x: torch.Tensor) -> tuple[int, int]:
+        """The size of the image an input holds: with `tile_context` inputs come padded."""
+        return x.shape[-2] - 2 * self.context, x.shape[-1] - 2 * self.context
 
     def distill(self, x: torch.Tensor) -> tuple[Features, Features]:
         """(teacher, student) features of the prepared input; training compares these."""
@@ -106,8 +114,11 @@ class DistillationModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         teacher, student = self.distill(x)
-        anomaly_map, score = self.map_and_score(teacher, student, (x.shape[-2], x.shape[-1]))
+        anomaly_map, score = self.map_and_score(teacher, student, self.image_size(x))
         if self.config.fabric_roi:
+            if self.config.tile_context:
+                p = self.config.pad
+                x = x[..., p : x.shape[-2] - p, p : x.shape[-1] - p]
             window = 2 * max(1, round(ROI_WINDOW // 2 * self.roi_scale)) + 1  # at least 3 px: one is always "flat"
             anomaly_map = anomaly_map * (1 - background_mask(x, round(self.config.roi_margin * self.roi_scale), window))
             score = torch.amax(anomaly_map, dim=(1, 2, 3))

@@ -100,7 +100,7 @@ def holdout_pass(model: DistillationModel, dataset: ImageDataset, batch_size: in
         batch = batch.to(device)
         teacher, student = model.distill(batch)
         losses.append(distillation_loss(teacher, student, hard_fraction).item() * len(batch))
-        _, score = model.map_and_score(teacher, student, tuple(batch.shape[-2:]))
+        _, score = model.map_and_score(teacher, student, model.image_size(batch))
         scores.extend(score.float().cpu().tolist())
     model.train(was_training)
     return sum(losses) / max(len(dataset), 1), scores
@@ -186,9 +186,10 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
              model.teacher.use_runtime(tc.teacher_runtime, device), tc.teacher_runtime, device.type)
 
     size = config.data.image_size
+    context = config.model.context
     train_set = ImageDataset(train_samples, size, augment=config.data.augment, seed=tc.seed, flip=config.data.flip,
-                             random_tiles=config.data.random_tiles, skew=config.data.skew)
-    holdout_set = ImageDataset(holdout_samples, size)
+                             random_tiles=config.data.random_tiles, skew=config.data.skew, context=context)
+    holdout_set = ImageDataset(holdout_samples, size, context=context)
     # One seeded permutation per epoch, cut into world × accumulate disjoint shards: this
     # process's micro-batch j of a step comes from shard rank × accumulate + j.
     shards = ctx.world_size * tc.accumulate
@@ -308,7 +309,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
 
     model.load_trainable_state_dict(best_state)
     calibration = holdout_samples or train_samples  # no holdout: the best we have, flagged below
-    _, scores = holdout_pass(model, ImageDataset(calibration, size), batch_size, device)
+    _, scores = holdout_pass(model, ImageDataset(calibration, size, context=context), batch_size, device)
     save(epoch, scores)
     if not holdout_samples:
         log.warning("no held-out images: score statistics come from training images and are optimistic")
