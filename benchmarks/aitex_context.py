@@ -26,9 +26,8 @@ import numpy as np
 import torch
 
 from fabricad.data import load_dataset
-from fabricad.data.tiling import tile_starts
 from fabricad.data.torch_dataset import to_tensor
-from fabricad.evaluation import texture_of
+from fabricad.evaluation import predict, texture_of
 from fabricad.models.base import background_mask
 from fabricad.training import load_model
 
@@ -50,34 +49,13 @@ EDGE_BAND = 16
 
 
 def context_maps(run: Path, split) -> np.ndarray:
-    """Test maps with each tile padded by its real neighbours (aligned scans in their aligned
-    geometry, as shipped), cut back to the tiles."""
+    """Test maps with each tile padded by its real neighbours: the trained model scored as
+    `model.tile_context` scores (aligned scans in their aligned geometry, as shipped)."""
     def make():
         model, ckpt = load_model(run)
         model.teacher.use_runtime(ckpt.config.train.teacher_runtime, torch.device("cpu"))
-        reference, pad = texture_of(ckpt), model.config.pad
-        maps = np.zeros((len(split.test), *ckpt.config.data.image_size), np.float16)
-        for index in scans(split.test).values():
-            source = split.test[index[0]].load_source()
-            alignment = reference.align(source)
-            image = alignment.apply(source)
-            height, width = image.shape[:2]
-            _, _, tw, th = split.test[index[0]].crop
-            padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)  # torch's "reflect"
-            canvas = np.zeros((height, width), np.float32)
-            boxes = [(x, y) for y in tile_starts(height, th, th) for x in tile_starts(width, tw, tw)]
-            for start in range(0, len(boxes), 8):
-                chunk = boxes[start : start + 8]
-                batch = torch.stack([to_tensor(padded[y : y + th + 2 * pad, x : x + tw + 2 * pad]) for x, y in chunk])
-                teacher = model.targets(batch)  # already padded: skip the model's own reflect padding
-                amap, _ = model.map_and_score(teacher, model.student(teacher), (th, tw))
-                for (x, y), m in zip(chunk, amap[:, 0].numpy()):
-                    canvas[y : y + th, x : x + tw] = m
-            back = alignment.undo(canvas)
-            for i in index:
-                x, y, w, h = split.test[i].crop
-                maps[i] = back[y : y + h, x : x + w]
-        return (maps,)
+        model.config.tile_context = True  # an inference-time switch here: the weights are the run's
+        return (predict(model, split.test, ckpt.config.data.image_size, reference=texture_of(ckpt)).maps,)
 
     return cached(run / "fusion-cache" / "rd-context.npz", make)[0]
 

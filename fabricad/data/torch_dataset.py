@@ -91,13 +91,9 @@ class ImageDataset(Dataset):
             if sample.crop is None:
                 image = reflect_pad(resize(sample.load(), self.size), self.context)
             else:
-                image = self.cut(self.source(sample), *sample.crop)
+                image = cut_window(self.source(sample), sample.crop, self.size, self.context)
             self._cache[index] = image
         return self._cache[index]
-
-    def cut(self, source: np.ndarray, x: int, y: int, width: int, height: int) -> np.ndarray:
-        """A window of `source` at the network's size, with `context` (scaled to source pixels)."""
-        return cut_window(source, (x, y, width, height), self.size, self.context)
 
     def source(self, sample: Sample) -> np.ndarray:
         if sample.path not in self._sources:
@@ -113,7 +109,7 @@ class ImageDataset(Dataset):
         if self.random_tiles:
             x, y = random_window(source.shape[1], width), random_window(source.shape[0], height)
         if k == 0:
-            return self.cut(source, x, y, width, height)
+            return cut_window(source, (x, y, width, height), self.size, self.context)
         margin = math.ceil(abs(k) * height / 2) + 1
         left, right = max(x - margin, 0), min(x + width + margin, source.shape[1])
         window = source[y : y + height, left:right]
