@@ -54,11 +54,13 @@ class ModelConfig(_Strict):
     pad: int = Field(32, ge=0, multiple_of=16)
     """Reflect-pad the input by this many pixels and crop the map back: keeps the teacher's
     zero-padding artefacts out of the map (tile borders otherwise dominate normal scores)."""
-    tile_context: bool = False
+    tile_context: bool = True
     """A tile of a larger image carries `pad` px of its real neighbours instead of a reflection
     (only the image's own borders are reflected), in training and scoring alike: the student then
     learns a scan's edges (selvedge, the scanner's background) where they are, and no tile border
-    shows a mirrored sliver that no training tile had. Inputs to the model are then pre-padded."""
+    shows a mirrored sliver that no training tile had. Inputs to the model are then pre-padded.
+    The default since the six-fabric table of 2026-12-01 (BENCHMARKS.md). A dataset of whole
+    images (no tiles) trains with it off: its only context would be its own reflection."""
     standardize: bool = False
     """Standardise each image's intensity (mean/std over all pixels) before the teacher, so
     illumination drift along a scan does not read as an anomaly."""

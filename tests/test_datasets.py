@@ -107,7 +107,7 @@ def test_aitex_needs_a_valid_category(fake_aitex):
 def test_aitex_models_are_served_by_tiles_of_the_training_size(fake_aitex, tmp_path):
     """A model trained on AITEX's 256² tiles resized to another input size (here 64², a quarter)
     is served by 256² tiles of the scan, each resized as training resized it, its map resized back."""
-    from fabricad.data.images import read_image, resize
+    from fabricad.data.images import read_image
     from fabricad.inference.engine import InferenceEngine
     from fabricad.training import load_model, train
     from tests.conftest import quick_config
@@ -120,9 +120,11 @@ def test_aitex_models_are_served_by_tiles_of_the_training_size(fake_aitex, tmp_p
     engine.backend = lambda batch: shapes.append(batch.shape) or network(batch)
     scan = read_image(fake_aitex / "Defect_images" / "0050_002_02.png")
     result = engine.inspect(scan)
-    assert shapes == [(4, 64, 64, 3)]  # tiles at x = 0, 256, 512 and the right-aligned 744
+    # tiles at x = 0, 256, 512 and the right-aligned 744, each with 32 network px (128 scan px)
+    # of its neighbours on every side (`model.tile_context`, the default)
+    assert shapes == [(4, 128, 128, 3)]
     assert result.anomaly_map.shape == (256, 1000)
-    tile_map = network(resize(scan[:, :256], (64, 64))[None])[0][0]
+    tile_map = network(cut_window(scan, (0, 0, 256, 256), (64, 64), context=32)[None])[0][0]
     expected = cv2.resize(tile_map, (256, 256), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(result.anomaly_map[:, :256], expected, rtol=1e-5, atol=1e-6)
 

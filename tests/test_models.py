@@ -17,7 +17,8 @@ TEACHERS = [
 @pytest.mark.parametrize("teacher", TEACHERS, ids=lambda t: t.name)
 @pytest.mark.parametrize("family,skips", [("rd", False), ("dbfad", False), ("dbfad", True)])
 def test_output_shapes(teacher, family, skips):
-    model = create_model(ModelConfig(name=family, teacher=teacher, width=64, skips=skips)).eval()
+    # A model of whole images (tile_context off) reflect-pads its input itself.
+    model = create_model(ModelConfig(name=family, teacher=teacher, width=64, skips=skips, tile_context=False)).eval()
     x = torch.rand(2, 3, 96, 128)
     with torch.no_grad():
         targets, predictions = model.distill(x)
@@ -37,7 +38,7 @@ def test_output_shapes(teacher, family, skips):
 
 
 def test_padding_is_cropped_away_and_standardising_ignores_exposure():
-    config = ModelConfig(teacher=TEACHERS[0], width=32, pad=32, standardize=True)
+    config = ModelConfig(teacher=TEACHERS[0], width=32, pad=32, standardize=True, tile_context=False)
     model = create_model(config).eval()
     x = torch.rand(1, 3, 64, 96) * 0.5 + 0.2
     with torch.no_grad():
@@ -90,8 +91,8 @@ def test_loss_is_zero_when_student_reproduces_teacher():
 
 def test_tile_context_model_takes_padded_inputs():
     """With `tile_context` the model expects inputs already padded by `pad`: one reflect-padded
-    by hand gives exactly the map the default model makes of the bare image (which pads itself)."""
-    config = ModelConfig(teacher=TEACHERS[0], width=32, pad=16)
+    by hand gives exactly the map a whole-image model makes of the bare image (which pads itself)."""
+    config = ModelConfig(teacher=TEACHERS[0], width=32, pad=16, tile_context=False)
     plain = create_model(config).eval()
     context = create_model(config.model_copy(update={"tile_context": True})).eval()
     context.load_state_dict(plain.state_dict())
@@ -156,7 +157,8 @@ def test_models_trace_to_onnx(tmp_path, family):
 
     model = create_model(ModelConfig(name=family, teacher=TEACHERS[1], width=32, skips=True)).eval()
     path = tmp_path / "m.onnx"
-    torch.onnx.export(model, (torch.rand(1, 3, 64, 64),), str(path), dynamo=False, opset_version=OPSET,
+    side = 64 + 2 * model.context  # the default model takes a tile with its neighbours
+    torch.onnx.export(model, (torch.rand(1, 3, side, side),), str(path), dynamo=False, opset_version=OPSET,
                       input_names=["image"], output_names=["anomaly_map", "score"])
     onnx.checker.check_model(str(path))
 

@@ -147,6 +147,16 @@ def texture_reference(samples: list[Sample], most: int = 32) -> TextureReference
     return TextureReference.from_images([s.load_source() for s in picked])
 
 
+def whole_images_reflected(config: FabricadConfig, samples: list[Sample]) -> FabricadConfig:
+    """`model.tile_context` off where no sample is a tile: a whole image has no neighbours, so
+    its context would be its own reflection — what the model's internal padding already does.
+    Saving the setting off keeps such a model's input (and its exported graph's) the image itself."""
+    if not config.model.tile_context or any(s.crop is not None for s in samples):
+        return config
+    log.info("model.tile_context: the dataset holds whole images, not tiles: they are reflect-padded by the model")
+    return config.model_copy(update={"model": config.model.model_copy(update={"tile_context": False})})
+
+
 def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, progress: bool,
            ctx: DistributedContext, device: torch.device) -> TrainResult:
     if config.data.path is None:
@@ -159,6 +169,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
         torch.backends.cudnn.benchmark = True
 
     split = load_dataset(config.data.path, config.data.category)
+    config = whole_images_reflected(config, split.train)
     train_samples, holdout_samples = holdout_split(split.train, config)
     if ctx.is_main:
         check_readable(split.train, progress)
