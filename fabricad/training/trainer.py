@@ -147,11 +147,12 @@ def texture_reference(samples: list[Sample], most: int = 32) -> TextureReference
     return TextureReference.from_images([s.load_source() for s in picked])
 
 
-def whole_images_reflected(config: FabricadConfig, samples: list[Sample]) -> FabricadConfig:
-    """`model.tile_context` off where no sample is a tile: a whole image has no neighbours, so
-    its context would be its own reflection — what the model's internal padding already does.
-    Saving the setting off keeps such a model's input (and its exported graph's) the image itself."""
-    if not config.model.tile_context or any(s.crop is not None for s in samples):
+def whole_images_reflected(config: FabricadConfig, tile: list[int] | None) -> FabricadConfig:
+    """`model.tile_context` off where the dataset has no tiles (`tile` None): a whole image has no
+    neighbours, so its context would be its own reflection — what the model's internal padding
+    already does. Saving the setting off keeps such a model's input (and its exported graph's)
+    the image itself."""
+    if not config.model.tile_context or tile is not None:
         return config
     log.info("model.tile_context: the dataset holds whole images, not tiles: they are reflect-padded by the model")
     return config.model_copy(update={"model": config.model.model_copy(update={"tile_context": False})})
@@ -169,7 +170,10 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
         torch.backends.cudnn.benchmark = True
 
     split = load_dataset(config.data.path, config.data.category)
-    config = whole_images_reflected(config, split.train)
+    # (height, width) of the dataset's tiles at native scale, if it has them: the engine cuts
+    # served images the same way, and the fabric ROI measures its window on the fabric.
+    tile = next(([s.crop[3], s.crop[2]] for s in split.train if s.crop is not None), None)
+    config = whole_images_reflected(config, tile)
     train_samples, holdout_samples = holdout_split(split.train, config)
     if ctx.is_main:
         check_readable(split.train, progress)
@@ -186,9 +190,6 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
         state = checkpoint.training
     else:
         model, state = create_model(config.model), {}
-    # (height, width) of the dataset's tiles at native scale, if it has them: the engine cuts
-    # served images the same way, and the fabric ROI measures its window on the fabric.
-    tile = next(([s.crop[3], s.crop[2]] for s in split.train if s.crop is not None), None)
     model.roi_scale = magnification(tile, config.data.image_size)
     texture = texture_reference(split.train) if config.model.align_texture and ctx.is_main else None
     model.to(device).train()
@@ -259,7 +260,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
                     "format": split.format,
                     "train": len(train_samples),
                     "holdout": len(holdout_samples),
-                    "tiled": any(s.crop is not None for s in split.train),
+                    "tiled": tile is not None,
                     "tile": tile,
                 },
             },
