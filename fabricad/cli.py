@@ -263,7 +263,7 @@ def info(checkpoint: Annotated[Path, typer.Argument(help="model.ckpt or its fold
 @app.command()
 def generate(
     out: Annotated[Path, typer.Argument(help="Dataset root to write (MVTec layout, one folder per fabric).")],
-    fabric: Annotated[list[str], typer.Option("--fabric", help="Fabric(s) to generate: plain, twill, knit, fine-grey.")] = ["plain"],
+    fabric: Annotated[list[str], typer.Option("--fabric", help="Fabric(s) to generate: plain, twill, knit, fine-grey, white-backlit.")] = ["plain"],
     size: Annotated[int, typer.Option("--size", help="Image side in pixels (the height when --width is given).")] = 256,
     width: Annotated[Optional[int], typer.Option("--width", help="Image width in pixels, for non-square images (default: --size).")] = None,
     grayscale: Annotated[bool, typer.Option("--grayscale", help="Single-channel images, as a monochrome camera gives.")] = False,

@@ -27,6 +27,10 @@ class FabricSpec:
     colour: tuple[int, int, int]  # RGB of the yarn
     contrast: float = 0.45
     irregularity: float = 0.08
+    backlit: bool = False
+    """Lit from behind, as on an inspection table: light shines through the gaps between yarns,
+    which clip to white, and a hole shows the lamp (saturated, flat white) instead of the dark
+    backing. The hard case for anything that takes flat white for background."""
 
 
 FABRICS: dict[str, FabricSpec] = {
@@ -34,6 +38,7 @@ FABRICS: dict[str, FabricSpec] = {
     "twill": FabricSpec("twill", "twill", 5.0, (52, 72, 128)),
     "knit": FabricSpec("knit", "knit", 8.0, (150, 40, 48)),
     "fine-grey": FabricSpec("fine-grey", "plain", 3.5, (140, 140, 140), contrast=0.3),
+    "white-backlit": FabricSpec("white-backlit", "plain", 5.0, (255, 255, 255), contrast=0.5, backlit=True),
 }
 
 DEFECT_TYPES = ("hole", "stain", "broken_yarn", "missing_yarn", "slub", "knot", "fold", "thick_place")
@@ -69,6 +74,8 @@ def render_fabric(spec: FabricSpec, height: int, width: int, rng: np.random.Gene
     yarn_gain = 1 + spec.irregularity * rng.normal(0, 1, int(width / spec.pitch) + 3)[np.clip(u.astype(int), 0, None) % (int(width / spec.pitch) + 3)]
     light = 1 + 0.06 * np.sin(xx / width * np.pi * rng.uniform(0.5, 1.5) + rng.uniform(0, 6))
     value = (1 - spec.contrast) + spec.contrast * intensity * yarn_gain
+    if spec.backlit:  # yarns block the light, gaps pass it, overexposed so that the gaps clip
+        value = 1.1 - spec.contrast * intensity * yarn_gain
     value = value * light
     rgb = np.asarray(spec.colour, dtype=np.float32)[None, None, :] * value[..., None]
     rgb += rng.normal(0, 3.0, rgb.shape).astype(np.float32)  # sensor noise
@@ -112,7 +119,7 @@ def add_defect(
     scale = min(height, width)
     if kind == "hole":
         alpha = _soft_blob(height, width, rng, rng.uniform(0.03, 0.08) * scale) > 0.5
-        out[alpha] = out[alpha] * (1 - 0.85 * strength) + 10 * strength
+        out[alpha] = 255.0 if spec.backlit else out[alpha] * (1 - 0.85 * strength) + 10 * strength
         mask = alpha
     elif kind == "stain":
         alpha = _soft_blob(height, width, rng, rng.uniform(0.05, 0.14) * scale) * strength
@@ -249,7 +256,7 @@ def render_roll(
             mask = dist <= 1
             out = crop.astype(np.float32)
             if d.kind == "hole":
-                out[mask] = out[mask] * (1 - 0.85 * strength) + 10 * strength
+                out[mask] = 255.0 if spec.backlit else out[mask] * (1 - 0.85 * strength) + 10 * strength
             else:
                 out[mask] = out[mask] + np.asarray([-70, -50, 30], np.float32) * strength
             crop[:] = np.clip(out, 0, 255).astype(np.uint8)
