@@ -281,7 +281,7 @@ def test_export_cli_and_tensorrt_message(exported, tmp_path):
 
 
 def test_fabric_roi_zeroes_background_in_pytorch_and_onnx(exported, tmp_path):
-    """The opt-in fabric ROI: flat saturated background and a margin around it score zero, the
+    """The fabric ROI: flat saturated background and a margin around it score zero, the
     fabric keeps its map, and the exported graph does the same."""
     import torch
 
@@ -304,7 +304,7 @@ def test_fabric_roi_zeroes_background_in_pytorch_and_onnx(exported, tmp_path):
     assert float(score[0]) == pytest.approx(float(masked.max()))
     textured = rng.integers(60, 200, (1, 3, h, w), dtype=np.uint8)
     with torch.no_grad():
-        plain_model, _ = load_model(run)
+        plain_model, _ = load_model(run, ["model.fabric_roi=false"])
         a, _ = model(torch.from_numpy(textured).float() / 255)
         b, _ = plain_model(torch.from_numpy(textured).float() / 255)
     assert torch.allclose(a, b)  # all fabric: nothing changes
@@ -318,27 +318,38 @@ def test_fabric_roi_zeroes_background_in_pytorch_and_onnx(exported, tmp_path):
         load_model(run, ["model.width=32"])
 
 
-def test_fabric_roi_measures_its_window_on_the_fabric(exported):
-    """On tiles magnified 2× for the network, a white fleck of 6 source pixels covers 12: a flatness
-    window of 9 network pixels fits inside it and took it for background. Measured on the fabric
-    (the model's `roi_scale`, which loading sets from the checkpoint), the window sees texture
-    around the fleck, and the ROI leaves an all-fabric tile alone."""
+def test_fabric_roi_keeps_a_backlit_hole_and_blanks_what_lies_beyond_the_edge(exported):
+    """On a backlit inspection table a hole shows the lamp: flat, saturated white, like a
+    scanner's background (the generator's `white-backlit` fabric draws it so). Only background
+    that crosses the whole image counts, since the fabric edge runs along the roll, so the hole
+    keeps its map; a strip beyond the edge goes, with a margin measured on the fabric (a tile
+    magnified 2x for the network, `roi_scale`, needs it twice as wide)."""
+    from fabricad.data.synthetic import FABRICS, add_defect, render_fabric
+
+    spec, rng = FABRICS["white-backlit"], np.random.default_rng(0)
+    holed, hole = add_defect(render_fabric(spec, 256, 256, rng), "hole", rng, spec)
+    assert hole.sum() > 0 and (holed[hole] == 255).all()
     run, _ = exported["rd-resnet18"]
-    model, ckpt = load_model(run, ["model.fabric_roi=true", "model.roi_margin=4"])
-    plain, _ = load_model(run)
-    assert model.roi_scale == 1.0  # a folder of whole images: no native tile
+    model, ckpt = load_model(run, ["model.roi_margin=4"])  # the ROI itself is on by default
+    plain, _ = load_model(run, ["model.fabric_roi=false"])
+    assert ckpt.config.model.fabric_roi and not plain.config.fabric_roi
     h, w = ckpt.config.data.image_size
-    fabric = np.random.default_rng(0).integers(60, 200, (h // 2, w // 2, 3), dtype=np.uint8)
-    fabric[10:16, 10:16] = 255
-    magnified = cv2.resize(fabric, (w, h), interpolation=cv2.INTER_NEAREST)  # the fleck: rows/cols 20-31
-    x = torch.from_numpy(magnified[None]).permute(0, 3, 1, 2).float() / 255
-    with torch.no_grad():
-        reference, _ = plain(x)
-        as_network_pixels, _ = model(x)
-        model.roi_scale = 2.0
-        on_the_fabric, _ = model(x)
-    assert as_network_pixels[0, 0, 26, 26] == 0 and reference[0, 0, 26, 26] > 0  # the old fault
-    assert torch.equal(on_the_fabric, reference)
+    fabric = render_fabric(spec, h, w, rng)
+    cv2.circle(fabric, (w - 20, h // 2), 9, (255, 255, 255), -1)  # twice the flatness window
+
+    def maps(image):
+        x = torch.from_numpy(image[None]).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad():
+            return model(x)[0][0, 0], plain(x)[0][0, 0]
+
+    with_roi, without = maps(fabric)
+    assert torch.equal(with_roi, without) and without[h // 2, w - 20] > 0
+    fabric[:, :16] = 255  # the scanner's white beyond the fabric edge, top to bottom
+    for scale, margin in ((1.0, 4), (2.0, 8)):
+        model.roi_scale = scale
+        with_roi, without = maps(fabric)
+        assert with_roi[:, : 16 + margin].abs().max() == 0 and without[:, : 16 + margin].max() > 0
+        assert torch.equal(with_roi[:, 16 + margin :], without[:, 16 + margin :])
 
 
 RUNTIME_ONLY = """

@@ -19,17 +19,23 @@ ROI_WINDOW = 9
 
 
 def background_mask(x: torch.Tensor, margin: int, window: int = ROI_WINDOW) -> torch.Tensor:
-    """1 where the image is not fabric: flat (no texture in a `window`) and saturated (near white
-    or black), widened by `margin` pixels so the fabric/background boundary goes too. Max-pooling
-    only, so it exports to ONNX with the rest of the graph. x: (B, 3, H, W) in [0, 1]."""
+    """1 where the image is not fabric: what lies beyond the fabric's edge, flat (no texture in a
+    `window`) and saturated (near white or black), widened by `margin` pixels so the
+    fabric/background boundary goes too. Only rows or columns that are background from one side
+    of the image to the other count: the fabric edge runs along the roll and so crosses the whole
+    frame, while a hole, however large and white (a backlit inspection table shows the lamp
+    through it), does not, and keeps its map. Max-pooling and reductions only, so it exports to
+    ONNX with the rest of the graph. x: (B, 3, H, W) in [0, 1]."""
     gray = x.mean(dim=1, keepdim=True)
     local_max = square_max(gray, window)
     local_min = -square_max(-gray, window)
     flat = (local_max - local_min) < 3 / 255
     saturated = (gray > 250 / 255) | (gray < 5 / 255)
-    background = (flat & saturated).to(x.dtype)
-    # The flatness window loses `window // 2` pixels at the edge of the background: give them back, plus the margin.
-    return square_max(background, 2 * (margin + window // 2) + 1)
+    # The flatness window loses `window // 2` pixels at the edge of the background: give them back.
+    background = square_max((flat & saturated).to(x.dtype), 2 * (window // 2) + 1)
+    across = torch.maximum(background.amin(dim=2, keepdim=True), background.amin(dim=3, keepdim=True))
+    across = across.expand_as(background)
+    return square_max(across, 2 * margin + 1) if margin else across
 
 
 def square_max(x: torch.Tensor, size: int) -> torch.Tensor:
