@@ -82,7 +82,8 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
 
 def fit_patchcore(config: FabricadConfig, train_samples: list, size: tuple[int, int], sigma: float | None = None) -> PatchCore:
     """The baseline's memory bank from the RD run's own training tiles and teacher."""
-    core = PatchCore(config.model.teacher, **({} if sigma is None else {"sigma": sigma}))
+    roi = config.model.roi_margin if config.model.fabric_roi else None  # the model's own post-processing
+    core = PatchCore(config.model.teacher, roi_margin=roi, **({} if sigma is None else {"sigma": sigma}))
     core.teacher.use_runtime(config.train.teacher_runtime, torch.device("cpu"))  # the same features, sooner
     dataset = ImageDataset(train_samples, size)
     core.fit(torch.stack([dataset[i] for i in range(j, min(j + 8, len(dataset)))]) for j in range(0, len(dataset), 8))

@@ -3,8 +3,8 @@
 Same teacher, same split: mid-level teacher features (strides 8 and 16) are locally averaged,
 brought to stride 8 and concatenated into patch embeddings; a greedy k-center coreset of the
 training patches is the memory bank; a patch's anomaly is its distance to the nearest bank entry.
-The map gets the same upsampling and Gaussian blur as the RD map, so the two differ only in
-how normality is modelled.
+The map gets the same upsampling and Gaussian blur as the RD map, and with `roi_margin` the same
+fabric ROI, so the two differ only in how normality is modelled.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tqdm import tqdm
 from fabricad.backbones import TeacherEncoder, pick_layers
 from fabricad.config import TeacherConfig
 from fabricad.models.anomaly_map import GaussianBlur
+from fabricad.models.base import background_mask
 
 
 def greedy_coreset(
@@ -53,8 +54,11 @@ def greedy_coreset(
 
 
 class PatchCore(nn.Module):
-    def __init__(self, teacher: TeacherConfig, coreset_ratio: float = 0.1, sigma: float = 4.0):
+    def __init__(self, teacher: TeacherConfig, coreset_ratio: float = 0.1, sigma: float = 4.0,
+                 roi_margin: int | None = None):
         super().__init__()
+        self.roi_margin = roi_margin
+        """None: no fabric ROI; else the RD model's `model.fabric_roi` with this margin."""
         layers = pick_layers(teacher.name, (8, 16))
         self.teacher = TeacherEncoder(teacher, layers)
         self.coreset_ratio = coreset_ratio
@@ -85,4 +89,6 @@ class PatchCore(nn.Module):
         nearest = torch.cat([torch.cdist(chunk, self.memory).min(dim=1).values for chunk in flat.split(4096)])
         amap = nearest.view(b, 1, h, w)
         amap = self.blur(F.interpolate(amap, size=x.shape[-2:], mode="bilinear", align_corners=False))
+        if self.roi_margin is not None:
+            amap = amap * (1 - background_mask(x, self.roi_margin))
         return amap, amap.amax(dim=(1, 2, 3))
