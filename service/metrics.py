@@ -21,6 +21,9 @@ class ServiceMetrics:
         self.inspections = Counter("fabricad_inspections_total", "Images inspected", ["model", "verdict"], registry=self.registry)
         self.rejected = Counter("fabricad_rejected_total", "Requests refused", ["reason"], registry=self.registry)
         self.defects = Counter("fabricad_defects_logged_total", "Defects written to the log", ["model"], registry=self.registry)
+        self.no_fabric = Counter("fabricad_frames_without_fabric_total",
+                                 "Images in which the fabric ROI saw only background (web break, end of roll)",
+                                 ["model"], registry=self.registry)
         self.camera_frames = Gauge("fabricad_camera_frames_processed", "Frames inferred per camera", ["camera"], registry=self.registry)
         self.camera_dropped = Gauge("fabricad_camera_frames_dropped", "Frames dropped under overload per camera", ["camera"], registry=self.registry)
         self.camera_queue = Gauge("fabricad_camera_queue_depth", "Frames waiting per camera", ["camera"], registry=self.registry)

@@ -34,6 +34,8 @@ class InspectionOut(BaseModel):
     alignment: dict | None = Field(None, description="how the scan was stretched, mirrored and/or sheared to the "
                                    "training scans' weave before scoring ({mirror, shear, stretch, gain}); null when it "
                                    "matched as it is")
+    fabric_in_view: bool = Field(True, description="false when the model's fabric ROI saw nothing but background "
+                                 "(a web break, the end of a roll): the verdict OK then says nothing about fabric")
     width: int
     height: int
     defect_id: int | None = Field(None, description="defect-log record, when the verdict is DEFECT")

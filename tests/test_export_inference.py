@@ -352,6 +352,24 @@ def test_fabric_roi_keeps_a_backlit_hole_and_blanks_what_lies_beyond_the_edge(ex
         assert torch.equal(with_roi[:, 16 + margin :], without[:, 16 + margin :])
 
 
+def test_engine_tells_a_frame_without_fabric(exported, fabric_category, tmp_path):
+    """With the fabric ROI a frame of nothing but background scores exactly 0: the engine says no
+    fabric was in view instead of letting OK pass for good cloth. A bundle without the ROI scores
+    such a frame like any other and always reports fabric."""
+    run, bundle = exported["rd-resnet18"]
+    engine = InferenceEngine.load(bundle)
+    assert engine.meta.model["fabric_roi"] is True  # the default
+    white = np.full((64, 300, 3), 255, np.uint8)  # wider than a tile: every tile is background
+    result = engine.inspect(white)
+    assert not result.fabric_in_view and result.score == 0 and result.as_dict()["fabric_in_view"] is False
+    edge = load_dataset(fabric_category).test[0].load().copy()
+    edge[:, :20] = 255
+    assert engine.inspect(edge).fabric_in_view
+    model, ckpt = load_model(run, ["model.fabric_roi=false"])
+    plain = InferenceEngine.load(export_bundle(model, ckpt, tmp_path / "plain", progress=False))
+    assert plain.inspect(white).fabric_in_view and plain.inspect(white).score > 0
+
+
 RUNTIME_ONLY = """
 import importlib.abc, sys
 from fabricad.errors import EXTRA_OF_MODULE

@@ -50,6 +50,18 @@ def test_inspect_raw_and_multipart(server, fabric_png):
     assert multipart.status_code == 200 and multipart.json()["score"] == pytest.approx(body["score"], rel=1e-5)
 
 
+def test_a_frame_without_fabric_is_reported_not_passed_as_good_cloth(server, fabric_png):
+    """A web break: the camera sees only the scanner's white. The fabric ROI (on by default) zeroes
+    it all, so the score alone would read as flawless cloth; the answer says no fabric was seen,
+    and /metrics counts such frames for the line's monitoring."""
+    white = httpx.post(f"{server.url}/v1/inspect", content=_png(np.full((128, 128, 3), 255, np.uint8)),
+                       headers={"content-type": "image/png"}, timeout=30).json()
+    assert white["fabric_in_view"] is False and white["score"] == 0 and white["verdict"] == "OK"
+    cloth = httpx.post(f"{server.url}/v1/inspect", content=fabric_png, headers={"content-type": "image/png"}, timeout=30)
+    assert cloth.json()["fabric_in_view"] is True
+    assert 'fabricad_frames_without_fabric_total{model="plain-a"} 1.0' in httpx.get(f"{server.url}/metrics").text
+
+
 def test_defects_are_logged_listed_and_acknowledged(server, fabric_png):
     url = server.url
     assert httpx.put(f"{url}/v1/models/plain-a/threshold", json={"value": 0.0}).status_code == 401

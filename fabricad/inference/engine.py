@@ -51,6 +51,10 @@ class Result:
     anomaly_map: np.ndarray = field(repr=False)
     latency_ms: float = 0.0
     alignment: Alignment = IDENTITY
+    fabric_in_view: bool = True
+    """False when the model's fabric ROI found nothing but background (a web break, the end of a
+    roll): the map is zero everywhere, so the OK verdict says nothing about fabric, and a line
+    should hear of it rather than count the frame as good cloth."""
 
     def as_dict(self) -> dict:
         return {
@@ -62,6 +66,7 @@ class Result:
             "regions": [r.as_dict() for r in self.regions],
             "latency_ms": self.latency_ms,
             "alignment": None if self.alignment.identity else self.alignment.as_dict(),
+            "fabric_in_view": self.fabric_in_view,
         }
 
 
@@ -208,6 +213,7 @@ class InferenceEngine:
         elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(images), 1)
         results, k = [], 0
         threshold = self._threshold.value
+        roi = bool(self.meta.model.get("fabric_roi"))
         for (crops_, boxes, shape), alignment in zip(plans, alignments):
             amap = alignment.undo(self._assemble(maps[k : k + len(crops_)], boxes, shape))
             k += len(crops_)
@@ -222,6 +228,8 @@ class InferenceEngine:
                 anomaly_map=amap,
                 latency_ms=elapsed_ms,
                 alignment=alignment,
+                # The ROI zeroes background exactly; a map of fabric is never zero everywhere.
+                fabric_in_view=not roi or bool(np.any(amap)),
             ))
         return results
 

@@ -40,6 +40,8 @@ def record_result(state: AppState, entry, image: np.ndarray, result, camera_id: 
     data = result.as_dict()
     state.metrics.latency.labels(entry.name).observe(result.latency_ms / 1000)
     state.metrics.inspections.labels(entry.name, data["verdict"]).inc()
+    if not result.fabric_in_view:
+        state.metrics.no_fabric.labels(entry.name).inc()
     placed = state.rolls.roll_for_camera(camera_id)
     if placed is not None:
         roll, placement = placed
@@ -84,7 +86,7 @@ def inspect_image(state: AppState, image: np.ndarray, *, model: str | None, want
     data, defect_id, picture = record_result(state, entry, image, result, camera_id, want_overlay, along_m=along_m)
     return InspectionOut(
         **{k: data[k] for k in ("verdict", "is_defect", "score", "normalized_score", "threshold", "regions", "latency_ms",
-                                "alignment")},
+                                "alignment", "fabric_in_view")},
         model=entry.name, model_version=entry.version, width=image.shape[1], height=image.shape[0], defect_id=defect_id,
         roll_id=data.get("roll_id"), along_m=data.get("along_m"), roll_defect_ids=data.get("roll_defect_ids"),
         overlay_png_base64=_png_b64(picture) if want_overlay and picture is not None else None,

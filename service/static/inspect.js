@@ -10,7 +10,7 @@ async function inspectFile(file) {
     const r = await api("/v1/inspect?overlay=true", { method: "POST", body: form });
     out.replaceChildren(
       el("div", { class: `lamp ${r.is_defect ? "defect" : "ok"}`, "data-testid": "inspect-verdict" }, r.verdict),
-      el("p", {}, `${file.name}: ${r.width}×${r.height} px · score ${fmt.num(r.score)} (threshold ${fmt.num(r.threshold)}) · ${r.regions.length} regions · ${Math.round(r.latency_ms)} ms · ${r.model}${r.alignment ? ` · weave ${fmt.alignment(r.alignment)} to match training` : ""}`),
+      el("p", {}, `${file.name}: ${r.width}×${r.height} px · score ${fmt.num(r.score)} (threshold ${fmt.num(r.threshold)}) · ${r.regions.length} regions · ${Math.round(r.latency_ms)} ms · ${r.model}${r.alignment ? ` · weave ${fmt.alignment(r.alignment)} to match training` : ""}${r.fabric_in_view === false ? " · no fabric in view: only background was seen" : ""}`),
       el("img", { src: `data:image/png;base64,${r.overlay_png_base64}`, alt: "overlay" }),
     );
   } catch (e) { out.replaceChildren(el("p", { class: "fail" }, e.message)); notify(e.message); }

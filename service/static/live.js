@@ -48,6 +48,8 @@ function showEvent(c, event) {
     // a drifting or face-down web: scored turned to the training weave, worth a look at the line
     event.alignment ? el("span", { "data-testid": "alignment", title: "scored after turning the scan to the training scans' weave" },
       "weave ", el("b", {}, fmt.alignment(event.alignment))) : null,
+    // a web break or the end of a roll: the camera sees only background, nothing was inspected
+    event.fabric_in_view === false ? el("span", { class: "fail", "data-testid": "no-fabric" }, el("b", {}, "no fabric in view")) : null,
   ].filter(Boolean));
   if (defect) {
     c.node.classList.remove("alarm");
