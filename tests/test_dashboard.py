@@ -177,6 +177,10 @@ def test_inspect_by_drop_and_operator_limits(live, page):
     cv2.imwrite(str(ARTIFACTS / "drop-sheared.png"), cv2.cvtColor(sheared, cv2.COLOR_RGB2BGR))
     page.set_input_files("#file", str(ARTIFACTS / "drop-sheared.png"))
     expect(page.locator("#inspect-result p")).to_contain_text("weave sheared -0.30 to match training", timeout=30_000)
+    # a web break: only the scanner's white in view; the page says nothing was inspected
+    cv2.imwrite(str(ARTIFACTS / "drop-white.png"), np.full((128, 128, 3), 255, np.uint8))
+    page.set_input_files("#file", str(ARTIFACTS / "drop-white.png"))
+    expect(page.locator("#inspect-result p")).to_contain_text("no fabric in view", timeout=30_000)
     page.click('#tabs button[data-tab="models"]')
     expect(page.locator('[data-model="plain"] input[type=range]')).to_be_disabled()  # operators cannot change thresholds
     expect(page.locator('[data-model="plain"] .hint')).to_contain_text("aligns the weave to training")
