@@ -97,7 +97,7 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda ...")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Inference settings, e.g. model.fabric_roi=true.")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Inference settings, e.g. model.fabric_roi=false.")] = None,
 ) -> None:
     """Evaluate a checkpoint on a test split; writes OUT/metrics.json, OUT/report.md and pictures.
 
@@ -119,7 +119,7 @@ def export(
     category: CategoryOpt = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Model name shown by the service (default: folder name).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Inference settings, e.g. model.fabric_roi=true.")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Inference settings, e.g. model.fabric_roi=false.")] = None,
 ) -> None:
     """Export a checkpoint to a deployable bundle: ONNX (fp32/fp16/int8), optionally a TensorRT engine."""
     from fabricad.export.onnx_export import export_checkpoint

@@ -132,7 +132,7 @@ choose what runs the frozen teacher, and touch no trained weight."""
 
 
 def load_model(path: str | Path, overrides: list[str] | None = None) -> tuple[DistillationModel, Checkpoint]:
-    """The model and its checkpoint; `overrides` (`model.fabric_roi=true`, …) may set only
+    """The model and its checkpoint; `overrides` (`model.fabric_roi=false`, …) may set only
     INFERENCE_SETTINGS, and the checkpoint's config then records them (exported bundles too)."""
     checkpoint = read_checkpoint(path)
     if overrides:
