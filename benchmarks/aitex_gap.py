@@ -54,15 +54,16 @@ def scan_rows(amap: np.ndarray, labels: np.ndarray, masks: np.ndarray, samples) 
             if above:
                 rows.append({"scan": scan, "index": index, "normal": True, "outscores": above, "gain": 0.0})
             continue
-        found = amap.copy()
-        tiles = found[index]
-        tiles[defect] = top
-        found[index] = tiles
+        tiles = amap[index]  # a copy (fancy indexing): the scan's maps as they are
+        found = tiles.copy()
+        found[defect] = top
+        amap[index] = found  # this defect found, for one AUROC; then put back
+        gain = M.pixel_auroc(masks, amap) - base
+        amap[index] = tiles
         rows.append({
             "scan": scan, "index": index, "normal": False, "share": defect.sum() / total,
-            "median_vs_p99": float(np.median(amap[index][defect].astype(np.float32))) / normal_p99,
-            "gain": M.pixel_auroc(masks, found) - base,
-            "outscored_by": sum(n >= scores[scan] for n in normal_scores),
+            "median_vs_p99": float(np.median(tiles[defect].astype(np.float32))) / normal_p99,
+            "gain": gain, "outscored_by": sum(n >= scores[scan] for n in normal_scores),
         })
     return base, sorted(rows, key=lambda r: -r["gain"])
 

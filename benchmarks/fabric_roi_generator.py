@@ -21,15 +21,12 @@ import torch
 from fabricad.data import load_dataset
 from fabricad.data.synthetic import FABRICS, generate_category
 from fabricad.data.torch_dataset import to_tensor
-from fabricad.models.base import ROI_WINDOW, background_mask, square_max
+from fabricad.models.base import ROI_WINDOW, background_mask, flat_saturated, square_max
 
 
 def any_window(x: torch.Tensor, margin: int) -> torch.Tensor:
     """The replaced rule: every flat (9×9) saturated window is background, wherever it lies."""
-    gray = x.mean(dim=1, keepdim=True)
-    flat = (square_max(gray, ROI_WINDOW) + square_max(-gray, ROI_WINDOW)) < 3 / 255
-    saturated = (gray > 250 / 255) | (gray < 5 / 255)
-    return square_max((flat & saturated).to(x.dtype), 2 * (margin + ROI_WINDOW // 2) + 1)
+    return square_max(flat_saturated(x, ROI_WINDOW), 2 * (margin + ROI_WINDOW // 2) + 1)
 
 
 def main() -> None:

@@ -367,7 +367,8 @@ def test_engine_tells_a_frame_without_fabric(exported, fabric_category, tmp_path
     assert engine.inspect(edge).fabric_in_view
     model, ckpt = load_model(run, ["model.fabric_roi=false"])
     plain = InferenceEngine.load(export_bundle(model, ckpt, tmp_path / "plain", progress=False))
-    assert plain.inspect(white).fabric_in_view and plain.inspect(white).score > 0
+    unmasked = plain.inspect(white)
+    assert unmasked.fabric_in_view and unmasked.score > 0
 
 
 RUNTIME_ONLY = """

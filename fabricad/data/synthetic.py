@@ -106,6 +106,11 @@ def _segment(height: int, width: int, rng: np.random.Generator, thickness: int, 
     return mask.astype(bool)
 
 
+def _hole(pixels: np.ndarray, spec: FabricSpec, strength: float) -> np.ndarray | float:
+    """What a hole shows: the lamp's white on a backlit table, else the dark backing, by strength."""
+    return 255.0 if spec.backlit else pixels * (1 - 0.85 * strength) + 10 * strength
+
+
 def add_defect(
     image: np.ndarray, kind: str, rng: np.random.Generator, spec: FabricSpec, strength: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +124,7 @@ def add_defect(
     scale = min(height, width)
     if kind == "hole":
         alpha = _soft_blob(height, width, rng, rng.uniform(0.03, 0.08) * scale) > 0.5
-        out[alpha] = 255.0 if spec.backlit else out[alpha] * (1 - 0.85 * strength) + 10 * strength
+        out[alpha] = _hole(out[alpha], spec, strength)
         mask = alpha
     elif kind == "stain":
         alpha = _soft_blob(height, width, rng, rng.uniform(0.05, 0.14) * scale) * strength
@@ -256,7 +261,7 @@ def render_roll(
             mask = dist <= 1
             out = crop.astype(np.float32)
             if d.kind == "hole":
-                out[mask] = 255.0 if spec.backlit else out[mask] * (1 - 0.85 * strength) + 10 * strength
+                out[mask] = _hole(out[mask], spec, strength)
             else:
                 out[mask] = out[mask] + np.asarray([-70, -50, 30], np.float32) * strength
             crop[:] = np.clip(out, 0, 255).astype(np.uint8)

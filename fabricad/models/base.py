@@ -26,16 +26,20 @@ def background_mask(x: torch.Tensor, margin: int, window: int = ROI_WINDOW) -> t
     frame, while a hole, however large and white (a backlit inspection table shows the lamp
     through it), does not, and keeps its map. Max-pooling and reductions only, so it exports to
     ONNX with the rest of the graph. x: (B, 3, H, W) in [0, 1]."""
-    gray = x.mean(dim=1, keepdim=True)
-    local_max = square_max(gray, window)
-    local_min = -square_max(-gray, window)
-    flat = (local_max - local_min) < 3 / 255
-    saturated = (gray > 250 / 255) | (gray < 5 / 255)
     # The flatness window loses `window // 2` pixels at the edge of the background: give them back.
-    background = square_max((flat & saturated).to(x.dtype), 2 * (window // 2) + 1)
+    background = square_max(flat_saturated(x, window), 2 * (window // 2) + 1)
     across = torch.maximum(background.amin(dim=2, keepdim=True), background.amin(dim=3, keepdim=True))
     across = across.expand_as(background)
     return square_max(across, 2 * margin + 1) if margin else across
+
+
+def flat_saturated(x: torch.Tensor, window: int = ROI_WINDOW) -> torch.Tensor:
+    """(B, 1, H, W), 1 where the `window` around a pixel has no texture (gray range under 3/255)
+    and the pixel is near white or black: what background looks like, wherever it lies."""
+    gray = x.mean(dim=1, keepdim=True)
+    flat = (square_max(gray, window) + square_max(-gray, window)) < 3 / 255  # local max - local min
+    saturated = (gray > 250 / 255) | (gray < 5 / 255)
+    return (flat & saturated).to(x.dtype)
 
 
 def square_max(x: torch.Tensor, size: int) -> torch.Tensor:
