@@ -99,15 +99,56 @@ def test_report_formats(tmp_path):
     summary = {"id": "R-17", "article": "denim 12oz", "model": "denim", "width_mm": 1600.0, "length_m": 42.0,
                "started_at": "2026-11-28T10:00:00+00:00", "ended_at": None, "speed_m_per_min": 20,
                "cameras": [{"camera_id": "cam1", "offset_mm": 0, "mm_per_px": 1}],
-               "grade": grade_roll([defect(1, 3.0, 120)], 1600, 42, RULES).as_dict()}
+               "grade": grade_roll([defect(1, 3.0, 120)], 1600, 42, RULES).as_dict(),
+               "uninspected": [{"along_m": [10.0, 12.0], "length_m": 2.0, "cameras": ["cam1"]}]}
     defects = [{"id": 1, "along_m": [3.0, 3.12], "across_mm": [100, 105], "width_mm": 5, "length_mm": 120, "points": 2,
                 "label": None, "max_score": 0.9, "cameras": ["cam1"], "sightings": [4, 5]}]
     picture = roll_map(summary, defects)
     assert picture.shape[1] == 1600 and picture.dtype == np.uint8
     marker = picture[:, int(40 + 3.06 / 42 * 1520)]
     assert (np.abs(marker.astype(int) - (249, 115, 22)).sum(axis=1) < 10).any()  # the 2-point colour at 3 m
+    fabric, gap = (picture[42:198, int(40 + m / 42 * 1520)] for m in (20.0, 11.0))
+    assert (fabric == (225, 215, 195)).all() and not (gap == (225, 215, 195)).all(axis=1).any()  # hatched at 10-12 m
     rows = defects_csv(defects).splitlines()
     assert rows[0].startswith("id,along_start_m") and rows[1].startswith("1,3.0000,3.1200")
     pdf = roll_pdf(summary, defects, {1: np.zeros((40, 60, 3), np.uint8)})
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
     assert "roll R-17" in text and "PASS" in text and "denim 12oz" in text and "3.000-3.120" in text
+    assert "2.00 m in 1 stretch: 10.00-12.00 m (cam1)" in text
+
+
+def test_coverage_spans_join_jitter_and_report_what_no_camera_saw():
+    from fabricad.rolls.coverage import add_span, gaps, uninspected
+
+    spans: list = []
+    assert add_span(spans, 0.0, 0.128, join_m=0.01)  # the first span: the count changed
+    assert not add_span(spans, 0.133, 0.261, join_m=0.01)  # 5 mm of timing jitter: the same span
+    assert add_span(spans, 0.512, 0.640, join_m=0.01)  # a gap opened
+    assert spans == [[0.0, 0.261], [0.512, 0.640]]
+    assert add_span(spans, 0.650, 0.600, join_m=0.01) is False and spans[-1] == [0.512, 0.650]  # reversed ends
+    assert add_span(spans, 0.255, 0.520, join_m=0.0)  # a late frame closes the gap
+    assert spans == [[0.0, 0.650]]
+    assert gaps([[0.5, 1.0], [2.0, 3.0]], 4.0) == [(0.0, 0.5), (1.0, 2.0), (3.0, 4.0)]
+    assert gaps([[0.0, 5.0]], 4.0) == []
+
+    # two cameras side by side: overlapping gaps are one stretch naming both; a camera that never
+    # delivered misses everything; gaps under the tolerance are left out
+    seen = {"left": [[0.0, 2.0], [3.0, 10.0]], "right": [[0.0, 2.5], [2.8, 9.995]]}
+    stretches = uninspected(seen, ["left", "right"], 10.0, min_gap_m=0.01)
+    assert [(s.along_m, s.cameras) for s in stretches] == [((2.0, 3.0), ["left", "right"])]
+    assert stretches[0].as_dict() == {"along_m": [2.0, 3.0], "length_m": 1.0, "cameras": ["left", "right"]}
+    everything = uninspected(seen, ["left", "dead"], 10.0, min_gap_m=0.01)
+    assert [(s.along_m, s.cameras) for s in everything] == [((0.0, 10.0), ["dead", "left"])]
+
+
+def test_uninspected_length_leaves_the_area_and_fails_past_the_limit():
+    found = [defect(1, 3.0, 100)]  # 2 points
+    whole = grade_roll(found, width_mm=1000, length_m=100, rules=RULES)
+    partly = grade_roll(found, width_mm=1000, length_m=100, rules=RULES, uninspected_m=1.5)
+    assert partly.area_m2 == pytest.approx(98.5) and partly.uninspected_m == 1.5
+    assert partly.points_per_100_m2 == pytest.approx(2 * 100 / 98.5, abs=1e-3)
+    assert whole.points_per_100_m2 == pytest.approx(2.0)  # the missing stretch no longer dilutes the points
+    assert partly.passed  # 1.5 % is under the default limit of 2 %
+    missed = grade_roll(found, width_mm=1000, length_m=100, rules=RULES, uninspected_m=12.0)
+    assert not missed.passed and missed.reasons == ["12.00 m of 100.00 m (12%) was not inspected (limit 2 %)"]
+    assert grade_roll(found, 1000, 100, GradingRules(max_uninspected_percent=None), uninspected_m=12.0).passed
