@@ -79,22 +79,24 @@ class DefectLog:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
-        self._add_new_columns()
+        self.add_new_columns()
         self.image_store = Path(image_store)
         self.image_store.mkdir(parents=True, exist_ok=True)
         self.retention = retention
         self._prune_lock = threading.Lock()
 
-    def _add_new_columns(self) -> None:
+    def add_new_columns(self) -> None:
         """A database written by an earlier version lacks the columns added since; each is nullable,
-        so ADD COLUMN brings the table up to date in place and every existing record is kept."""
-        table = DefectRecord.__table__
-        present = {c["name"] for c in inspect(self.engine).get_columns(table.name)}
+        so ADD COLUMN brings every table of this database (the defect log's, the rolls') up to date
+        in place and every existing record is kept."""
+        inspector = inspect(self.engine)
         with self.engine.begin() as connection:
-            for column in table.columns:
-                if column.name not in present:
-                    kind = column.type.compile(dialect=self.engine.dialect)
-                    connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+            for table in Base.metadata.sorted_tables:
+                present = {c["name"] for c in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in present:
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
 
     def ping(self) -> bool:
         try:

@@ -20,6 +20,7 @@ from sqlalchemy import DateTime, Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fabricad.errors import FabricadError
+from fabricad.rolls.coverage import Spans, Stretch, add_span, uninspected
 from fabricad.rolls.geometry import CameraPlacement, RollBox, merge_into, region_on_roll
 from fabricad.rolls.grading import GradedDefect, GradingRules, RollGrade, grade_roll
 from service.defect_log import Base, DefectLog
@@ -36,6 +37,8 @@ class RollSpec(BaseModel):
     cameras: list[CameraPlacement] = Field(min_length=1, max_length=32)
     rules: GradingRules = GradingRules()
     merge_gap_mm: float = Field(10.0, ge=0, le=1000, description="sightings closer than this are one defect")
+    coverage_tolerance_mm: float = Field(10.0, ge=0, le=1000, description="gaps between a camera's frames shorter "
+                                         "than this are frame-timing jitter, not uninspected fabric")
 
 
 class RollRecord(Base):
@@ -48,10 +51,16 @@ class RollRecord(Base):
     ended_at: Mapped[float | None] = mapped_column(Float)
     length_m: Mapped[float] = mapped_column(Float, default=0.0)
     encoder_json: Mapped[str] = mapped_column(Text, default="[]")
+    coverage_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """{camera_id: [[start_m, end_m], …]}: where each camera saw fabric (`fabricad.rolls.coverage`)"""
 
     @property
     def spec(self) -> RollSpec:
         return RollSpec.model_validate_json(self.spec_json)
+
+    @property
+    def coverage(self) -> dict[str, Spans]:
+        return json.loads(self.coverage_json or "{}")
 
 
 class RollDefectRecord(Base):
@@ -97,13 +106,19 @@ def _simplify(outline: list, limit: int = 256) -> list:
 
 
 class RollTracker:
+    SAVE_EVERY_S = 5.0
+    """A running roll's coverage is written at least this often (and whenever a gap opens or
+    closes), so a restarted service carries on with all but the last seconds of it."""
+
     def __init__(self, defects: DefectLog):
         self.engine = defects.engine
         self.defects = defects
         Base.metadata.create_all(self.engine)
+        defects.add_new_columns()
         self._lock = threading.Lock()
         self._by_camera: dict[str, tuple[RollRecord, CameraPlacement]] | None = None  # running rolls, cached
-        self._seen_until: dict[str, float] = {}  # furthest frame end per running roll, saved at end/grade
+        self._coverage: dict[str, dict[str, Spans]] = {}  # per running roll and camera: the stretches seen
+        self._saved_at: dict[str, float] = {}
 
     # --- life cycle --------------------------------------------------------------------------
     def start(self, spec: RollSpec, at: float | None = None) -> RollRecord:
@@ -128,7 +143,9 @@ class RollTracker:
             if row.status == "ended":
                 raise FabricadError(f"roll {roll_id!r} has ended already")
             now = time.time()
-            seen = max(row.length_m, self._seen_until.pop(roll_id, 0.0))
+            seen = max(row.length_m, self._furthest(self._spans(session, roll_id)))
+            self._save(row)
+            self._coverage.pop(roll_id, None)
             # The inspected length when frames were seen (the cameras' own record); else where the
             # encoder or line speed says the roll has got to.
             row.length_m = length_m if length_m is not None else (seen if seen > 0 else self._position(row, now) or 0.0)
@@ -200,9 +217,49 @@ class RollTracker:
             self._by_camera = cache
         return cache.get(camera_id)
 
-    def frame_seen(self, roll_id: str, frame_end_m: float) -> None:
-        """Every frame extends the inspected length; kept in memory, written with defects and at the end."""
-        self._seen_until[roll_id] = max(self._seen_until.get(roll_id, 0.0), frame_end_m)
+    # --- coverage ----------------------------------------------------------------------------
+    def _spans(self, session: Session, roll_id: str) -> dict[str, Spans] | None:
+        """A running roll's coverage in memory, read from the database the first time (after a
+        restart); None once the roll has ended (a frame still in flight then adds nothing)."""
+        if roll_id not in self._coverage:
+            stored = session.get(RollRecord, roll_id)
+            if stored is None or stored.status != "running":
+                return None
+            self._coverage[roll_id] = stored.coverage
+        return self._coverage[roll_id]
+
+    @staticmethod
+    def _furthest(spans: dict[str, Spans]) -> float:
+        return max((s[-1][1] for s in spans.values() if s), default=0.0)
+
+    def _save(self, stored: RollRecord) -> None:
+        spans = self._coverage.get(stored.id)
+        if spans is not None:
+            stored.coverage_json = json.dumps(spans)
+            stored.length_m = max(stored.length_m, self._furthest(spans))
+            self._saved_at[stored.id] = time.time()
+
+    def frame_seen(self, row: RollRecord, camera_id: str, start_m: float, end_m: float) -> None:
+        """A frame with fabric in view covered `start_m`–`end_m` of the roll in this camera's lane.
+        It extends the inspected length and the camera's coverage; written to the database when
+        a gap opens or closes and at least every SAVE_EVERY_S."""
+        with self._lock, Session(self.engine) as session, session.begin():
+            by_camera = self._spans(session, row.id)
+            if by_camera is None:
+                return
+            changed = add_span(by_camera.setdefault(camera_id, []), start_m, end_m, row.spec.coverage_tolerance_mm / 1000)
+            if changed or time.time() - self._saved_at.get(row.id, 0.0) >= self.SAVE_EVERY_S:
+                self._save(self._get(session, row.id))
+
+    def coverage(self, row: RollRecord) -> list[Stretch]:
+        """Stretches some camera of the roll did not see: up to the roll's length once it has
+        ended; while it runs, up to the furthest frame seen (the cameras have not got further)."""
+        spec = row.spec
+        with self._lock:
+            spans = self._coverage.get(row.id, row.coverage) if row.status == "running" else row.coverage
+            spans = {camera: [list(s) for s in found] for camera, found in spans.items()}
+        length = row.length_m if row.status == "ended" else self._furthest(spans)
+        return uninspected(spans, [c.camera_id for c in spec.cameras], length, spec.coverage_tolerance_mm / 1000)
 
     @staticmethod
     def _position(row: RollRecord, at: float) -> float | None:
@@ -234,7 +291,8 @@ class RollTracker:
         touched: list[int] = []
         with self._lock, Session(self.engine) as session, session.begin():
             stored = self._get(session, row.id)
-            stored.length_m = max(stored.length_m, frame_end, self._seen_until.get(row.id, 0.0))
+            stored.length_m = max(stored.length_m, frame_end)
+            self._save(stored)
             for region in regions:
                 box = region_on_roll(region, frame_along_m, placement)
                 reach = box.along_m[0] - spec.merge_gap_mm / 1000
@@ -292,16 +350,20 @@ class RollTracker:
             session.expunge(record)
             return record
 
-    def grade(self, roll_id: str) -> tuple[RollRecord, list[RollDefectRecord], RollGrade]:
+    def grade(self, roll_id: str) -> tuple[RollRecord, list[RollDefectRecord], RollGrade, list[Stretch]]:
+        """The roll, its defects, its grade, and the stretches its cameras did not see."""
         row = self.get(roll_id)
         defects = self.roll_defects(roll_id)
         if row.status == "running":
-            row.length_m = max(row.length_m, self._seen_until.get(roll_id, 0.0))
-        length = row.length_m
-        grade = grade_roll([d.graded() for d in defects], row.spec.width_mm, length, row.spec.rules)
-        return row, defects, grade
+            with self._lock:
+                row.length_m = max(row.length_m, self._furthest(self._coverage.get(roll_id, row.coverage)))
+        missed = self.coverage(row)
+        grade = grade_roll([d.graded() for d in defects], row.spec.width_mm, row.length_m, row.spec.rules,
+                           uninspected_m=sum(s.length_m for s in missed))
+        return row, defects, grade, missed
 
-    def summary(self, row: RollRecord, grade: RollGrade | None = None, defects: int | None = None) -> dict:
+    def summary(self, row: RollRecord, grade: RollGrade | None = None, defects: int | None = None,
+                missed: list[Stretch] | None = None) -> dict:
         spec = row.spec
         return {
             "id": row.id, "article": spec.article, "model": spec.model, "status": row.status,
@@ -310,4 +372,5 @@ class RollTracker:
             "ended_at": datetime.fromtimestamp(row.ended_at, UTC).isoformat() if row.ended_at else None,
             "cameras": [c.model_dump() for c in spec.cameras], "rules": spec.rules.model_dump(),
             "defects": defects, "grade": grade.as_dict() if grade else None,
+            "uninspected": [s.as_dict() for s in missed or []],
         }

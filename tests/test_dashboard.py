@@ -148,6 +148,23 @@ def test_dashboard_live_defects_ack_threshold_and_rolls(live, page):
     expect(page.get_by_test_id("roll-grade")).to_contain_text("points")
     page.screenshot(path=ARTIFACTS / "dashboard-rolls.png")
 
+    # a roll whose camera skipped a stretch: hatched on the map, its length in words, and it fails
+    from tests.live_server import png
+
+    roll = {"id": "R-78", "article": "plain", "width_mm": 128, "cameras": [{"camera_id": "cam-x"}]}
+    assert httpx.post(f"{url}/v1/rolls", json=roll, headers={"X-API-Key": ADMIN}).status_code == 201
+    cloth = png(render_fabric(FABRICS["plain"], 128, 128, np.random.default_rng(5)))
+    for along in (0.0, 0.5):
+        sent = httpx.post(f"{url}/v1/inspect?camera_id=cam-x&along_m={along}", content=cloth,
+                          headers={"content-type": "image/png"}, timeout=30)
+        assert sent.status_code == 200 and sent.json()["roll_id"] == "R-78"
+    page.click('#tabs button[data-tab="rolls"]')
+    page.click('#roll-table tr[data-id="R-78"]')
+    expect(page.get_by_test_id("roll-uninspected")).to_contain_text("not inspected: 0.37 m in 1 stretch")
+    expect(page.get_by_test_id("uninspected")).to_have_count(1)
+    expect(page.get_by_test_id("roll-grade")).to_contain_text("FAIL")
+    page.screenshot(path=ARTIFACTS / "dashboard-roll-uninspected.png")
+
     # a tablet: the same page, one column
     page.set_viewport_size({"width": 800, "height": 1200})
     page.click('#tabs button[data-tab="live"]')

@@ -67,6 +67,7 @@ def test_simulated_roll_positions_points_and_report(roll_setup, trained_models, 
         assert ended.status_code == 200, ended.text
         body = ended.json()
         assert body["length_m"] == pytest.approx(1.28, abs=0.01)
+        assert body["uninspected"] == [] and body["grade"]["uninspected_m"] == 0  # frames abut: all of it was seen
         found = body["defect_list"]
         for (planted, points), (x, y, w, h) in zip(PLANTED, truth):
             centre = (x + w / 2, (y + h / 2) / 1000)  # mm across, m along
@@ -147,3 +148,74 @@ def test_encoder_feed_places_frames(roll_setup, trained_models, tmp_path):
         assert httpx.post(f"{url}/v1/rolls/R-2/position", json={"along_m": 31}, headers=operator).status_code == 409
     finally:
         server.stop()
+
+
+def test_stretches_no_camera_saw_are_reported_kept_across_a_crash_and_fail_the_roll(trained_models, tmp_path):
+    """A web break (the camera sees only the table) and a skipped stretch leave fabric uninspected:
+    the roll lists those stretches, they survive a killed service, and past 2 % of the length they
+    fail the roll: a grade must not vouch for fabric no camera saw."""
+    from pypdf import PdfReader
+
+    from tests.live_server import png
+
+    strip, _ = render_roll("plain", FRAME, FRAME, [], seed=3)
+    table = np.full((FRAME, FRAME, 3), 255, np.uint8)
+    operator = {"X-API-Key": OPERATOR}
+
+    def frame(url: str, image: np.ndarray, along_m: float) -> dict:
+        answer = httpx.post(f"{url}/v1/inspect?camera_id=cam-c&along_m={along_m}", content=png(image),
+                            headers={"content-type": "image/png"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    server = Server(trained_models, tmp_path)
+    try:
+        roll = {"id": "R-3", "article": "plain", "width_mm": FRAME, "cameras": [{"camera_id": "cam-c", "mm_per_px": 1.0}]}
+        assert httpx.post(f"{server.url}/v1/rolls", json=roll, headers=operator).status_code == 201
+        frame(server.url, strip, 0.0)
+        frame(server.url, strip, 0.128)
+        assert frame(server.url, table, 0.256)["fabric_in_view"] is False  # the web broke: nothing inspected
+        frame(server.url, strip, 0.512)
+        running = httpx.get(f"{server.url}/v1/rolls/R-3").json()
+        assert [(s["along_m"], s["cameras"]) for s in running["uninspected"]] == [([0.256, 0.512], ["cam-c"])]
+        assert running["length_m"] == pytest.approx(0.64)
+    finally:
+        server.kill()  # no orderly shutdown: only what was written survives
+
+    server = Server(trained_models, tmp_path)  # the same database
+    try:
+        again = httpx.get(f"{server.url}/v1/rolls/R-3").json()
+        assert again["uninspected"] == running["uninspected"] and again["length_m"] == pytest.approx(0.64)
+        frame(server.url, strip, 0.640)  # the roll carries on
+        ended = httpx.post(f"{server.url}/v1/rolls/R-3/end", json={"length_m": 1.0}, headers=operator).json()
+        assert [s["along_m"] for s in ended["uninspected"]] == [[0.256, 0.512], [0.768, 1.0]]  # and the unseen tail
+        assert ended["grade"]["uninspected_m"] == pytest.approx(0.488)
+        assert ended["grade"]["area_m2"] == pytest.approx(FRAME * (1.0 - 0.488) / 1000)
+        assert not ended["grade"]["passed"] and any("was not inspected" in r for r in ended["grade"]["reasons"])
+        pdf = httpx.get(f"{server.url}/v1/rolls/R-3/report.pdf").content
+        text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
+        assert "0.49 m in 2 stretches: 0.26-0.51 m (cam-c); 0.77-1.00 m (cam-c)" in text
+    finally:
+        server.stop()
+
+
+def test_a_roll_table_from_an_earlier_version_gains_the_coverage_column(tmp_path):
+    """Rolls running when the service is upgraded carry on: the new column is added in place."""
+    import sqlite3
+
+    from service.defect_log import DefectLog
+    from service.rolls import RollSpec, RollTracker
+
+    url = f"sqlite:///{tmp_path / 'defects.db'}"
+    spec = RollSpec(id="R-old", article="plain", width_mm=FRAME, cameras=[{"camera_id": "cam-o"}])
+    RollTracker(DefectLog(url, tmp_path / "images")).start(spec)
+    with sqlite3.connect(tmp_path / "defects.db") as connection:  # as the earlier version left it
+        connection.execute("ALTER TABLE rolls DROP COLUMN coverage_json")
+    tracker = RollTracker(DefectLog(url, tmp_path / "images"))
+    row = tracker.get("R-old")
+    assert row.coverage == {} and row.status == "running"
+    tracker.frame_seen(row, "cam-o", 0.0, 0.128)
+    tracker.frame_seen(row, "cam-o", 0.5, 0.628)
+    ended = tracker.end("R-old")
+    assert ended.length_m == pytest.approx(0.628) and ended.coverage == {"cam-o": [[0.0, 0.128], [0.5, 0.628]]}
+    assert [s.along_m for s in tracker.coverage(ended)] == [(0.128, 0.5)]

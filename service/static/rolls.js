@@ -21,6 +21,19 @@ function rollMap(roll, onPick) {
   const sy = (height - 40) / roll.width_mm;
   const map = svg("svg", { class: "rollmap", width, height, "data-testid": "rollmap" });
   map.append(svg("rect", { class: "fabric", x: 20, y: 10, width: length * sx, height: roll.width_mm * sy }));
+  const hatch = svg("pattern", { id: "uninspected-hatch", width: 8, height: 8, patternUnits: "userSpaceOnUse", patternTransform: "rotate(45)" });
+  hatch.append(svg("rect", { width: 8, height: 8, fill: "#cfcfcf" }), svg("line", { x1: 0, y1: 0, x2: 0, y2: 8, stroke: "#7a7a7a", "stroke-width": 2 }));
+  const defs = svg("defs");
+  defs.append(hatch);
+  map.append(defs);
+  for (const s of roll.uninspected ?? []) {  // stretches some camera did not see: no result vouches for them
+    const gap = svg("rect", { class: "uninspected", "data-testid": "uninspected", x: 20 + s.along_m[0] * sx, y: 10,
+      width: Math.max((s.along_m[1] - s.along_m[0]) * sx, 1), height: roll.width_mm * sy, fill: "url(#uninspected-hatch)" });
+    const title = svg("title");
+    title.textContent = `not inspected: ${s.along_m[0].toFixed(2)}–${s.along_m[1].toFixed(2)} m (camera ${s.cameras.join(", ")})`;
+    gap.append(title);
+    map.append(gap);
+  }
   const step = [0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250].find((s) => (s * sx) > 60) ?? 500;
   for (let m = 0; m <= length + 1e-9; m += step) {
     const x = 20 + m * sx;
@@ -78,6 +91,8 @@ async function showRoll(id) {
       `${g.passed ? "PASS" : "FAIL"} · ${g.points} points · ${g.points_per_100_m2.toFixed(1)} / 100 m² (limit ${g.limit_per_100_m2})`),
     ...g.reasons.map((r) => el("p", { class: "hint" }, r)),
     el("p", {}, `${roll.status} · ${roll.length_m.toFixed(2)} m × ${roll.width_mm} mm · ${roll.defect_list.length} defects`),
+    roll.uninspected?.length ? el("p", { class: "fail", "data-testid": "roll-uninspected" },
+      `not inspected: ${g.uninspected_m.toFixed(2)} m in ${roll.uninspected.length} stretch${roll.uninspected.length > 1 ? "es" : ""} (hatched on the map)`) : null,
     el("label", { class: "hint" }, "zoom ", zoomer), wrap, info,
     el("div", { class: "actions" },
       roll.status === "running" ? el("button", { disabled: !operator, onclick: async () => {
