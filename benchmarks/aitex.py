@@ -27,6 +27,7 @@ from fabricad.baselines import PatchCore
 from fabricad.config import FabricadConfig
 from fabricad.data import ImageDataset, load_dataset
 from fabricad.data.aitex import CATEGORIES
+from fabricad.data.tiling import magnification, tile_of
 from fabricad.evaluation import compute_metrics, predict, texture_of, write_report
 from fabricad.training import load_model, train
 from fabricad.training.trainer import holdout_split, select_device
@@ -83,7 +84,8 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
 def fit_patchcore(config: FabricadConfig, train_samples: list, size: tuple[int, int], sigma: float | None = None) -> PatchCore:
     """The baseline's memory bank from the RD run's own training tiles and teacher."""
     roi = config.model.roi_margin if config.model.fabric_roi else None  # the model's own post-processing
-    core = PatchCore(config.model.teacher, roi_margin=roi, **({} if sigma is None else {"sigma": sigma}))
+    core = PatchCore(config.model.teacher, roi_margin=roi, roi_scale=magnification(tile_of(train_samples), size),
+                     **({} if sigma is None else {"sigma": sigma}))
     core.teacher.use_runtime(config.train.teacher_runtime, torch.device("cpu"))  # the same features, sooner
     dataset = ImageDataset(train_samples, size)
     core.fit(torch.stack([dataset[i] for i in range(j, min(j + 8, len(dataset)))]) for j in range(0, len(dataset), 8))

@@ -173,3 +173,22 @@ def test_square_max_is_a_square_max_pool(size):
     torch.manual_seed(size)
     x = (torch.rand(2, 1, 40, 70) > 0.97).float() * torch.rand(2, 1, 40, 70) - 0.5
     assert torch.equal(square_max(x, size), F.max_pool2d(x, size, 1, size // 2))
+
+
+def test_patchcore_blanks_the_background_as_the_rd_model_does_on_magnified_tiles():
+    """The baseline gets the RD model's fabric ROI, sizes on the fabric included: on a tile
+    magnified 2x for the network the margin doubles, so the two methods are compared on the same
+    pixels."""
+    from fabricad.baselines import PatchCore
+
+    generator = torch.Generator().manual_seed(0)
+    fabric = torch.rand(4, 3, 64, 64, generator=generator) * 0.5 + 0.25
+    core = PatchCore(TeacherConfig(name="resnet18", weights="random"), roi_margin=4)
+    core.fit([fabric[:3]], progress=False)
+    frame = fabric[3:].clone()
+    frame[..., :16] = 1.0  # the scanner's white beyond the fabric edge, top to bottom
+    for scale, margin in ((1.0, 4), (2.0, 8)):
+        core.roi_scale = scale
+        amap, score = core(frame)
+        assert amap[..., : 16 + margin].abs().max() == 0 and (amap[..., 16 + margin :] > 0).all()
+        assert score == amap.amax()

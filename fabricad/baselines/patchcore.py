@@ -17,7 +17,7 @@ from tqdm import tqdm
 from fabricad.backbones import TeacherEncoder, pick_layers
 from fabricad.config import TeacherConfig
 from fabricad.models.anomaly_map import GaussianBlur
-from fabricad.models.base import background_mask
+from fabricad.models.base import fabric_keep
 
 
 def greedy_coreset(
@@ -55,10 +55,12 @@ def greedy_coreset(
 
 class PatchCore(nn.Module):
     def __init__(self, teacher: TeacherConfig, coreset_ratio: float = 0.1, sigma: float = 4.0,
-                 roi_margin: int | None = None):
+                 roi_margin: int | None = None, roi_scale: float = 1.0):
         super().__init__()
         self.roi_margin = roi_margin
         """None: no fabric ROI; else the RD model's `model.fabric_roi` with this margin."""
+        self.roi_scale = roi_scale
+        """network pixels per source pixel (magnified tiles), as the RD model's `roi_scale`"""
         layers = pick_layers(teacher.name, (8, 16))
         self.teacher = TeacherEncoder(teacher, layers)
         self.coreset_ratio = coreset_ratio
@@ -90,5 +92,5 @@ class PatchCore(nn.Module):
         amap = nearest.view(b, 1, h, w)
         amap = self.blur(F.interpolate(amap, size=x.shape[-2:], mode="bilinear", align_corners=False))
         if self.roi_margin is not None:
-            amap = amap * (1 - background_mask(x, self.roi_margin))
+            amap = amap * fabric_keep(x, self.roi_margin, self.roi_scale)
         return amap, amap.amax(dim=(1, 2, 3))

@@ -28,6 +28,11 @@ def tile_boxes(height: int, width: int, tile: int, stride: int | None = None) ->
     ]
 
 
+def tile_of(samples) -> list[int] | None:
+    """[height, width] of the native tiles `samples` were cut into; None when they are whole images."""
+    return next(([s.crop[3], s.crop[2]] for s in samples if s.crop is not None), None)
+
+
 def magnification(tile: tuple[int, int] | list[int] | None, size: tuple[int, int]) -> float:
     """Network pixels per source pixel when native (height, width) tiles are resized to `size`;
     1 for datasets without a fixed tile (resized whole images have no single scale)."""

@@ -33,6 +33,14 @@ def background_mask(x: torch.Tensor, margin: int, window: int = ROI_WINDOW) -> t
     return square_max(across, 2 * margin + 1) if margin else across
 
 
+def fabric_keep(x: torch.Tensor, margin: int, scale: float = 1.0) -> torch.Tensor:
+    """(B, 1, H, W): 0 on background (`background_mask`), 1 on fabric; the flatness window and the
+    margin are sizes on the fabric, so for tiles magnified `scale` times for the network both grow
+    with it (the window stays at least 3 px: one pixel is always "flat")."""
+    window = 2 * max(1, round(ROI_WINDOW // 2 * scale)) + 1
+    return 1 - background_mask(x, round(margin * scale), window)
+
+
 def flat_saturated(x: torch.Tensor, window: int = ROI_WINDOW) -> torch.Tensor:
     """(B, 1, H, W), 1 where the `window` around a pixel has no texture (gray range under 3/255)
     and the pixel is near white or black: what background looks like, wherever it lies."""
@@ -129,8 +137,7 @@ class DistillationModel(nn.Module):
             if self.config.tile_context:
                 p = self.config.pad
                 x = x[..., p : x.shape[-2] - p, p : x.shape[-1] - p]
-            window = 2 * max(1, round(ROI_WINDOW // 2 * self.roi_scale)) + 1  # at least 3 px: one is always "flat"
-            anomaly_map = anomaly_map * (1 - background_mask(x, round(self.config.roi_margin * self.roi_scale), window))
+            anomaly_map = anomaly_map * fabric_keep(x, self.config.roi_margin, self.roi_scale)
             score = torch.amax(anomaly_map, dim=(1, 2, 3))
         return anomaly_map, score
 

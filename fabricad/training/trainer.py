@@ -20,7 +20,7 @@ from tqdm import tqdm
 from fabricad.config import FabricadConfig
 from fabricad.data import ImageDataset, Sample, load_dataset, read_image
 from fabricad.data.alignment import TextureReference
-from fabricad.data.tiling import magnification
+from fabricad.data.tiling import magnification, tile_of
 from fabricad.errors import ConfigError, DataError
 from fabricad.models import DistillationModel, create_model
 from fabricad.models.loss import distillation_loss
@@ -172,7 +172,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
     split = load_dataset(config.data.path, config.data.category)
     # (height, width) of the dataset's tiles at native scale, if it has them: the engine cuts
     # served images the same way, and the fabric ROI measures its window on the fabric.
-    tile = next(([s.crop[3], s.crop[2]] for s in split.train if s.crop is not None), None)
+    tile = tile_of(split.train)
     config = whole_images_reflected(config, tile)
     train_samples, holdout_samples = holdout_split(split.train, config)
     if ctx.is_main:
