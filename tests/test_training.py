@@ -340,6 +340,13 @@ def test_skew_shears_a_tile_with_the_fabric_beside_it(tmp_path):
     grid = np.broadcast_to(np.arange(64, 96), (32, 32))
     assert np.array_equal(dataset.tile(sample, 0.0)[..., 0], grid)
 
+    # With `model.tile_context` the sheared tile comes with its sheared neighbours: the middle is
+    # the same sheared tile, and the context rows continue the same shear from the same scan.
+    framed = ImageDataset([sample], (32, 32), skew=30, context=4).tile(sample, 0.5)[..., 0].astype(int)
+    assert framed.shape == (40, 40)
+    np.testing.assert_array_equal(framed[4:36, 4:36], tile)
+    np.testing.assert_array_equal(framed[0], np.arange(70, 110))  # 4 rows above the tile: 2 columns further right
+
     def sheared_draws() -> list[bool]:
         torch.manual_seed(0)
         return [not np.array_equal((dataset[0][0].numpy() * 255).round(), grid) for _ in range(40)]

@@ -54,11 +54,19 @@ def cut_window(source: np.ndarray, box: tuple[int, int, int, int], size: tuple[i
     x, y, width, height = box
     if not context:
         return resize(source[y : y + height, x : x + width], size)
-    cx, cy = round(context * width / size[1]), round(context * height / size[0])
+    cx, cy = context_in_source(context, width, height, size)
+    window = padded_window(source, x - cx, y - cy, x + width + cx, y + height + cy)
+    return resize(window, (size[0] + 2 * context, size[1] + 2 * context))
+
+
+def context_in_source(context: int, width: int, height: int, size: tuple[int, int]) -> tuple[int, int]:
+    """`context` network px as source px (x, y) for a `width`×`height` tile resized to `size`."""
+    return round(context * width / size[1]), round(context * height / size[0])
+
+
+def padded_window(source: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """`source[y0:y1, x0:x1]`, reflected only where the window passes the source's own borders."""
     h, w = source.shape[:2]
-    x0, x1, y0, y1 = x - cx, x + width + cx, y - cy, y + height + cy
     window = source[max(y0, 0) : min(y1, h), max(x0, 0) : min(x1, w)]
     pad = [(max(-y0, 0), max(y1 - h, 0)), (max(-x0, 0), max(x1 - w, 0))] + [(0, 0)] * (source.ndim - 2)
-    if any(a or b for a, b in pad):
-        window = np.pad(window, pad, mode="reflect")
-    return resize(window, (size[0] + 2 * context, size[1] + 2 * context))
+    return np.pad(window, pad, mode="reflect") if any(a or b for a, b in pad) else window

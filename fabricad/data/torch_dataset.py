@@ -13,8 +13,12 @@ from torch.utils.data import Dataset
 from fabricad.data.alignment import shear
 from fabricad.data.images import resize
 from fabricad.data.samples import Sample
-from fabricad.data.tiling import cut_window, reflect_pad
-from fabricad.errors import ConfigError
+from fabricad.data.tiling import (
+    context_in_source,
+    cut_window,
+    padded_window,
+    reflect_pad,
+)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -58,8 +62,8 @@ class ImageDataset(Dataset):
     crops (and their reflect-padded borders) fifty times over.
 
     `skew` (degrees): half the training images come back sheared by an angle drawn uniformly
-    within ±skew; a tile is sheared together with the fabric beside it in its source image, so
-    nothing reflected enters it except at the scan's ends.
+    within ±skew; a tile is sheared together with the fabric beside it in its source image, its
+    context included, so nothing reflected enters it except at the scan's ends.
 
     `context` (px at the network's size, `model.tile_context`): each image comes padded by that
     much on every side, a tile with its real neighbours in its source image, a whole image
@@ -73,8 +77,6 @@ class ImageDataset(Dataset):
         self.random_tiles = random_tiles
         self.skew = skew
         self.context = context
-        if context and skew:
-            raise ConfigError("data.skew does not combine with model.tile_context yet: turn one of them off")
         self._cache: dict[int, np.ndarray] = {}
         self._sources: dict[Path, np.ndarray] = {}
 
@@ -101,21 +103,20 @@ class ImageDataset(Dataset):
         return self._sources[sample.path]
 
     def tile(self, sample: Sample, k: float = 0.0) -> np.ndarray:
-        """The sample's tile of its source image, at its grid position or (`random_tiles`) a
-        random one, sheared by `k`: cut from a window wider by the rows' largest shift on either
-        side, so the shear fills the tile from the scan beside it."""
+        """The sample's tile of its source image (with its `context`), at its grid position or
+        (`random_tiles`) a random one, sheared by `k`: cut from a window wider by the rows'
+        largest shift on either side, so the shear fills the tile from the scan beside it."""
         source = self.source(sample)
         x, y, width, height = sample.crop
         if self.random_tiles:
             x, y = random_window(source.shape[1], width), random_window(source.shape[0], height)
         if k == 0:
             return cut_window(source, (x, y, width, height), self.size, self.context)
-        margin = math.ceil(abs(k) * height / 2) + 1
-        left, right = max(x - margin, 0), min(x + width + margin, source.shape[1])
-        window = source[y : y + height, left:right]
-        pad = ((0, 0), (margin - (x - left), margin - (right - x - width)), (0, 0))
-        window = np.pad(window, pad, mode="reflect") if any(pad[1]) else window
-        return resize(shear(window, k)[:, margin : margin + width], self.size)
+        cx, cy = context_in_source(self.context, width, height, self.size)
+        margin = math.ceil(abs(k) * (height + 2 * cy) / 2) + 1
+        window = padded_window(source, x - cx - margin, y - cy, x + width + cx + margin, y + height + cy)
+        return resize(shear(window, k)[:, margin : margin + width + 2 * cx],
+                      (self.size[0] + 2 * self.context, self.size[1] + 2 * self.context))
 
     def random_skew(self) -> float:
         """Shear factor: 0 half the time, else tan of an angle uniform in ±skew (torch's RNG)."""
