@@ -107,8 +107,10 @@ def _simplify(outline: list, limit: int = 256) -> list:
 
 class RollTracker:
     SAVE_EVERY_S = 5.0
-    """A running roll's coverage is written at least this often (and whenever a gap opens or
-    closes), so a restarted service carries on with all but the last seconds of it."""
+    """A running roll's coverage is written this often while frames arrive, so a restarted service
+    carries on with all but the last seconds of it; a gap opening or closing is written sooner,
+    after SAVE_CHANGE_S (not per frame: a camera too slow for the line opens a gap every frame)."""
+    SAVE_CHANGE_S = 1.0
 
     def __init__(self, defects: DefectLog):
         self.engine = defects.engine
@@ -235,20 +237,21 @@ class RollTracker:
     def _save(self, stored: RollRecord) -> None:
         spans = self._coverage.get(stored.id)
         if spans is not None:
-            stored.coverage_json = json.dumps(spans)
+            stored.coverage_json = json.dumps({c: [[round(a, 5), round(b, 5)] for a, b in s] for c, s in spans.items()},
+                                              separators=(",", ":"))
             stored.length_m = max(stored.length_m, self._furthest(spans))
             self._saved_at[stored.id] = time.time()
 
     def frame_seen(self, row: RollRecord, camera_id: str, start_m: float, end_m: float) -> None:
         """A frame with fabric in view covered `start_m`–`end_m` of the roll in this camera's lane.
         It extends the inspected length and the camera's coverage; written to the database when
-        a gap opens or closes and at least every SAVE_EVERY_S."""
+        a gap opens or closes (at most every SAVE_CHANGE_S) and every SAVE_EVERY_S."""
         with self._lock, Session(self.engine) as session, session.begin():
             by_camera = self._spans(session, row.id)
             if by_camera is None:
                 return
             changed = add_span(by_camera.setdefault(camera_id, []), start_m, end_m, row.spec.coverage_tolerance_mm / 1000)
-            if changed or time.time() - self._saved_at.get(row.id, 0.0) >= self.SAVE_EVERY_S:
+            if time.time() - self._saved_at.get(row.id, 0.0) >= (self.SAVE_CHANGE_S if changed else self.SAVE_EVERY_S):
                 self._save(self._get(session, row.id))
 
     def coverage(self, row: RollRecord) -> list[Stretch]:
