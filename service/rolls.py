@@ -148,6 +148,7 @@ class RollTracker:
             seen = max(row.length_m, self._furthest(self._spans(session, roll_id)))
             self._save(row)
             self._coverage.pop(roll_id, None)
+            self._saved_at.pop(roll_id, None)
             # The inspected length when frames were seen (the cameras' own record); else where the
             # encoder or line speed says the roll has got to.
             row.length_m = length_m if length_m is not None else (seen if seen > 0 else self._position(row, now) or 0.0)
