@@ -100,21 +100,22 @@ def trained_fabrics(runs: Path, fabrics: list[str] | None) -> list[str]:
     return found
 
 
-def test_truth(split, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Labels, masks at the network's size, and source images of a split's test tiles."""
+def test_truth(split, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Labels, masks at the network's size, source images of a split's test tiles, and each
+    tile's full-image label (`Sample.full_image_label`)."""
     from fabricad.evaluation.evaluate import mask_at
 
     labels = np.array([s.label for s in split.test], dtype=int)
     masks = np.stack([mask_at(s, size) if s.label and s.mask_paths else np.zeros(size, bool) for s in split.test])
-    return labels, masks, [s.group or str(s.path) for s in split.test]
+    return labels, masks, [s.group or str(s.path) for s in split.test], np.array([s.full_image_label for s in split.test])
 
 
-def map_metrics(amap: np.ndarray, scores: np.ndarray, truth: tuple[np.ndarray, np.ndarray, list[str]]) -> dict[str, float]:
+def map_metrics(amap: np.ndarray, scores: np.ndarray, truth: tuple[np.ndarray, np.ndarray, list[str], np.ndarray]) -> dict[str, float]:
     """The four protocol figures (`KEYS`) of one variant's maps and tile scores."""
     from fabricad.evaluation import metrics as M
 
-    labels, masks, groups = truth
-    image_labels, image_scores = M.group_max(groups, labels, scores)
+    labels, masks, groups, full_image_labels = truth
+    image_labels, image_scores = M.group_max(groups, full_image_labels, scores)
     return {"image_auroc": M.auroc(labels, scores), "pixel_auroc": M.pixel_auroc(masks, amap),
             "aupro": M.aupro(masks, amap), "full_image_auroc": M.auroc(image_labels, image_scores)}
 

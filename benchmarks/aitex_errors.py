@@ -92,13 +92,12 @@ def tile_scores(run: Path, data: Path, fabric: str):
     defective image; the held-out normal tiles' scores; the split they belong to."""
     split = load_dataset(data, fabric)
     test, normal = cached_rd_maps(run, split)
-    labels, _, groups = test_truth(split, test.shape[1:])
-    defect_images = {g for g, label in zip(groups, labels) if label}
+    labels, _, _, image_labels = test_truth(split, test.shape[1:])
     return {
         "scores": test.reshape(len(test), -1).max(1).astype(np.float64),
         "labels": labels,
         "columns": np.array([s.crop[0] for s in split.test]),
-        "from_defective": np.array([g in defect_images for g in groups]),
+        "from_defective": image_labels.astype(bool),
         "held_out": normal.reshape(len(normal), -1).max(1).astype(np.float64),
         "split": split,
     }

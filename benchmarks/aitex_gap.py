@@ -38,18 +38,19 @@ LISTED = 3
 defective one is listed after them."""
 
 
-def scan_rows(amap: np.ndarray, labels: np.ndarray, masks: np.ndarray, samples) -> tuple[float, list[dict]]:
+def scan_rows(amap: np.ndarray, labels: np.ndarray, image_labels: np.ndarray, masks: np.ndarray,
+              samples) -> tuple[float, list[dict]]:
     base = M.pixel_auroc(masks, amap)
     top, total = amap.max(), masks.sum()
     normal_p99 = float(np.percentile(amap[labels == 0].astype(np.float32), 99))
     by_scan = scans(samples)
     scores = {scan: float(amap[index].max()) for scan, index in by_scan.items()}
-    normal_scores = [scores[s] for s, index in by_scan.items() if not labels[index].any()]
-    defective_scores = [scores[s] for s, index in by_scan.items() if labels[index].any()]
+    normal_scores = [scores[s] for s, index in by_scan.items() if not image_labels[index].any()]
+    defective_scores = [scores[s] for s, index in by_scan.items() if image_labels[index].any()]
     rows = []
     for scan, index in by_scan.items():
         defect = masks[index]
-        if not labels[index].any():
+        if not image_labels[index].any():
             above = sum(scores[scan] >= d for d in defective_scores)
             if above:
                 rows.append({"scan": scan, "index": index, "normal": True, "outscores": above, "gain": 0.0})
@@ -62,7 +63,7 @@ def scan_rows(amap: np.ndarray, labels: np.ndarray, masks: np.ndarray, samples) 
         amap[index] = tiles
         rows.append({
             "scan": scan, "index": index, "normal": False, "share": defect.sum() / total,
-            "median_vs_p99": float(np.median(tiles[defect].astype(np.float32))) / normal_p99,
+            "median_vs_p99": float(np.median(tiles[defect].astype(np.float32))) / normal_p99 if defect.any() else np.nan,
             "gain": gain, "outscored_by": sum(n >= scores[scan] for n in normal_scores),
         })
     return base, sorted(rows, key=lambda r: -r["gain"])
@@ -97,8 +98,8 @@ def picture(rows: list[dict], amap: np.ndarray, masks: np.ndarray, samples, scal
 def evaluate_fabric(run: Path, data: Path, fabric: str, pictures: Path | None) -> dict:
     split = load_dataset(data, fabric)
     amap = aligned_maps(run, split)[0] * fabric_roi(split, 0)
-    labels, masks, _ = bench.test_truth(split, amap.shape[1:])
-    base, rows = scan_rows(amap, labels, masks, split.test)
+    labels, masks, _, image_labels = bench.test_truth(split, amap.shape[1:])
+    base, rows = scan_rows(amap, labels, image_labels, masks, split.test)
     defective = [r for r in rows if not r["normal"]]
     listed = defective[:LISTED] + [r for r in rows if r["normal"]]
     if pictures:

@@ -76,6 +76,8 @@ def fake_aitex(tmp_path) -> Path:
     m3[50:60, 300:310] = 255  # tile 1, RGBA with equal colour channels
     _png(tmp_path / "Mask_images" / "0051_006_02_mask.png", m3)
     _png(tmp_path / "Mask_images" / "0052_006_00_mask.png", m1)
+    _png(tmp_path / "Defect_images" / "0053_010_02.png", rng.integers(0, 255, (256, 1000), dtype=np.uint8))
+    _png(tmp_path / "Mask_images" / "0053_010_02_mask.png", np.zeros((256, 1000), np.uint8))  # as 0106_010_03's
     return tmp_path
 
 
@@ -86,11 +88,15 @@ def test_aitex_protocol(fake_aitex):
     assert {s.group for s in split.train} == {f"{i:04d}_000_02.png" for i in range(1, 15)}
     normal_test = [s for s in split.test if s.defect_type == "good" and s.group.endswith("_000_02.png")]
     assert len(normal_test) == 2 * 4
-    defective = {(s.group, s.crop[0]): s.label for s in split.test if s.group.startswith("005")}
+    defective = {(s.group, s.crop[0]): s.label for s in split.test if s.group[:4] in ("0050", "0051")}
     assert defective == {
         ("0050_002_02.png", 0): 1, ("0050_002_02.png", 256): 0, ("0050_002_02.png", 512): 0, ("0050_002_02.png", 744): 1,
         ("0051_006_02.png", 0): 0, ("0051_006_02.png", 256): 1, ("0051_006_02.png", 512): 0, ("0051_006_02.png", 744): 0,
     }
+    # a scan filed as defective whose mask marks nothing: normal tiles, a defective full image
+    empty = [s for s in split.test if s.group == "0053_010_02.png"]
+    assert len(empty) == 4 and {s.label for s in empty} == {0} and {s.full_image_label for s in empty} == {1}
+    assert {s.full_image_label for s in normal_test} == {0}
     last = next(s for s in split.test if s.group == "0050_002_02.png" and s.crop[0] == 744)
     mask = last.load_mask()
     assert mask.shape == (256, 256) and mask.sum() == 50  # the union includes mask2's 10x5 pixels

@@ -1,6 +1,7 @@
 """`fabricad eval` end to end on a generated fabric: the files a person opens, with sane numbers."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -69,6 +70,12 @@ def test_tiled_predictions_get_full_image_auroc(tmp_path):
     calibration = [0.1, 0.2, 0.5]
     metrics = compute_metrics(Predictions(samples, labels, scores, maps, masks, 0.0), calibration_scores=calibration)
     assert metrics["full_image_auroc"] == 1.0 and metrics["full_images"] == {"normal": 2, "defective": 1}
+    # an image the dataset files as defective is a defective full image even where its mask marks
+    # nothing (AITEX's 0106_010_03): its tiles stay normal, the image does not
+    filed = [replace(s, image_label=1) if s.group == "b" else s for s in samples]
+    relabelled = compute_metrics(Predictions(filed, labels, scores, maps, masks, 0.0), calibration_scores=calibration)
+    assert relabelled["full_images"] == {"normal": 1, "defective": 2} and relabelled["defective_count"] == 1
+    assert relabelled["full_image_auroc"] == 0.5  # normal c (0.4) outscores b (0.3), not a (0.9): 1 of 2 pairs
     # three normal scores: the 99 % quantile of a normal fit to them (0.75), above their maximum
     fitted = np.mean(calibration) + 2.3263 * np.std(calibration, ddof=1)
     assert metrics["threshold_1pct_fpr"] == pytest.approx(fitted, rel=1e-3)

@@ -37,11 +37,15 @@ def is_aitex_root(path: Path) -> bool:
 
 
 def _tiles(path: Path, label_of_tile, masks: tuple[Path, ...], defect: str) -> list[Sample]:
+    """The image's tiles, labelled by their masks; the image itself by its defect code (`000` or
+    a normal image's "good": none), so a defective scan whose mask marks nothing (0106_010_03)
+    is still a defective image."""
     height, width = image_size(path)
     samples = []
     for box in tile_boxes(height, width, TILE):
         label = label_of_tile(box)
-        samples.append(Sample(path, label, masks, crop=box, defect_type=defect if label else "good", group=path.name))
+        samples.append(Sample(path, label, masks, crop=box, defect_type=defect if label else "good", group=path.name,
+                              image_label=int(defect not in ("000", "good"))))
     return samples
 
 

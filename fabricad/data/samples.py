@@ -21,6 +21,14 @@ class Sample:
     defect_type: str = "good"
     group: str = ""
     """The source image a tile belongs to (full-image scores take the max over a group)."""
+    image_label: int | None = None
+    """The label of the whole source image where the dataset states one (AITEX: the file's
+    defect code). A full image is then scored against it, as METHOD.md defines image AUROC,
+    even where its mask marks no pixel; None: defective if any of its tiles is."""
+
+    @property
+    def full_image_label(self) -> int:
+        return self.label if self.image_label is None else max(self.image_label, self.label)
 
     def load_source(self) -> np.ndarray:
         """The whole image this sample is cut from."""

@@ -143,7 +143,7 @@ def compute_metrics(p: Predictions, calibration_scores: list[float] | None) -> d
         result.update(recall_at_1pct_fpr=None, threshold_1pct_fpr=None)
     groups = [s.group or str(s.path) for s in p.samples]
     if any(s.crop is not None for s in p.samples):
-        image_labels, image_scores = M.group_max(groups, p.labels, p.scores)
+        image_labels, image_scores = M.group_max(groups, np.array([s.full_image_label for s in p.samples]), p.scores)
         result["full_image_auroc"] = M.auroc(image_labels, image_scores)
         result["full_images"] = {"normal": int((image_labels == 0).sum()), "defective": int(image_labels.sum())}
     result["normal_count"] = int((p.labels == 0).sum())

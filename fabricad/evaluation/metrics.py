@@ -170,7 +170,8 @@ def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def group_max(groups: list[str], labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Full-image labels and scores: an image is defective if any tile is; its score is the max."""
+    """Full-image labels and scores: an image is defective if any of its tiles' `labels` is (pass
+    each tile's `Sample.full_image_label`); its score is the max."""
     index: dict[str, int] = {}
     for g in groups:
         index.setdefault(g, len(index))
