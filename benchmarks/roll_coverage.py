@@ -41,10 +41,10 @@ def run_case(folder: Path, pitch_m: float, save_change_s: float, frames: int) ->
     row = tracker.start(RollSpec(id="R", article="bench", width_mm=1800, speed_m_per_min=60, cameras=[{"camera_id": "cam"}]))
     began = time.perf_counter()
     for i in range(frames):
-        tracker.frame_seen(row, "cam", i * pitch_m, i * pitch_m + 0.128)
+        tracker.frame_seen(row, "cam", (i * pitch_m, i * pitch_m + 0.128), (0.0, 1800.0))
     per_frame = (time.perf_counter() - began) / frames
     began = time.perf_counter()
-    _, _, grade, missed = tracker.grade("R")
+    _, _, grade, (missed, _) = tracker.grade("R")
     return {"per_frame_us": per_frame * 1e6, "grade_ms": (time.perf_counter() - began) * 1e3, "stretches": len(missed),
             "uninspected_m": grade.uninspected_m}
 

@@ -20,7 +20,7 @@ from sqlalchemy import DateTime, Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fabricad.errors import FabricadError
-from fabricad.rolls.coverage import Spans, Stretch, add_span, uninspected
+from fabricad.rolls.coverage import RollCoverage, Stretch, uninspected
 from fabricad.rolls.geometry import CameraPlacement, RollBox, merge_into, region_on_roll
 from fabricad.rolls.grading import GradedDefect, GradingRules, RollGrade, grade_roll
 from service.defect_log import Base, DefectLog
@@ -37,8 +37,8 @@ class RollSpec(BaseModel):
     cameras: list[CameraPlacement] = Field(min_length=1, max_length=32)
     rules: GradingRules = GradingRules()
     merge_gap_mm: float = Field(10.0, ge=0, le=1000, description="sightings closer than this are one defect")
-    coverage_tolerance_mm: float = Field(10.0, ge=0, le=1000, description="gaps between a camera's frames shorter "
-                                         "than this are frame-timing jitter, not uninspected fabric")
+    coverage_tolerance_mm: float = Field(10.0, ge=0, le=1000, description="gaps between a camera's frames (or "
+                                         "between camera lanes) narrower than this are jitter, not uninspected fabric")
 
 
 class RollRecord(Base):
@@ -52,15 +52,15 @@ class RollRecord(Base):
     length_m: Mapped[float] = mapped_column(Float, default=0.0)
     encoder_json: Mapped[str] = mapped_column(Text, default="[]")
     coverage_json: Mapped[str | None] = mapped_column(Text, nullable=True)
-    """{camera_id: [[start_m, end_m], …]}: where each camera saw fabric (`fabricad.rolls.coverage`)"""
+    """Where each camera saw fabric, along and across the roll (`RollCoverage.to_json`)"""
 
     @property
     def spec(self) -> RollSpec:
         return RollSpec.model_validate_json(self.spec_json)
 
     @property
-    def coverage(self) -> dict[str, Spans]:
-        return json.loads(self.coverage_json or "{}")
+    def coverage(self) -> RollCoverage:
+        return RollCoverage.from_json(self.coverage_json)
 
 
 class RollDefectRecord(Base):
@@ -119,7 +119,7 @@ class RollTracker:
         defects.add_new_columns()
         self._lock = threading.Lock()
         self._by_camera: dict[str, tuple[RollRecord, CameraPlacement]] | None = None  # running rolls, cached
-        self._coverage: dict[str, dict[str, Spans]] = {}  # per running roll and camera: the stretches seen
+        self._coverage: dict[str, RollCoverage] = {}  # per running roll: what its cameras saw
         self._saved_at: dict[str, float] = {}
 
     # --- life cycle --------------------------------------------------------------------------
@@ -145,7 +145,7 @@ class RollTracker:
             if row.status == "ended":
                 raise FabricadError(f"roll {roll_id!r} has ended already")
             now = time.time()
-            seen = max(row.length_m, self._furthest(self._spans(session, roll_id)))
+            seen = max(row.length_m, self._seen(session, roll_id).furthest_m)
             self._save(row)
             self._coverage.pop(roll_id, None)
             self._saved_at.pop(roll_id, None)
@@ -221,7 +221,7 @@ class RollTracker:
         return cache.get(camera_id)
 
     # --- coverage ----------------------------------------------------------------------------
-    def _spans(self, session: Session, roll_id: str) -> dict[str, Spans] | None:
+    def _seen(self, session: Session, roll_id: str) -> RollCoverage | None:
         """A running roll's coverage in memory, read from the database the first time (after a
         restart); None once the roll has ended (a frame still in flight then adds nothing)."""
         if roll_id not in self._coverage:
@@ -231,39 +231,36 @@ class RollTracker:
             self._coverage[roll_id] = stored.coverage
         return self._coverage[roll_id]
 
-    @staticmethod
-    def _furthest(spans: dict[str, Spans]) -> float:
-        return max((s[-1][1] for s in spans.values() if s), default=0.0)
-
     def _save(self, stored: RollRecord) -> None:
-        spans = self._coverage.get(stored.id)
-        if spans is not None:
-            stored.coverage_json = json.dumps({c: [[round(a, 5), round(b, 5)] for a, b in s] for c, s in spans.items()},
-                                              separators=(",", ":"))
-            stored.length_m = max(stored.length_m, self._furthest(spans))
+        seen = self._coverage.get(stored.id)
+        if seen is not None:
+            stored.coverage_json = seen.to_json()
+            stored.length_m = max(stored.length_m, seen.furthest_m)
             self._saved_at[stored.id] = time.time()
 
-    def frame_seen(self, row: RollRecord, camera_id: str, start_m: float, end_m: float) -> None:
-        """A frame with fabric in view covered `start_m`–`end_m` of the roll in this camera's lane.
+    def frame_seen(self, row: RollRecord, camera_id: str, along_m: tuple[float, float], across_mm: tuple[float, float]) -> None:
+        """A frame with fabric in view covered `along_m` of the roll and `across_mm` of its width.
         It extends the inspected length and the camera's coverage; written to the database when
         a gap opens or closes (at most every SAVE_CHANGE_S) and every SAVE_EVERY_S."""
         with self._lock, Session(self.engine) as session, session.begin():
-            by_camera = self._spans(session, row.id)
-            if by_camera is None:
+            seen = self._seen(session, row.id)
+            if seen is None:
                 return
-            changed = add_span(by_camera.setdefault(camera_id, []), start_m, end_m, row.spec.coverage_tolerance_mm / 1000)
+            changed = seen.see(camera_id, along_m, across_mm, row.spec.coverage_tolerance_mm / 1000)
             if time.time() - self._saved_at.get(row.id, 0.0) >= (self.SAVE_CHANGE_S if changed else self.SAVE_EVERY_S):
                 self._save(self._get(session, row.id))
 
-    def coverage(self, row: RollRecord) -> list[Stretch]:
-        """Stretches some camera of the roll did not see: up to the roll's length once it has
-        ended; while it runs, up to the furthest frame seen (the cameras have not got further)."""
+    def coverage(self, row: RollRecord) -> tuple[list[Stretch], list[tuple[float, float]]]:
+        """Stretches some camera of the roll did not see (up to the roll's length once it has
+        ended; while it runs, up to the furthest frame seen: the cameras have not got further),
+        and bands of the width in no camera's lane."""
         spec = row.spec
         with self._lock:
-            spans = self._coverage.get(row.id, row.coverage) if row.status == "running" else row.coverage
-            spans = {camera: [list(s) for s in found] for camera, found in spans.items()}
-        length = row.length_m if row.status == "ended" else self._furthest(spans)
-        return uninspected(spans, [c.camera_id for c in spec.cameras], length, spec.coverage_tolerance_mm / 1000)
+            seen = (self._coverage.get(row.id) or row.coverage if row.status == "running" else row.coverage).copy()
+        length = row.length_m if row.status == "ended" else seen.furthest_m
+        tolerance = spec.coverage_tolerance_mm
+        return (uninspected(seen.spans, [c.camera_id for c in spec.cameras], length, tolerance / 1000),
+                seen.uncovered_width(spec.width_mm, tolerance))
 
     @staticmethod
     def _position(row: RollRecord, at: float) -> float | None:
@@ -354,20 +351,21 @@ class RollTracker:
             session.expunge(record)
             return record
 
-    def grade(self, roll_id: str) -> tuple[RollRecord, list[RollDefectRecord], RollGrade, list[Stretch]]:
-        """The roll, its defects, its grade, and the stretches its cameras did not see."""
+    def grade(self, roll_id: str) -> tuple[RollRecord, list[RollDefectRecord], RollGrade, tuple[list, list]]:
+        """The roll, its defects, its grade, and what its cameras did not see (`coverage`)."""
         row = self.get(roll_id)
         defects = self.roll_defects(roll_id)
         if row.status == "running":
             with self._lock:
-                row.length_m = max(row.length_m, self._furthest(self._coverage.get(roll_id, row.coverage)))
-        missed = self.coverage(row)
+                seen = self._coverage.get(roll_id) or row.coverage
+                row.length_m = max(row.length_m, seen.furthest_m)
+        missed, bands = self.coverage(row)
         grade = grade_roll([d.graded() for d in defects], row.spec.width_mm, row.length_m, row.spec.rules,
-                           uninspected_m=sum(s.length_m for s in missed))
-        return row, defects, grade, missed
+                           uninspected_m=sum(s.length_m for s in missed), uncovered_mm=sum(b - a for a, b in bands))
+        return row, defects, grade, (missed, bands)
 
     def summary(self, row: RollRecord, grade: RollGrade | None = None, defects: int | None = None,
-                missed: list[Stretch] | None = None) -> dict:
+                unseen: tuple[list[Stretch], list[tuple[float, float]]] | None = None) -> dict:
         spec = row.spec
         return {
             "id": row.id, "article": spec.article, "model": spec.model, "status": row.status,
@@ -376,5 +374,6 @@ class RollTracker:
             "ended_at": datetime.fromtimestamp(row.ended_at, UTC).isoformat() if row.ended_at else None,
             "cameras": [c.model_dump() for c in spec.cameras], "rules": spec.rules.model_dump(),
             "defects": defects, "grade": grade.as_dict() if grade else None,
-            "uninspected": [s.as_dict() for s in missed or []],
+            "uninspected": [s.as_dict() for s in unseen[0]] if unseen else [],
+            "uncovered_across_mm": [[round(a, 1), round(b, 1)] for a, b in unseen[1]] if unseen else [],
         }

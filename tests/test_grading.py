@@ -100,21 +100,24 @@ def test_report_formats(tmp_path):
                "started_at": "2026-11-28T10:00:00+00:00", "ended_at": None, "speed_m_per_min": 20,
                "cameras": [{"camera_id": "cam1", "offset_mm": 0, "mm_per_px": 1}],
                "grade": grade_roll([defect(1, 3.0, 120)], 1600, 42, RULES).as_dict(),
-               "uninspected": [{"along_m": [10.0, 12.0], "length_m": 2.0, "cameras": ["cam1"]}]}
+               "uninspected": [{"along_m": [10.0, 12.0], "length_m": 2.0, "cameras": ["cam1"]}],
+               "uncovered_across_mm": [[1500.0, 1600.0]]}
     defects = [{"id": 1, "along_m": [3.0, 3.12], "across_mm": [100, 105], "width_mm": 5, "length_mm": 120, "points": 2,
                 "label": None, "max_score": 0.9, "cameras": ["cam1"], "sightings": [4, 5]}]
     picture = roll_map(summary, defects)
     assert picture.shape[1] == 1600 and picture.dtype == np.uint8
     marker = picture[:, int(40 + 3.06 / 42 * 1520)]
     assert (np.abs(marker.astype(int) - (249, 115, 22)).sum(axis=1) < 10).any()  # the 2-point colour at 3 m
-    fabric, gap = (picture[42:198, int(40 + m / 42 * 1520)] for m in (20.0, 11.0))
+    fabric, gap = (picture[42:188, int(40 + m / 42 * 1520)] for m in (20.0, 11.0))
     assert (fabric == (225, 215, 195)).all() and not (gap == (225, 215, 195)).all(axis=1).any()  # hatched at 10-12 m
+    band = picture[int(40 + 1550 / 1600 * 160), 100:1500]  # the last 100 mm across, all along the roll
+    assert not (band == (225, 215, 195)).all(axis=1).all()
     rows = defects_csv(defects).splitlines()
     assert rows[0].startswith("id,along_start_m") and rows[1].startswith("1,3.0000,3.1200")
     pdf = roll_pdf(summary, defects, {1: np.zeros((40, 60, 3), np.uint8)})
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
     assert "roll R-17" in text and "PASS" in text and "denim 12oz" in text and "3.000-3.120" in text
-    assert "2.00 m in 1 stretch: 10.00-12.00 m (cam1)" in text
+    assert "2.00 m in 1 stretch: 10.00-12.00 m (cam1)" in text and "1500-1600 mm across" in text
 
 
 def test_coverage_spans_join_jitter_and_report_what_no_camera_saw():
@@ -141,6 +144,20 @@ def test_coverage_spans_join_jitter_and_report_what_no_camera_saw():
     assert [(s.along_m, s.cameras) for s in everything] == [((0.0, 10.0), ["dead", "left"])]
 
 
+def test_roll_coverage_knows_the_lanes_across_the_width_and_round_trips():
+    from fabricad.rolls.coverage import RollCoverage
+
+    seen = RollCoverage()
+    assert seen.uncovered_width(1800, 10) == []  # no frame yet: no lane known, nothing claimed
+    assert seen.see("left", (0.0, 0.1), (0.0, 900.0), join_m=0.01)
+    assert not seen.see("left", (0.1, 0.2), (0.0, 905.0), join_m=0.01)  # a wider frame widens the lane
+    seen.see("right", (0.0, 0.2), (1000.0, 1795.0), join_m=0.01)
+    assert seen.lanes == {"left": [0.0, 905.0], "right": [1000.0, 1795.0]} and seen.furthest_m == 0.2
+    assert seen.uncovered_width(1800, 10) == [(905.0, 1000.0)]  # the 5 mm at the far edge is under the tolerance
+    again = RollCoverage.from_json(seen.to_json())
+    assert again == seen and again.copy() == seen and again.copy() is not again
+
+
 def test_uninspected_length_leaves_the_area_and_fails_past_the_limit():
     found = [defect(1, 3.0, 100)]  # 2 points
     whole = grade_roll(found, width_mm=1000, length_m=100, rules=RULES)
@@ -152,3 +169,6 @@ def test_uninspected_length_leaves_the_area_and_fails_past_the_limit():
     missed = grade_roll(found, width_mm=1000, length_m=100, rules=RULES, uninspected_m=12.0)
     assert not missed.passed and missed.reasons == ["12.00 m of 100.00 m (12%) was not inspected (limit 2 %)"]
     assert grade_roll(found, 1000, 100, GradingRules(max_uninspected_percent=None), uninspected_m=12.0).passed
+    narrow = grade_roll(found, width_mm=1000, length_m=100, rules=RULES, uncovered_mm=100)  # a lane nobody watches
+    assert narrow.area_m2 == pytest.approx(90.0) and narrow.uncovered_mm == 100
+    assert narrow.reasons == ["100 mm of the 1000 mm width (10%) is in no camera's view (limit 2 %)"]

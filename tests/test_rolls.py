@@ -144,7 +144,11 @@ def test_encoder_feed_places_frames(roll_setup, trained_models, tmp_path):
         httpx.post(f"{url}/v1/defects/{answer['defect_id']}/ack", json={"label": "hole"}, headers=operator)
         relabelled = httpx.get(f"{url}/v1/rolls/R-2").json()["defect_list"]
         assert [d["label"] for d in relabelled if answer["defect_id"] in d["sightings"]] == ["hole"]
-        assert httpx.post(f"{url}/v1/rolls/R-2/end", json={"length_m": 30}, headers=operator).json()["length_m"] == 30
+        ended = httpx.post(f"{url}/v1/rolls/R-2/end", json={"length_m": 30}, headers=operator).json()
+        assert ended["length_m"] == 30
+        # one 64 mm lane (128 px at 0.5 mm/px from 1000 mm) on a 2 m wide roll: the rest is in no camera's view
+        assert ended["uncovered_across_mm"] == [[0.0, 1000.0], [1064.0, 2000.0]]
+        assert any("in no camera's view" in r for r in ended["grade"]["reasons"])
         assert httpx.post(f"{url}/v1/rolls/R-2/position", json={"along_m": 31}, headers=operator).status_code == 409
     finally:
         server.stop()
@@ -180,6 +184,7 @@ def test_stretches_no_camera_saw_are_reported_kept_across_a_crash_and_fail_the_r
         frame(server.url, strip, 0.512)
         running = httpx.get(f"{server.url}/v1/rolls/R-3").json()
         assert [(s["along_m"], s["cameras"]) for s in running["uninspected"]] == [([0.256, 0.512], ["cam-c"])]
+        assert running["uncovered_across_mm"] == []  # the camera's 128 mm lane is the roll's width
         assert running["length_m"] == pytest.approx(0.64)
     finally:
         server.kill()  # no orderly shutdown: only what was written survives
@@ -205,6 +210,7 @@ def test_a_roll_table_from_an_earlier_version_gains_the_coverage_column(tmp_path
     """Rolls running when the service is upgraded carry on: the new column is added in place."""
     import sqlite3
 
+    from fabricad.rolls.coverage import RollCoverage
     from service.defect_log import DefectLog
     from service.rolls import RollSpec, RollTracker
 
@@ -215,9 +221,10 @@ def test_a_roll_table_from_an_earlier_version_gains_the_coverage_column(tmp_path
         connection.execute("ALTER TABLE rolls DROP COLUMN coverage_json")
     tracker = RollTracker(DefectLog(url, tmp_path / "images"))
     row = tracker.get("R-old")
-    assert row.coverage == {} and row.status == "running"
-    tracker.frame_seen(row, "cam-o", 0.0, 0.128)
-    tracker.frame_seen(row, "cam-o", 0.5, 0.628)
+    assert row.coverage == RollCoverage() and row.status == "running"
+    tracker.frame_seen(row, "cam-o", (0.0, 0.128), (0.0, FRAME))
+    tracker.frame_seen(row, "cam-o", (0.5, 0.628), (0.0, FRAME))
     ended = tracker.end("R-old")
-    assert ended.length_m == pytest.approx(0.628) and ended.coverage == {"cam-o": [[0.0, 0.128], [0.5, 0.628]]}
-    assert [s.along_m for s in tracker.coverage(ended)] == [(0.128, 0.5)]
+    assert ended.length_m == pytest.approx(0.628) and ended.coverage.spans == {"cam-o": [[0.0, 0.128], [0.5, 0.628]]}
+    missed, bands = tracker.coverage(ended)
+    assert [s.along_m for s in missed] == [(0.128, 0.5)] and bands == []

@@ -5,12 +5,15 @@ disconnects, when an overloaded queue drops frames, when the frame rate is too l
 speed (frames no longer abut), or when the web breaks and the camera sees only the table (the
 model's fabric ROI reports such frames). Each camera's seen stretches are kept as sorted,
 disjoint spans along the roll, in metres; whatever lies between them, or before the first and
-after the last up to the roll's length, was not inspected in that camera's lane.
+after the last up to the roll's length, was not inspected in that camera's lane. Across the
+roll, each camera's lane (its frames' width on the fabric) is kept too: a band of the usable width
+in no camera's lane is never inspected at all.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 from dataclasses import dataclass, field
 
 Spans = list[list[float]]
@@ -83,3 +86,46 @@ def uninspected(spans_by_camera: dict[str, Spans], cameras: list[str], length_m:
     for stretch in stretches:
         stretch.cameras.sort()
     return stretches
+
+
+@dataclass
+class RollCoverage:
+    """What a roll's cameras saw: along the roll, each camera's covered stretches (m); across it,
+    each camera's lane (mm), known once a frame from it has arrived."""
+
+    spans: dict[str, Spans] = field(default_factory=dict)
+    lanes: dict[str, list[float]] = field(default_factory=dict)
+
+    def see(self, camera: str, along_m: tuple[float, float], across_mm: tuple[float, float], join_m: float) -> bool:
+        """A frame with fabric in view. True when a gap opened or closed (see `add_span`)."""
+        lane = self.lanes.get(camera)
+        self.lanes[camera] = [min(lane[0], across_mm[0]), max(lane[1], across_mm[1])] if lane else list(across_mm)
+        return add_span(self.spans.setdefault(camera, []), *along_m, join_m)
+
+    @property
+    def furthest_m(self) -> float:
+        return max((s[-1][1] for s in self.spans.values() if s), default=0.0)
+
+    def uncovered_width(self, width_mm: float, min_gap_mm: float) -> list[tuple[float, float]]:
+        """Bands of the usable width that no camera's lane covers (only cameras that delivered a
+        frame have a known lane); bands narrower than `min_gap_mm` are left out."""
+        if not self.lanes:
+            return []
+        merged: Spans = []
+        for a, b in self.lanes.values():
+            add_span(merged, a, b, 0.0)
+        return [(a, b) for a, b in gaps(merged, width_mm) if b - a >= min_gap_mm]
+
+    def to_json(self) -> str:
+        return json.dumps({"spans": {c: [[round(a, 5), round(b, 5)] for a, b in s] for c, s in self.spans.items()},
+                           "lanes": {c: [round(a, 3), round(b, 3)] for c, (a, b) in self.lanes.items()}},
+                          separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RollCoverage:
+        data = json.loads(text or "{}")
+        return cls(data.get("spans", {}), data.get("lanes", {}))
+
+    def copy(self) -> RollCoverage:
+        return RollCoverage({c: [list(s) for s in spans] for c, spans in self.spans.items()},
+                            {c: list(lane) for c, lane in self.lanes.items()})

@@ -39,7 +39,8 @@ class GradingRules(BaseModel):
     running_defect_fail_m: float = Field(10.0, gt=0)
     max_uninspected_percent: float | None = Field(
         2.0, ge=0, le=100, description="fail a roll when more of its length than this went uninspected (a camera "
-                                       "down, frames dropped, no fabric in view); null: report it only")
+                                       "down, frames dropped, no fabric in view), or more of its width is in no "
+                                       "camera's view; null: report it only")
 
     @model_validator(mode="after")
     def _ascending(self) -> GradingRules:
@@ -106,8 +107,9 @@ class RollGrade:
     metre_points: dict[int, int] = field(default_factory=dict)
     """points charged to each linear metre (after the cap), by metre index"""
     area_m2: float = 0.0
-    """the inspected area: usable width × the length the cameras saw"""
+    """the inspected area: the width the cameras cover × the length they saw"""
     uninspected_m: float = 0.0
+    uncovered_mm: float = 0.0
 
     def as_dict(self) -> dict:
         return {
@@ -115,16 +117,16 @@ class RollGrade:
             "limit_per_100_m2": self.limit_per_100_m2, "passed": self.passed, "reasons": self.reasons,
             "defect_points": {str(k): v for k, v in self.defect_points.items()},
             "metre_points": {str(k): v for k, v in sorted(self.metre_points.items())}, "area_m2": self.area_m2,
-            "uninspected_m": self.uninspected_m,
+            "uninspected_m": self.uninspected_m, "uncovered_mm": self.uncovered_mm,
         }
 
 
 def grade_roll(defects: list[GradedDefect], width_mm: float, length_m: float, rules: GradingRules,
-               uninspected_m: float = 0.0) -> RollGrade:
+               uninspected_m: float = 0.0, uncovered_mm: float = 0.0) -> RollGrade:
     """Grade a roll of `width_mm` × `length_m` from its defects. Points are per 100 m² of what was
-    inspected: `uninspected_m` of the length (stretches some camera did not see) is not counted in
-    the area, so missing fabric cannot dilute the defects found, and beyond the rules' limit it
-    fails the roll."""
+    inspected: `uninspected_m` of the length (stretches some camera did not see) and
+    `uncovered_mm` of the width (in no camera's lane) are not counted in the area, so missing
+    fabric cannot dilute the defects found, and beyond the rules' limit either fails the roll."""
     if width_mm <= 0:
         raise ValueError("the roll's usable width must be positive")
     per_defect = {d.id: defect_points(d, rules) for d in defects}
@@ -146,16 +148,20 @@ def grade_roll(defects: list[GradedDefect], width_mm: float, length_m: float, ru
     total = sum(capped.values())
     length = max(length_m, max((d.along_m[1] for d in defects), default=0.0))
     uninspected_m = min(max(uninspected_m, 0.0), length)
-    inspected = length - uninspected_m
-    per_area = total * 100_000 / (width_mm * inspected) if inspected > 0 else 0.0
+    uncovered_mm = min(max(uncovered_mm, 0.0), width_mm)
+    inspected, covered = length - uninspected_m, width_mm - uncovered_mm
+    per_area = total * 100_000 / (covered * inspected) if inspected > 0 and covered > 0 else 0.0
     if per_area > rules.limit_per_100_m2:
         reasons.append(f"{per_area:.1f} points per 100 m² exceeds the limit of {rules.limit_per_100_m2:g}")
     limit = rules.max_uninspected_percent
     if limit is not None and length > 0 and uninspected_m / length * 100 > limit:
         reasons.append(f"{uninspected_m:.2f} m of {length:.2f} m ({uninspected_m / length:.0%}) was not inspected "
                        f"(limit {limit:g} %)")
+    if limit is not None and uncovered_mm / width_mm * 100 > limit:
+        reasons.append(f"{uncovered_mm:.0f} mm of the {width_mm:g} mm width ({uncovered_mm / width_mm:.0%}) is in no "
+                       f"camera's view (limit {limit:g} %)")
     return RollGrade(
         points=total, points_per_100_m2=round(per_area, 3), limit_per_100_m2=rules.limit_per_100_m2,
         passed=not reasons, reasons=reasons, defect_points=per_defect, metre_points=capped,
-        area_m2=width_mm * inspected / 1000, uninspected_m=round(uninspected_m, 4),
+        area_m2=covered * inspected / 1000, uninspected_m=round(uninspected_m, 4), uncovered_mm=round(uncovered_mm, 1),
     )

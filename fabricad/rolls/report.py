@@ -29,12 +29,12 @@ def roll_map(summary: dict, defects: list[dict], width_px: int = 1600) -> np.nda
     scale_y = strip_h / width_mm  # px per mm across
     image = np.full((strip_h + 2 * margin, width_px, 3), 255, np.uint8)
     cv2.rectangle(image, (margin, margin), (width_px - margin, margin + strip_h), (225, 215, 195), -1)
-    for stretch in summary.get("uninspected", []):  # hatched: no camera result vouches for it
+    # hatched: what no camera result vouches for (stretches along the roll, bands across it)
+    for stretch in summary.get("uninspected", []):
         x0, x1 = (int(margin + a * scale_x) for a in stretch["along_m"])
-        patch = np.full((strip_h, max(x1 - x0, 1), 3), 205, np.uint8)
-        for x in range(-strip_h, patch.shape[1], 8):
-            cv2.line(patch, (x, strip_h), (x + strip_h, 0), (120, 120, 120), 1)  # OpenCV clips to the patch
-        image[margin:margin + strip_h, x0:x0 + patch.shape[1]] = patch
+        _hatch(image, (x0, x1), (margin, margin + strip_h))
+    for band in summary.get("uncovered_across_mm", []):
+        _hatch(image, (margin, width_px - margin), tuple(int(margin + a * scale_y) for a in band))
     cv2.rectangle(image, (margin, margin), (width_px - margin, margin + strip_h), (90, 90, 90), 1)
     step = max(1.0, 10 ** np.floor(np.log10(length)) / 2) if length > 2 else 0.25
     metre = 0.0
@@ -50,12 +50,22 @@ def roll_map(summary: dict, defects: list[dict], width_px: int = 1600) -> np.nda
         cv2.rectangle(image, (x0 - 3, y0 - 3), (max(x1, x0) + 3, max(y1, y0) + 3), colour, -1)
         cv2.rectangle(image, (x0 - 3, y0 - 3), (max(x1, x0) + 3, max(y1, y0) + 3), (30, 30, 30), 1)
         cv2.putText(image, str(d["id"]), (x0, max(y0 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (30, 30, 30), 1)
-    if summary.get("uninspected"):
+    if summary.get("uninspected") or summary.get("uncovered_across_mm"):
         cv2.putText(image, "hatched: not inspected", (width_px - margin - 175, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     (90, 90, 90), 1)
     title = f"roll {summary['id']}  {summary['article']}  {length:.2f} m x {width_mm:g} mm"
     cv2.putText(image, title, (margin, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (20, 20, 20), 1)
     return image
+
+
+def _hatch(image: np.ndarray, xs: tuple[int, int], ys: tuple[int, int]) -> None:
+    """Grey diagonal hatching over the box `xs` × `ys` of `image`, in place."""
+    (x0, x1), (y0, y1) = xs, ys
+    patch = np.full((max(y1 - y0, 1), max(x1 - x0, 1), 3), 205, np.uint8)
+    h = patch.shape[0]
+    for x in range(-h, patch.shape[1], 8):
+        cv2.line(patch, (x, h), (x + h, 0), (120, 120, 120), 1)  # OpenCV clips to the patch
+    image[y0:y0 + patch.shape[0], x0:x0 + patch.shape[1]] = patch
 
 
 def not_inspected_text(stretches: list[dict]) -> str:
@@ -119,6 +129,8 @@ def roll_pdf(summary: dict, defects: list[dict], thumbnails: dict[int, np.ndarra
         ("Area", f"{grade['area_m2']:.2f} m²"), ("Started", summary["started_at"]),
         ("Ended", summary.get("ended_at") or "running"), ("Defects", str(len(defects))),
         ("Not inspected", not_inspected_text(summary.get("uninspected", []))),
+        ("In no camera's view", "; ".join(f"{a:g}-{b:g} mm across" for a, b in summary.get("uncovered_across_mm", []))
+         or "none"),
         ("Cameras", ", ".join(f"{c['camera_id']} @ {c['offset_mm']:g} mm, {c['mm_per_px']:g} mm/px" for c in summary["cameras"])),
     ]
     pdf.ln(2)

@@ -48,7 +48,8 @@ def record_result(state: AppState, entry, image: np.ndarray, result, camera_id: 
         if along_m is None:
             along_m = state.rolls.frame_position(roll, time.time() if captured_at is None else captured_at)
         if result.fabric_in_view:  # a frame of the bare table inspects nothing: the roll's coverage shows it
-            state.rolls.frame_seen(roll, placement.camera_id, along_m, along_m + image.shape[0] * placement.mm_per_px / 1000)
+            state.rolls.frame_seen(roll, placement.camera_id, (along_m, along_m + image.shape[0] * placement.mm_per_px / 1000),
+                                   (placement.offset_mm, placement.offset_mm + image.shape[1] * placement.mm_per_px))
         data.update(roll_id=roll.id, along_m=along_m)
     picture = visualize.overlay(image, result.anomaly_map, result.threshold) if (want_overlay or result.is_defect) else None
     defect_id = None

@@ -43,11 +43,11 @@ def _row(state: AppState, roll_id: str) -> RollRecord:
 def roll_document(state: AppState, roll_id: str) -> tuple[dict, list[dict]]:
     """The roll's summary with its grade, and its defects with points: what every format shows."""
     try:
-        row, defects, grade, missed = state.rolls.grade(roll_id)
+        row, defects, grade, unseen = state.rolls.grade(roll_id)
     except KeyError:
         raise HTTPException(404, f"no roll {roll_id!r}") from None
     items = [d.as_dict(grade.defect_points.get(d.id)) for d in defects]
-    return state.rolls.summary(row, grade, len(items), missed), items
+    return state.rolls.summary(row, grade, len(items), unseen), items
 
 
 def _thumbnails(state: AppState, defects: list[dict], size: int = 160, pad: int = 32) -> dict[int, np.ndarray]:

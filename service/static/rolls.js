@@ -34,6 +34,14 @@ function rollMap(roll, onPick) {
     gap.append(title);
     map.append(gap);
   }
+  for (const [a, b] of roll.uncovered_across_mm ?? []) {  // bands of the width no camera's lane covers
+    const band = svg("rect", { class: "uninspected", "data-testid": "uncovered", x: 20, y: 10 + a * sy,
+      width: length * sx, height: Math.max((b - a) * sy, 1), fill: "url(#uninspected-hatch)" });
+    const title = svg("title");
+    title.textContent = `in no camera's view: ${a}–${b} mm across`;
+    band.append(title);
+    map.append(band);
+  }
   const step = [0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250].find((s) => (s * sx) > 60) ?? 500;
   for (let m = 0; m <= length + 1e-9; m += step) {
     const x = 20 + m * sx;
@@ -93,6 +101,8 @@ async function showRoll(id) {
     el("p", {}, `${roll.status} · ${roll.length_m.toFixed(2)} m × ${roll.width_mm} mm · ${roll.defect_list.length} defects`),
     roll.uninspected?.length ? el("p", { class: "fail", "data-testid": "roll-uninspected" },
       `not inspected: ${g.uninspected_m.toFixed(2)} m in ${roll.uninspected.length} stretch${roll.uninspected.length > 1 ? "es" : ""} (hatched on the map)`) : null,
+    roll.uncovered_across_mm?.length ? el("p", { class: "fail", "data-testid": "roll-uncovered" },
+      `in no camera's view: ${roll.uncovered_across_mm.map(([a, b]) => `${a}–${b} mm`).join(", ")} across (hatched on the map)`) : null,
     el("label", { class: "hint" }, "zoom ", zoomer), wrap, info,
     el("div", { class: "actions" },
       roll.status === "running" ? el("button", { disabled: !operator, onclick: async () => {
