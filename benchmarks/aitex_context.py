@@ -28,7 +28,7 @@ import torch
 from fabricad.data import load_dataset
 from fabricad.data.torch_dataset import to_tensor
 from fabricad.evaluation import predict, texture_of
-from fabricad.models.base import background_mask
+from fabricad.models.base import fabric_keep
 from fabricad.training import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -66,7 +66,7 @@ def fabric_roi(split, margin: int) -> np.ndarray:
     keep = []
     for start in range(0, len(split.test), 32):
         batch = torch.stack([to_tensor(s.load()) for s in split.test[start : start + 32]])
-        keep.append(1 - background_mask(batch, margin)[:, 0].numpy())
+        keep.append(fabric_keep(batch, margin)[:, 0].numpy())
     return np.concatenate(keep)
 
 

@@ -250,13 +250,22 @@ class RollTracker:
             if time.time() - self._saved_at.get(row.id, 0.0) >= (self.SAVE_CHANGE_S if changed else self.SAVE_EVERY_S):
                 self._save(self._get(session, row.id))
 
-    def coverage(self, row: RollRecord) -> tuple[list[Stretch], list[tuple[float, float]]]:
+    def _snapshot(self, row: RollRecord) -> RollCoverage:
+        """The roll's coverage as it stands: a running roll's from memory (a copy: frames keep
+        arriving), else as saved."""
+        if row.status == "running":
+            with self._lock:
+                seen = self._coverage.get(row.id)
+                if seen is not None:
+                    return seen.copy()
+        return row.coverage
+
+    def coverage(self, row: RollRecord, seen: RollCoverage | None = None) -> tuple[list[Stretch], list[tuple[float, float]]]:
         """Stretches some camera of the roll did not see (up to the roll's length once it has
         ended; while it runs, up to the furthest frame seen: the cameras have not got further),
-        and bands of the width in no camera's lane."""
+        and bands of the width in no camera's lane. `seen`: the `_snapshot` already taken."""
         spec = row.spec
-        with self._lock:
-            seen = (self._coverage.get(row.id) or row.coverage if row.status == "running" else row.coverage).copy()
+        seen = self._snapshot(row) if seen is None else seen
         length = row.length_m if row.status == "ended" else seen.furthest_m
         tolerance = spec.coverage_tolerance_mm
         return (uninspected(seen.spans, [c.camera_id for c in spec.cameras], length, tolerance / 1000),
@@ -355,11 +364,10 @@ class RollTracker:
         """The roll, its defects, its grade, and what its cameras did not see (`coverage`)."""
         row = self.get(roll_id)
         defects = self.roll_defects(roll_id)
+        seen = self._snapshot(row)
         if row.status == "running":
-            with self._lock:
-                seen = self._coverage.get(roll_id) or row.coverage
-                row.length_m = max(row.length_m, seen.furthest_m)
-        missed, bands = self.coverage(row)
+            row.length_m = max(row.length_m, seen.furthest_m)
+        missed, bands = self.coverage(row, seen)
         grade = grade_roll([d.graded() for d in defects], row.spec.width_mm, row.length_m, row.spec.rules,
                            uninspected_m=sum(s.length_m for s in missed), uncovered_mm=sum(b - a for a, b in bands))
         return row, defects, grade, (missed, bands)

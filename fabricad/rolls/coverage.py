@@ -13,6 +13,7 @@ in no camera's lane is never inspected at all.
 from __future__ import annotations
 
 import bisect
+import copy
 import json
 from dataclasses import dataclass, field
 
@@ -127,5 +128,4 @@ class RollCoverage:
         return cls(data.get("spans", {}), data.get("lanes", {}))
 
     def copy(self) -> RollCoverage:
-        return RollCoverage({c: [list(s) for s in spans] for c, spans in self.spans.items()},
-                            {c: list(lane) for c, lane in self.lanes.items()})
+        return copy.deepcopy(self)

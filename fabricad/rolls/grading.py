@@ -5,7 +5,7 @@ Points per defect by its length in any direction; holes by their own, harsher, s
 gets the maximum for every metre it touches. The roll's figure is points per 100 m² (ASTM states
 it per 100 yd²; the default limit, 40 points per 100 yd², is converted here once). A running
 defect longer than `running_defect_fail_m` fails the roll whatever the points, and so does a roll
-whose cameras missed more than `max_uninspected_percent` of its length (`coverage.py`).
+whose cameras missed more than `max_uninspected_percent` of its length or width (`coverage.py`).
 """
 
 from __future__ import annotations

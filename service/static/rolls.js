@@ -26,21 +26,21 @@ function rollMap(roll, onPick) {
   const defs = svg("defs");
   defs.append(hatch);
   map.append(defs);
-  for (const s of roll.uninspected ?? []) {  // stretches some camera did not see: no result vouches for them
-    const gap = svg("rect", { class: "uninspected", "data-testid": "uninspected", x: 20 + s.along_m[0] * sx, y: 10,
-      width: Math.max((s.along_m[1] - s.along_m[0]) * sx, 1), height: roll.width_mm * sy, fill: "url(#uninspected-hatch)" });
+  // hatched: what no camera result vouches for
+  const hatched = (testid, box, text) => {
+    const rect = svg("rect", { class: "uninspected", "data-testid": testid, ...box, fill: "url(#uninspected-hatch)" });
     const title = svg("title");
-    title.textContent = `not inspected: ${s.along_m[0].toFixed(2)}–${s.along_m[1].toFixed(2)} m (camera ${s.cameras.join(", ")})`;
-    gap.append(title);
-    map.append(gap);
+    title.textContent = text;
+    rect.append(title);
+    map.append(rect);
+  };
+  for (const s of roll.uninspected ?? []) {  // stretches some camera did not see
+    hatched("uninspected", { x: 20 + s.along_m[0] * sx, y: 10, width: Math.max((s.along_m[1] - s.along_m[0]) * sx, 1), height: roll.width_mm * sy },
+      `not inspected: ${s.along_m[0].toFixed(2)}–${s.along_m[1].toFixed(2)} m (camera ${s.cameras.join(", ")})`);
   }
   for (const [a, b] of roll.uncovered_across_mm ?? []) {  // bands of the width no camera's lane covers
-    const band = svg("rect", { class: "uninspected", "data-testid": "uncovered", x: 20, y: 10 + a * sy,
-      width: length * sx, height: Math.max((b - a) * sy, 1), fill: "url(#uninspected-hatch)" });
-    const title = svg("title");
-    title.textContent = `in no camera's view: ${a}–${b} mm across`;
-    band.append(title);
-    map.append(band);
+    hatched("uncovered", { x: 20, y: 10 + a * sy, width: length * sx, height: Math.max((b - a) * sy, 1) },
+      `in no camera's view: ${a}–${b} mm across`);
   }
   const step = [0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250].find((s) => (s * sx) > 60) ?? 500;
   for (let m = 0; m <= length + 1e-9; m += step) {
