@@ -199,6 +199,23 @@ def test_folder_dataset_with_masks(tmp_path):
     assert not scratches[1].load_mask().any()  # no mask file: image-level label only
 
 
+def test_a_folder_of_photos_is_a_dataset_of_normal_images(tmp_path):
+    """A mill's first data is a directory of pictures of good fabric: `--data` takes it as is,
+    and defect folders beside the pictures still count."""
+    rng = np.random.default_rng(3)
+    photos = tmp_path / "photos"
+    _images(photos, 10, rng)
+    split = load_dataset(photos)
+    assert split.format == "folder"
+    assert len(split.train) == 8 and [s.label for s in split.test] == [0, 0]
+    assert {s.path.parent for s in split.train + split.test} == {photos}
+    _images(photos / "hole", 2, rng)
+    split = load_dataset(photos)
+    assert split.format == "tilda" and [s.defect_type for s in split.test if s.label] == ["hole", "hole"]
+    assert len(split.train) == 8  # the defect folder's pictures never join training
+    assert load_dataset(tmp_path, "photos").train == split.train  # a root plus --category too
+
+
 def test_tilda_class_folders(tmp_path):
     rng = np.random.default_rng(2)
     _images(tmp_path / "good", 5, rng)

@@ -3,6 +3,9 @@
 `folder` (like anomalib's Folder): `<root>/good/` (or `normal/`) holds normal images; any other
 image folder holds defective ones; masks, when present, sit in `<root>/masks/<defect>/` named like
 the image (optionally with a `_mask` suffix). A share of the normal images is kept for testing.
+A folder that holds the normal images itself (a mill's folder of photos of good fabric, no
+`good/` inside) is the same layout with the root as the normal folder: what a mill has on the
+first day is a directory of pictures, not a dataset.
 
 `tilda` (TILDA textile database): class folders `good`, `hole`, `objects`, `oil spot`,
 `thread error` (any names) without masks: image-level evaluation only; recognised by a `good`
@@ -23,7 +26,9 @@ TEST_NORMAL_EVERY = 5
 
 
 def _normal_dir(path: Path) -> Path | None:
-    return next((path / n for n in NORMAL_NAMES if (path / n).is_dir()), None)
+    """`good/` (`normal/`, `ok/`) inside `path`, else `path` itself when it holds images."""
+    named = next((path / n for n in NORMAL_NAMES if (path / n).is_dir()), None)
+    return named or (path if list_images(path) else None)
 
 
 def is_folder_dataset(path: Path) -> bool:
@@ -49,5 +54,6 @@ def load_folder(root: Path) -> DatasetSplit:
                     sorted((masks_root / folder.name).glob(f"{path.stem}_mask*"))
                 )
             test.append(Sample(path, 1, masks, defect_type=folder.name, group=str(path)))
-    fmt = "folder" if masks_root.is_dir() else "tilda"
+    defect_classes = any(s.label for s in test)
+    fmt = "tilda" if defect_classes and not masks_root.is_dir() else "folder"
     return DatasetSplit(root.name, fmt, train, test)

@@ -30,7 +30,7 @@ class DatasetFormat:
 
 FORMATS: list[DatasetFormat] = [
     DatasetFormat("mvtec", "<category>/train/good/*.png [+ test/<defect>/, ground_truth/<defect>/]", is_mvtec_category, load_mvtec),
-    DatasetFormat("folder", "<root>/good/*.png + <root>/<defect>/*.png [+ masks/<defect>/] (TILDA: class folders, no masks)", is_folder_dataset, load_folder),
+    DatasetFormat("folder", "<root>/good/*.png (or <root>/*.png) + <root>/<defect>/*.png [+ masks/<defect>/] (TILDA: class folders, no masks)", is_folder_dataset, load_folder),
 ]
 """Formats whose root holds several categories and which need --category (no category folder)."""
 ROOT_FORMATS: list[tuple[str, str, Callable[[Path], bool], Callable[[Path, str], DatasetSplit]]] = [
@@ -64,5 +64,5 @@ def load_dataset(path: str | Path, category: str | None = None) -> DatasetSplit:
     raise DataError(
         f"{root}{hint} matches no known dataset layout. Expected one of:\n{layouts}\n"
         f"Give a category folder, or the dataset root with --category NAME"
-        + (f" (sub-folders here: {', '.join(subdirs)})" if subdirs else " (the folder is empty)")
+        + (f" (sub-folders here: {', '.join(subdirs)})" if subdirs else " (no images or sub-folders here)")
     )
