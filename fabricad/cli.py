@@ -178,7 +178,9 @@ def predict(
         engine.set_threshold(threshold)
     summary = run_predict(engine, inputs, out, every=every, progress=not quiet)
     typer.echo(
-        f"{summary['inspected']} inspected, {summary['defects']} defective, {summary['failed']} unreadable "
+        f"{summary['inspected']} inspected, {summary['defects']} defective, "
+        + (f"{summary['no_fabric']} with no fabric in view (OK says nothing about them), " if summary["no_fabric"] else "")
+        + f"{summary['failed']} unreadable "
         f"({engine.description['backend']}); results: {out / 'results.json'}"
     )
     for failure in summary["failures"][:10]:

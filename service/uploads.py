@@ -8,7 +8,7 @@ import numpy as np
 from fastapi import HTTPException, Request
 from PIL import Image, UnidentifiedImageError
 
-from fabricad.data.images import decode_image
+from fabricad.data.images import check_inspectable, decode_image
 from fabricad.errors import ImageReadError
 
 # The formats the service decodes (OpenCV reads them all). Naming them also stops PIL from
@@ -46,8 +46,10 @@ def decode_upload(data: bytes, max_pixels: int, name: str = "upload") -> np.ndar
         raise HTTPException(400, f"{name}: damaged image header ({type(exc).__name__})") from None
     if width * height > max_pixels:
         raise HTTPException(413, f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels}")
-    if width < 8 or height < 8:
-        raise HTTPException(422, f"{name}: {width}x{height} is too small to inspect (at least 8x8)")
+    try:
+        check_inspectable(height, width, name)
+    except ImageReadError as exc:
+        raise HTTPException(422, str(exc)) from None
     try:
         return decode_image(data, name)
     except ImageReadError as exc:

@@ -1,5 +1,6 @@
 """Export parity with a real ONNX Runtime session, bundle integrity, the engine and `predict`."""
 
+import csv
 import json
 
 import cv2
@@ -226,6 +227,8 @@ def test_predict_cli_keeps_going_past_bad_files(exported, fabric_category, tmp_p
     for sample in load_dataset(fabric_category).test[:3]:
         cv2.imwrite(str(inputs / sample.path.name), cv2.imread(str(sample.path)))
     (inputs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    cv2.imwrite(str(inputs / "speck.png"), np.full((5, 5, 3), 128, np.uint8))  # a camera ROI set far too small
+    cv2.imwrite(str(inputs / "table.png"), np.full((128, 128, 3), 255, np.uint8))  # a web break: the bare table
     video = tmp_path / "line.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (128, 128))
     frame = cv2.imread(str(load_dataset(fabric_category).test[0].path))
@@ -235,18 +238,19 @@ def test_predict_cli_keeps_going_past_bad_files(exported, fabric_category, tmp_p
     out = tmp_path / "out"
     result = runner.invoke(app, ["predict", str(inputs), str(video), "--model", str(bundle), "--out", str(out), "--every", "2", "-q"])
     assert result.exit_code == 0, result.output
+    assert "1 with no fabric in view" in result.output and "2 unreadable" in result.output
     data = json.loads((out / "results.json").read_text())
     names = [r["name"] for r in data["results"]]
     assert len([n for n in names if n.startswith("line_f")]) == 2
-    assert len(names) == 5 and len(data["failures"]) == 1 and "corrupt.png" in data["failures"][0]
+    assert len(names) == 6 and len(data["failures"]) == 2
+    assert "corrupt.png" in data["failures"][0] and "speck.png: 5x5 is too small" in data["failures"][1]
     assert all((out / r["overlay"]).is_file() for r in data["results"])
-    assert (out / "results.csv").read_text().count("\n") == 6
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 6 and [r["name"] for r in rows if r["fabric_in_view"] == "False"] == ["table"]
     assert {r["verdict"] for r in data["results"]} <= {"OK", "DEFECT"}
 
 
 def test_predict_cli_reports_alignment_and_can_turn_it_off(exported, tmp_path):
-    import csv
-
     from fabricad.data.alignment import shear
     from fabricad.data.synthetic import FABRICS, render_fabric
 

@@ -15,6 +15,15 @@ import numpy as np
 from fabricad.errors import ImageReadError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+MIN_SIDE = 8
+"""Smallest frame side worth inspecting: below it no weave is visible, and a network-sized view
+of it is one pixel's colour stretched, whose verdict would mean nothing (a camera set to a tiny
+region of interest must hear so, not get OK)."""
+
+
+def check_inspectable(height: int, width: int, source: str = "image") -> None:
+    if height < MIN_SIDE or width < MIN_SIDE:
+        raise ImageReadError(f"{source}: {width}x{height} is too small to inspect (at least {MIN_SIDE}x{MIN_SIDE})")
 
 
 def to_rgb_uint8(image: np.ndarray, source: str = "image", order: str = "bgr") -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fabricad.data.alignment import Alignment
-from fabricad.data.images import IMAGE_EXTENSIONS, read_image
+from fabricad.data.images import IMAGE_EXTENSIONS, check_inspectable, read_image
 from fabricad.errors import FabricadError, ImageReadError
 from fabricad.evaluation.visualize import overlay, save_rgb
 from fabricad.inference.engine import InferenceEngine
@@ -55,6 +55,7 @@ def run_predict(engine: InferenceEngine, inputs: list[Path], out: Path, every: i
     rows, failures = [], []
 
     def handle(name: str, source: Path, image: np.ndarray) -> None:
+        check_inspectable(*image.shape[:2], source=f"{source} ({name})" if name != source.stem else str(source))
         result = engine.inspect(image)
         overlay_path = out / f"{name}_overlay.png"
         save_rgb(overlay_path, overlay(image, result.anomaly_map, result.threshold))
@@ -73,9 +74,11 @@ def run_predict(engine: InferenceEngine, inputs: list[Path], out: Path, every: i
     (out / "results.json").write_text(json.dumps({"model": engine.description, "results": rows, "failures": failures}, indent=2))
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["name", "source", "verdict", "score", "normalized_score", "threshold", "regions", "latency_ms", "alignment"])
+        writer.writerow(["name", "source", "verdict", "score", "normalized_score", "threshold", "regions", "latency_ms",
+                         "alignment", "fabric_in_view"])
         for r in rows:
             writer.writerow([r["name"], r["source"], r["verdict"], f"{r['score']:.6f}", f"{r['normalized_score']:.4f}",
                              f"{r['threshold']:.6f}", len(r["regions"]), f"{r['latency_ms']:.1f}",
-                             Alignment(**r["alignment"]).describe() if r["alignment"] else ""])
-    return {"inspected": len(rows), "defects": sum(r["is_defect"] for r in rows), "failed": len(failures), "failures": failures}
+                             Alignment(**r["alignment"]).describe() if r["alignment"] else "", r["fabric_in_view"]])
+    return {"inspected": len(rows), "defects": sum(r["is_defect"] for r in rows),
+            "no_fabric": sum(not r["fabric_in_view"] for r in rows), "failed": len(failures), "failures": failures}
