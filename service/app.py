@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -40,15 +41,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             settings.media_dir, lambda model, frames: inspect.run_camera_batch(state, model, frames), settings.max_batch,
             workers=settings.inference_workers,
         )
-        first = settings.active_model or next(iter(registry.names()), None)
-        if first is not None:
-            try:
-                entry = registry.activate(first)
-                state.metrics.model_info.labels(first, entry.version).set(1)
-            except FabricadError as exc:  # the service still starts and says why it is not ready
-                log.error("cannot activate model %s: %s", first, exc)
-        else:
+        if not activate_default(state):
             log.warning("no model bundles in %s: /readyz will answer 503", settings.models_dir)
+        rescan = asyncio.create_task(watch_models(state)) if settings.models_rescan_s > 0 else None
         for spec in settings.cameras:
             try:
                 state.cameras.add(spec)
@@ -57,6 +52,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         if not settings.api_keys:
             log.warning("no API keys configured: mutating endpoints answer 401 (set FABRICAD_API_KEYS)")
         yield
+        if rescan is not None:
+            rescan.cancel()
+            with suppress(asyncio.CancelledError):
+                await rescan
         state.cameras.shutdown()
 
     app = FastAPI(
@@ -93,3 +92,34 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return FileResponse(DASHBOARD / "index.html", headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+def activate_default(state: AppState, candidates: list[str] | None = None) -> bool:
+    """Activate `active_model` if set, else the first of `candidates` (default: every bundle) that
+    loads; whether there was any to try. A bundle that fails to load leaves the service up,
+    saying why it is not ready (/readyz)."""
+    registry = state.registry
+    wanted = state.settings.active_model
+    names = [wanted] if wanted else (registry.names() if candidates is None else candidates)
+    names = [n for n in names if n in registry.names()]
+    for name in names:
+        try:
+            entry = registry.activate(name)
+        except FabricadError as exc:
+            log.error("cannot activate model %s: %s", name, exc)
+            continue
+        state.metrics.model_info.labels(name, entry.version).set(1)
+        break
+    return bool(names)
+
+
+async def watch_models(state: AppState) -> None:
+    """Pick up bundles exported into the models folder while the service runs."""
+    while True:
+        await asyncio.sleep(state.settings.models_rescan_s)
+        try:
+            added = await asyncio.to_thread(state.registry.scan)
+            if added and state.registry.active is None:
+                await asyncio.to_thread(activate_default, state, added)
+        except Exception:  # a failing disk must not end the watch, nor the service
+            log.exception("scanning %s for model bundles failed", state.settings.models_dir)

@@ -2,6 +2,13 @@
 
 Hot swap: the new engine is loaded completely before the active reference is switched, and a
 request keeps the engine object it started with, so no request fails or mixes two models.
+
+New bundles join while the service runs: onboarding a fabric must not stop the cameras of the
+others. The folder is scanned at start, by the service every `models_rescan_s`, and whenever a
+name is asked for that is not known yet (so activating a bundle exported a moment ago just
+works). A bundle is only ever added: one already known keeps the entry it was found with (a
+changed model goes out under a new name), and a half-copied one is skipped until its
+`model.json` changes.
 """
 
 from __future__ import annotations
@@ -49,31 +56,54 @@ class ModelRegistry:
         self.spinning = spinning
         self.align = align
         self._lock = threading.Lock()
+        self._scan_lock = threading.Lock()
         self._entries: dict[str, ModelEntry] = {}
+        self._skipped: dict[str, tuple[float, str]] = {}
+        """name → (mtime of its model.json, why) of bundles that could not be read: tried again
+        only once the file changes, so a broken folder is logged once, not at every scan"""
+        self._folder_missing = False
         self._active: str | None = None
         self.errors: dict[str, str] = {}
         """why a model could not be loaded, by name (shown by /readyz)"""
         self.scan()
 
-    def scan(self) -> None:
-        """(Re)discover bundles; a broken bundle is logged and skipped, never fatal."""
+    def scan(self) -> list[str]:
+        """Discover bundles not known yet; the names added. A broken bundle is logged and
+        skipped, never fatal."""
         if not self.models_dir.is_dir():
-            log.warning("models folder %s does not exist", self.models_dir)
-            return
-        for folder in sorted(p for p in self.models_dir.iterdir() if p.is_dir()):
-            if not (folder / "model.json").is_file() or not SAFE_NAME.match(folder.name) or folder.name in self._entries:
-                continue
-            try:
-                meta, _ = read_bundle(folder)
-            except FabricadError as exc:
-                log.error("skipping bundle %s: %s", folder, exc)
-                continue
-            self._entries[folder.name] = ModelEntry(folder.name, folder, meta)
+            if not self._folder_missing:
+                log.warning("models folder %s does not exist", self.models_dir)
+            self._folder_missing = True
+            return []
+        self._folder_missing = False
+        added = []
+        with self._scan_lock:
+            for folder in sorted(p for p in self.models_dir.iterdir() if p.is_dir()):
+                meta_file = folder / "model.json"
+                if not meta_file.is_file() or not SAFE_NAME.match(folder.name) or folder.name in self._entries:
+                    continue
+                mtime = meta_file.stat().st_mtime
+                if self._skipped.get(folder.name, (None,))[0] == mtime:
+                    continue
+                try:
+                    meta, _ = read_bundle(folder)
+                except FabricadError as exc:
+                    log.error("skipping bundle %s: %s", folder, exc)
+                    self._skipped[folder.name] = (mtime, str(exc))
+                    continue
+                self._skipped.pop(folder.name, None)
+                self._entries = {**self._entries, folder.name: ModelEntry(folder.name, folder, meta)}  # readers never see it change
+                added.append(folder.name)
+        if added:
+            log.info("model bundles found: %s", ", ".join(added))
+        return added
 
     def names(self) -> list[str]:
         return sorted(self._entries)
 
     def entry(self, name: str) -> ModelEntry:
+        if SAFE_NAME.match(name) and name not in self._entries:
+            self.scan()  # exported a moment ago?
         if not SAFE_NAME.match(name) or name not in self._entries:
             raise UnknownModel(f"no model named {name!r}; available: {', '.join(self.names()) or 'none'}")
         return self._entries[name]

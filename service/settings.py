@@ -27,6 +27,11 @@ class ServiceSettings(BaseSettings):
     """Folder of exported bundles, one sub-folder each (`fabricad export --out models/NAME`)."""
     active_model: str | None = None
     """Bundle to serve by default; the first one found when unset."""
+    models_rescan_s: float = Field(10.0, ge=0)
+    """Seconds between looks for bundles added to `models_dir` while the service runs (0: only at
+    start and when an unknown name is asked for). With no active model, the first bundle found
+    (or `active_model`, once it appears) becomes active, so a line started before its model was
+    exported becomes ready by itself."""
     database_url: str = "sqlite:///fabricad.db"
     image_store: Path = Path("defect-images")
     image_retention: int = Field(10_000, ge=0)

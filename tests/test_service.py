@@ -203,6 +203,55 @@ def test_hot_swap_under_load_fails_no_request(server, fabric_png):
     assert httpx.post(f"{server.url}/v1/models/nope/activate", headers={"X-API-Key": ADMIN}).status_code == 404
 
 
+def _wait_for(predicate, seconds: float = 30.0) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_bundles_exported_while_the_service_runs_join_it(models_dir, tmp_path, fabric_png):
+    """Onboarding a fabric must not stop the line: a service started before any model was
+    exported becomes ready once a bundle lands in its folder; a half-copied bundle is skipped
+    (and taken once it is whole); a bundle added later can be activated at once by name."""
+    import shutil
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    server = Server(folder, tmp_path / "srv", require_ready=False, FABRICAD_MODELS_RESCAN_S="0.3")
+    try:
+        assert httpx.get(f"{server.url}/readyz").status_code == 503
+        shutil.copytree(models_dir / "plain-a", folder / "broken")
+        graph = folder / "broken" / "model.onnx"
+        whole = graph.read_bytes()
+        graph.write_bytes(whole[: len(whole) // 2])  # still being copied
+        time.sleep(1.5)  # several scans
+        assert httpx.get(f"{server.url}/v1/models").json() == []
+        assert httpx.get(f"{server.url}/readyz").status_code == 503
+        shutil.copytree(models_dir / "plain-a", folder / "fabric-a")
+        assert _wait_for(lambda: httpx.get(f"{server.url}/readyz").status_code == 200), "the new bundle never became active"
+        assert httpx.get(f"{server.url}/readyz").json()["model"] == "fabric-a"
+        assert httpx.post(f"{server.url}/v1/inspect", content=fabric_png, headers={"content-type": "image/png"},
+                          timeout=30).json()["model"] == "fabric-a"
+        graph.write_bytes(whole)  # the copy finished: its model.json is touched last, as `fabricad export` writes it
+        meta = folder / "broken" / "model.json"
+        os.utime(meta, (meta.stat().st_atime, meta.stat().st_mtime + 5))
+        assert _wait_for(lambda: "broken" in [m["name"] for m in httpx.get(f"{server.url}/v1/models").json()])
+    finally:
+        server.stop()
+    # With the periodic look turned off, a name asked for is still looked up on disk.
+    quiet = Server(folder, tmp_path / "quiet", FABRICAD_MODELS_RESCAN_S="0")
+    try:
+        shutil.copytree(models_dir / "plain-b", folder / "fabric-b")
+        r = httpx.post(f"{quiet.url}/v1/models/fabric-b/activate", headers={"X-API-Key": ADMIN}, timeout=60)
+        assert r.status_code == 200 and r.json()["active"], r.text
+        assert httpx.get(f"{quiet.url}/readyz").json()["model"] == "fabric-b"
+    finally:
+        quiet.stop()
+
+
 def test_killed_server_loses_no_logged_defect(models_dir, tmp_path, fabric_png):
     first = Server(models_dir, tmp_path)
     httpx.put(f"{first.url}/v1/models/plain-a/threshold", json={"value": 1e-6}, headers={"X-API-Key": ADMIN})

@@ -27,6 +27,7 @@ def _describe(state: AppState, name: str) -> ModelOut:
 
 @router.get("", response_model=list[ModelOut])
 def list_models(state: AppState = Depends(get_state)) -> list[ModelOut]:
+    state.registry.scan()  # a bundle exported since the last look shows at once
     return [_describe(state, name) for name in state.registry.names()]
 
 
