@@ -81,3 +81,19 @@ def test_tiled_predictions_get_full_image_auroc(tmp_path):
     assert metrics["threshold_1pct_fpr"] == pytest.approx(fitted, rel=1e-3)
     assert metrics["recall_at_1pct_fpr"] == 1.0 and metrics["test_fpr_at_calibrated_threshold"] == 0.0
     assert metrics["pixel_auroc"] is None  # no masks: undefined, not a made-up number
+
+
+@pytest.mark.slow
+def test_eval_warns_when_the_fabric_is_not_the_one_trained_on(trained_run, fabric_category, tmp_path, caplog):
+    """A model evaluated on another fabric gives numbers that read like its own: say so. The same
+    fabric named as a dataset root plus --category is no mix-up."""
+    from fabricad.data.synthetic import generate_category
+    from fabricad.evaluation import evaluate_checkpoint
+
+    other = generate_category(tmp_path / "other", "twill", size=(128, 128), n_train=2, n_test_good=2, n_test_defect=2,
+                              progress=False)
+    with caplog.at_level("WARNING", logger="fabricad.evaluation.evaluate"):
+        evaluate_checkpoint(trained_run, tmp_path / "same", fabric_category.parent, fabric_category.name, progress=False)
+        assert not caplog.records
+        evaluate_checkpoint(trained_run, tmp_path / "other-eval", other, progress=False)
+    assert ["trained on 'plain'" in r.getMessage() and "'twill'" in r.getMessage() for r in caplog.records] == [True]

@@ -8,6 +8,7 @@ code.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from fabricad.data.tiling import cut_window, tile_starts
 from fabricad.data.torch_dataset import to_tensor
 from fabricad.evaluation import metrics as M
 from fabricad.evaluation import visualize as V
+
+log = logging.getLogger(__name__)
 
 Detector = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 TARGET_FPR = 0.01
@@ -220,7 +223,14 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     data_path = data or ckpt.config.data.path
     if data_path is None:
         raise FabricadError("no dataset given: pass --data PATH")
-    split = load_dataset(data_path, category or (None if data else ckpt.config.data.category))
+    category = category or (None if data else ckpt.config.data.category)
+    split = load_dataset(data_path, category)
+    trained_on = ckpt.config.data.category or (Path(ckpt.config.data.path).name if ckpt.config.data.path else None)
+    evaluated_on = category or Path(data_path).name
+    if trained_on and trained_on != evaluated_on:
+        # Allowed (a sister article, a new lot), but a mix-up of models and fabrics reads the same.
+        log.warning("the model was trained on %r and is evaluated on %r: a one-class model knows only the "
+                    "fabric it was trained on", trained_on, evaluated_on)
     if not split.test:
         raise FabricadError(f"{data_path}: the dataset has no test images to evaluate on")
     target = select_device(device)
