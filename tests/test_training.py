@@ -92,6 +92,7 @@ def test_resume_continues_from_the_saved_epoch(tmp_path, fabric_category):
     ckpt = read_checkpoint(out)
     assert result.epochs == 2 and ckpt.training["epoch"] == 2
     assert [h["epoch"] for h in ckpt.training["history"]] == [1, 2]
+    assert not (out / "model.prev.ckpt").exists()  # resuming a run is the same run
     from fabricad.errors import ConfigError
 
     with pytest.raises(ConfigError, match="cannot resume"):
@@ -377,3 +378,13 @@ def test_tiles_of_one_scan_share_one_decode(tmp_path, monkeypatch):
         assert np.array_equal((tile.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), expected[:, x : x + 32])
     held = {id(a.base if a.base is not None else a) for a in dataset._cache.values()}
     assert len(held) == 1  # all views of the one decoded scan
+
+
+def test_a_new_run_into_a_used_folder_keeps_the_model_it_held(tmp_path, fabric_category):
+    """Retraining a fabric into the same folder must not lose the model the line runs on."""
+    out = tmp_path / "run"
+    train(quick_config(fabric_category, **{"train.max_steps": "1"}), out, progress=False)
+    first = (out / "model.ckpt").read_bytes()
+    train(quick_config(fabric_category, **{"train.max_steps": "2"}), out, progress=False)
+    assert (out / "model.prev.ckpt").read_bytes() == first
+    assert read_checkpoint(out).training["step"] == 2 and read_checkpoint(out / "model.prev.ckpt").training["step"] == 1
