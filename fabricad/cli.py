@@ -241,10 +241,16 @@ def engine(
 
 
 @app.command()
-def info(checkpoint: Annotated[Path, typer.Argument(help="model.ckpt or its folder.")]) -> None:
-    """Show what a checkpoint holds: model, teacher, data, training and score statistics."""
+def info(checkpoint: Annotated[Path, typer.Argument(help="model.ckpt or its folder, or an exported bundle folder.")]) -> None:
+    """Show what a checkpoint or a bundle holds: model, teacher, data, training and score statistics.
+
+    A bundle is read without PyTorch (on the line PC) and its graph checked against its sha256."""
     import yaml
 
+    folder = checkpoint.parent if checkpoint.name == "model.json" else checkpoint
+    if (folder / "model.json").is_file():
+        typer.echo(yaml.safe_dump(bundle_summary(folder), sort_keys=False))
+        return
     from fabricad.training import read_checkpoint
 
     ckpt = read_checkpoint(checkpoint)
@@ -260,6 +266,18 @@ def info(checkpoint: Annotated[Path, typer.Argument(help="model.ckpt or its fold
                               if ckpt.texture else "none (scans are scored as they are)"),
     }
     typer.echo(yaml.safe_dump(summary, sort_keys=False))
+
+
+def bundle_summary(folder: Path) -> dict:
+    """What `fabricad info` shows of an exported bundle (its normal scores as a count)."""
+    from fabricad.export.bundle import read_bundle
+
+    meta, graph = read_bundle(folder)  # refuses a graph that does not match its sha256
+    summary = meta.model_dump(mode="json", exclude={"normal_scores", "texture", "format", "model_file"})
+    summary["graph"] = f"{graph.name}, {graph.stat().st_size / 1e6:.1f} MB, sha256 verified"
+    summary["normal_scores"] = f"{len(meta.normal_scores)} held-out normal scores (for recalibration)"
+    summary["texture_reference"] = "weave spectrum (scans are aligned to it)" if meta.texture else "none (scans are scored as they are)"
+    return summary
 
 
 @app.command()

@@ -220,6 +220,28 @@ def test_pytorch_fp16_is_refused_without_cuda(exported):
 runner = CliRunner()
 
 
+def test_info_reads_a_bundle_and_refuses_a_changed_graph(exported, tmp_path):
+    """On the line PC there is no checkpoint, only the bundle: `info` shows what it is and
+    whether its graph is the one exported."""
+    import shutil
+
+    import yaml
+
+    _, bundle = exported["rd-resnet18"]
+    copy = tmp_path / "line-model"
+    shutil.copytree(bundle, copy)
+    result = runner.invoke(app, ["info", str(copy)])
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)
+    assert shown["name"] == json.loads((copy / "model.json").read_text())["name"]
+    assert shown["graph"].endswith("sha256 verified") and shown["threshold"]["value"] > 0
+    assert runner.invoke(app, ["info", str(copy / "model.json")]).output == result.output
+    graph = copy / "model.onnx"
+    graph.write_bytes(graph.read_bytes()[:-16])
+    changed = runner.invoke(app, ["info", str(copy)])
+    assert changed.exit_code != 0 and "does not match the sha256" in str(changed.exception) + changed.output
+
+
 def test_predict_cli_keeps_going_past_bad_files(exported, fabric_category, tmp_path):
     _, bundle = exported["rd-resnet18"]
     inputs = tmp_path / "in"
