@@ -456,6 +456,8 @@ def test_a_runtime_install_without_the_training_extra_serves_bundles(exported, t
     predicted = cli("predict", "--model", str(bundle), "--out", str(tmp_path / "out"), str(image))
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert (tmp_path / "out" / "results.json").is_file()
+    shown = cli("info", str(bundle))
+    assert shown.returncode == 0 and "sha256 verified" in shown.stdout, shown.stderr[-3000:]
     trained = cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"))
     assert trained.returncode == 2, trained.stderr[-3000:]
     assert "pip install 'fabricad[train]'" in trained.stderr and "Traceback" not in trained.stderr
