@@ -104,12 +104,10 @@ def activate_default(state: AppState, candidates: list[str] | None = None) -> bo
     names = [n for n in names if n in registry.names()]
     for name in names:
         try:
-            entry = registry.activate(name)
+            registry.activate(name)
+            break
         except FabricadError as exc:
             log.error("cannot activate model %s: %s", name, exc)
-            continue
-        state.metrics.model_info.labels(name, entry.version).set(1)
-        break
     return bool(names)
 
 

@@ -3,12 +3,13 @@
 Hot swap: the new engine is loaded completely before the active reference is switched, and a
 request keeps the engine object it started with, so no request fails or mixes two models.
 
-New bundles join while the service runs: onboarding a fabric must not stop the cameras of the
-others. The folder is scanned at start, by the service every `models_rescan_s`, and whenever a
-name is asked for that is not known yet (so activating a bundle exported a moment ago just
-works). A bundle is only ever added: one already known keeps the entry it was found with (a
-changed model goes out under a new name), and a half-copied one is skipped until its
-`model.json` changes.
+Bundles change while the service runs: onboarding a fabric, or retraining one, must not stop
+the cameras of the others. The folder is scanned at start, by the service every
+`models_rescan_s`, and whenever a name is asked for that is not known yet (so activating a bundle
+exported a moment ago just works). A new folder joins; a known one whose files changed (exported
+again in place) is read again and, if its engine was loaded, reloaded and swapped in like a hot
+swap. A bundle caught half-written (its graph does not match the sha256 in `model.json`) is
+skipped until its files change again, and the entry in use stays.
 """
 
 from __future__ import annotations
@@ -38,10 +39,24 @@ class ModelEntry:
     path: Path
     meta: BundleMeta
     engine: InferenceEngine | None = None
+    files: tuple = ()
+    """`files_of(path)` when it was read: a change means the bundle was written again."""
 
     @property
     def version(self) -> str:
         return self.meta.sha256[:12]
+
+
+BUNDLE_SUFFIXES = {".json", ".onnx", ".plan", ".data"}
+"""The files that make a bundle (metadata, graph, TensorRT plan, external weights); caches the
+runtime writes beside them (`trt_cache/`) and notes a person leaves there are not the model."""
+
+
+def files_of(folder: Path) -> tuple:
+    """(name, size, mtime) of a bundle's files: cheap to take at every scan, and it changes
+    whenever an export or a copy writes any of them, whatever order they are written in."""
+    return tuple(sorted((p.name, s.st_size, s.st_mtime_ns) for p in folder.iterdir()
+                        if p.is_file() and p.suffix in BUNDLE_SUFFIXES for s in [p.stat()]))
 
 
 class ModelRegistry:
@@ -58,9 +73,9 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()
         self._entries: dict[str, ModelEntry] = {}
-        self._skipped: dict[str, tuple[float, str]] = {}
-        """name → (mtime of its model.json, why) of bundles that could not be read: tried again
-        only once the file changes, so a broken folder is logged once, not at every scan"""
+        self._skipped: dict[str, tuple] = {}
+        """name → `files_of` the folder when it could not be read: tried again only once its
+        files change, so a broken folder is logged once, not at every scan"""
         self._folder_missing = False
         self._active: str | None = None
         self.errors: dict[str, str] = {}
@@ -68,8 +83,8 @@ class ModelRegistry:
         self.scan()
 
     def scan(self) -> list[str]:
-        """Discover bundles not known yet; the names added. A broken bundle is logged and
-        skipped, never fatal."""
+        """Discover bundles not known yet and re-read changed ones; the names added or changed.
+        A broken bundle is logged and skipped, never fatal."""
         if not self.models_dir.is_dir():
             if not self._folder_missing:
                 log.warning("models folder %s does not exist", self.models_dir)
@@ -79,23 +94,29 @@ class ModelRegistry:
         added = []
         with self._scan_lock:
             for folder in sorted(p for p in self.models_dir.iterdir() if p.is_dir()):
-                meta_file = folder / "model.json"
-                if not meta_file.is_file() or not SAFE_NAME.match(folder.name) or folder.name in self._entries:
+                name = folder.name
+                if not (folder / "model.json").is_file() or not SAFE_NAME.match(name):
                     continue
-                mtime = meta_file.stat().st_mtime
-                if self._skipped.get(folder.name, (None,))[0] == mtime:
+                files = files_of(folder)
+                known = self._entries.get(name)
+                if (known is not None and known.files == files) or self._skipped.get(name) == files:
                     continue
                 try:
                     meta, _ = read_bundle(folder)
+                    entry = ModelEntry(name, folder, meta, files=files)
+                    if known is not None and known.engine is not None:
+                        entry.engine = self._load(entry)  # ready before it takes over, as in a hot swap
                 except FabricadError as exc:
-                    log.error("skipping bundle %s: %s", folder, exc)
-                    self._skipped[folder.name] = (mtime, str(exc))
+                    log.error("skipping bundle %s%s: %s", folder, " (the loaded one stays)" if known else "", exc)
+                    self._skipped[name] = files
                     continue
-                self._skipped.pop(folder.name, None)
-                self._entries = {**self._entries, folder.name: ModelEntry(folder.name, folder, meta)}  # readers never see it change
-                added.append(folder.name)
-        if added:
-            log.info("model bundles found: %s", ", ".join(added))
+                self._skipped.pop(name, None)
+                self._entries = {**self._entries, name: entry}  # one assignment: readers never see it half-changed
+                added.append(name)
+                if known is not None:
+                    log.info("model bundle %s changed on disk: %s → %s", name, known.version, entry.version)
+                else:
+                    log.info("model bundle found: %s (%s)", name, entry.version)
         return added
 
     def names(self) -> list[str]:

@@ -213,9 +213,10 @@ def _wait_for(predicate, seconds: float = 30.0) -> bool:
 
 
 def test_bundles_exported_while_the_service_runs_join_it(models_dir, tmp_path, fabric_png):
-    """Onboarding a fabric must not stop the line: a service started before any model was
-    exported becomes ready once a bundle lands in its folder; a half-copied bundle is skipped
-    (and taken once it is whole); a bundle added later can be activated at once by name."""
+    """Onboarding or retraining a fabric must not stop the line: a service started before any
+    model was exported becomes ready once a bundle lands in its folder; a half-copied bundle is
+    skipped (and taken once it is whole); the active bundle exported again in place is reloaded;
+    a bundle added later can be activated at once by name."""
     import shutil
 
     folder = tmp_path / "models"
@@ -235,10 +236,27 @@ def test_bundles_exported_while_the_service_runs_join_it(models_dir, tmp_path, f
         assert httpx.get(f"{server.url}/readyz").json()["model"] == "fabric-a"
         assert httpx.post(f"{server.url}/v1/inspect", content=fabric_png, headers={"content-type": "image/png"},
                           timeout=30).json()["model"] == "fabric-a"
-        graph.write_bytes(whole)  # the copy finished: its model.json is touched last, as `fabricad export` writes it
-        meta = folder / "broken" / "model.json"
-        os.utime(meta, (meta.stat().st_atime, meta.stat().st_mtime + 5))
+        graph.write_bytes(whole)  # the copy finished
         assert _wait_for(lambda: "broken" in [m["name"] for m in httpx.get(f"{server.url}/v1/models").json()])
+
+        # The active model exported again in place (here: another threshold): reloaded and swapped
+        # in, while a copy caught half-way leaves the loaded one serving.
+        threshold = lambda: httpx.get(f"{server.url}/v1/models/fabric-a/threshold").json()["value"]  # noqa: E731
+        before = threshold()
+        live_graph = folder / "fabric-a" / "model.onnx"
+        live_graph.write_bytes(whole[:1000])
+        time.sleep(1.5)
+        assert threshold() == before and httpx.get(f"{server.url}/readyz").status_code == 200
+        assert httpx.post(f"{server.url}/v1/inspect", content=fabric_png, headers={"content-type": "image/png"},
+                          timeout=30).status_code == 200
+        meta_path = folder / "fabric-a" / "model.json"
+        meta = json.loads(meta_path.read_text())
+        meta["threshold"]["value"] = before * 3
+        meta_path.write_text(json.dumps(meta))
+        live_graph.write_bytes(whole)
+        assert _wait_for(lambda: threshold() == pytest.approx(before * 3)), "the bundle exported again was not reloaded"
+        assert httpx.get(f"{server.url}/readyz").json()["model"] == "fabric-a"
+        assert 'fabricad_active_model{model="fabric-a"' in httpx.get(f"{server.url}/metrics").text
     finally:
         server.stop()
     # With the periodic look turned off, a name asked for is still looked up on disk.

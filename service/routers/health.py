@@ -34,6 +34,10 @@ def readyz(state: AppState = Depends(get_state)) -> JSONResponse:
 @router.get("/metrics", response_class=Response)
 def metrics(state: AppState = Depends(get_state)) -> Response:
     cameras = [c.status() for c in state.cameras.cameras.values()] if state.cameras else []
+    active = state.registry.active
+    state.metrics.model_info.clear()  # read when scraped: a swap or a bundle exported again in place shows at once
+    if active is not None:
+        state.metrics.model_info.labels(active, state.registry.entry(active).version).set(1)
     return Response(state.metrics.render(cameras, state.inspect_load()), media_type="text/plain; version=0.0.4")
 
 

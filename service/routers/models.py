@@ -33,11 +33,7 @@ def list_models(state: AppState = Depends(get_state)) -> list[ModelOut]:
 
 @router.post("/{name}/activate", response_model=ModelOut, dependencies=[Depends(require("admin"))])
 async def activate(name: str, state: AppState = Depends(get_state)) -> ModelOut:
-    previous = state.registry.active
-    entry = await run_in_threadpool(state.registry.activate, name)
-    if previous:
-        state.metrics.model_info.labels(previous, state.registry.entry(previous).version).set(0)
-    state.metrics.model_info.labels(name, entry.version).set(1)
+    await run_in_threadpool(state.registry.activate, name)
     return _describe(state, name)
 
 
