@@ -388,3 +388,15 @@ def test_a_new_run_into_a_used_folder_keeps_the_model_it_held(tmp_path, fabric_c
     train(quick_config(fabric_category, **{"train.max_steps": "2"}), out, progress=False)
     assert (out / "model.prev.ckpt").read_bytes() == first
     assert read_checkpoint(out).training["step"] == 2 and read_checkpoint(out / "model.prev.ckpt").training["step"] == 1
+
+
+def test_training_says_when_the_threshold_rests_on_few_images(tmp_path, fabric_category, caplog):
+    """A 1 % threshold calibrated on three held-out images is a guess; the person training must
+    hear it then, not from the line's false alarms."""
+    with caplog.at_level("WARNING", logger="fabricad.training.trainer"):
+        train(quick_config(fabric_category, **{"train.max_steps": "1"}), tmp_path / "few", progress=False)
+        assert any("rests on 3 held-out normal images (of 24)" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        train(quick_config(fabric_category, **{"train.max_steps": "1", "data.holdout_fraction": "0.5"}), tmp_path / "half",
+              progress=False)
+        assert not [r for r in caplog.records if "rests on" in r.getMessage()]
