@@ -22,6 +22,7 @@ from service.registry import ModelRegistry, UnknownModel
 from service.rolls import RollTracker
 from service.routers import cameras, defects, health, inspect, models, rolls
 from service.settings import ServiceSettings
+from service.thresholds import ThresholdStore
 
 log = logging.getLogger("fabricad.service")
 DASHBOARD = Path(__file__).parent / "static"
@@ -32,10 +33,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        registry = ModelRegistry(settings.models_dir, settings.providers, settings.threads, settings.engine,
-                                 settings.engine_url, settings.ort_spinning, align=settings.align_texture)
         defect_log = DefectLog(settings.database_url, settings.image_store, settings.image_retention)
-        state = AppState(settings, registry, defect_log, ServiceMetrics(), rolls=RollTracker(defect_log))
+        thresholds = ThresholdStore(defect_log)
+        registry = ModelRegistry(settings.models_dir, settings.providers, settings.threads, settings.engine,
+                                 settings.engine_url, settings.ort_spinning, align=settings.align_texture,
+                                 on_load=thresholds.restore)
+        state = AppState(settings, registry, defect_log, ServiceMetrics(), rolls=RollTracker(defect_log),
+                         thresholds=thresholds)
         app.state.fabricad = state
         state.cameras = CameraManager(
             settings.media_dir, lambda model, frames: inspect.run_camera_batch(state, model, frames), settings.max_batch,

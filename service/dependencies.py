@@ -17,6 +17,7 @@ from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
 from service.rolls import RollTracker
 from service.settings import ServiceSettings
+from service.thresholds import ThresholdStore
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 ROLE_RANK = {"operator": 1, "admin": 2}
@@ -30,6 +31,7 @@ class AppState:
     metrics: ServiceMetrics
     cameras: CameraManager | None = None
     rolls: RollTracker | None = None
+    thresholds: ThresholdStore | None = None
     _inspect_limiter: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
 
     def inspect_load(self) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,8 +63,11 @@ def files_of(folder: Path) -> tuple:
 class ModelRegistry:
     def __init__(self, models_dir: Path, providers: list[str] | None = None, threads: int | None = None,
                  engine: str = "local", engine_url: str | None = None, spinning: Spinning = "never",
-                 align: bool = True):
+                 align: bool = True, on_load: Callable[[str, str, InferenceEngine], None] | None = None):
         self.models_dir = Path(models_dir)
+        self.on_load = on_load
+        """Called with (name, version, engine) for every engine loaded, before it serves: the
+        service gives it back the threshold set on the line (`service.thresholds`)."""
         self.providers = providers
         self.threads = threads
         self.engine_kind = engine
@@ -147,17 +151,21 @@ class ModelRegistry:
         """In-process ONNX Runtime, or the same bundle served by a remote engine: tiling, thresholds
         and regions stay here either way, so the API and camera pipeline do not change."""
         if self.engine_kind == "local":
-            return InferenceEngine.load(entry.path, backend="onnx", providers=self.providers, threads=self.threads,
-                                        spinning=self.spinning, align=self.align)
-        from fabricad.inference.remote import RayServeBackend, TritonBackend
-
-        if self.engine_kind == "triton":
-            url = self.engine_url or ""
-            protocol = "grpc" if url.startswith("grpc://") else "http"
-            backend = TritonBackend(url, entry.meta, entry.name, protocol=protocol)
+            engine = InferenceEngine.load(entry.path, backend="onnx", providers=self.providers, threads=self.threads,
+                                          spinning=self.spinning, align=self.align)
         else:
-            backend = RayServeBackend(self.engine_url or "", entry.meta, entry.name)
-        return InferenceEngine(backend, entry.meta, align=self.align)
+            from fabricad.inference.remote import RayServeBackend, TritonBackend
+
+            if self.engine_kind == "triton":
+                url = self.engine_url or ""
+                protocol = "grpc" if url.startswith("grpc://") else "http"
+                backend = TritonBackend(url, entry.meta, entry.name, protocol=protocol)
+            else:
+                backend = RayServeBackend(self.engine_url or "", entry.meta, entry.name)
+            engine = InferenceEngine(backend, entry.meta, align=self.align)
+        if self.on_load is not None:
+            self.on_load(entry.name, entry.version, engine)
+        return engine
 
     def active_name(self) -> str:
         if self._active is None:

@@ -134,6 +134,13 @@ def test_dashboard_live_defects_ack_threshold_and_rolls(live, page):
     assert (last["verdict"] == "DEFECT") == (last["score"] > chosen)
     # above every calibration score, the normal frames (7 of every 8) show OK on the lamp
     expect(page.locator('[data-camera="loom7"] .lamp')).to_have_text("OK", timeout=15_000)
+    # the threshold set here is kept (across restarts too) until it is reset to the model's own
+    page.click('#tabs button[data-tab="models"]')
+    page.click('[data-model="plain"] >> text=Reset to the model\'s threshold')
+    expect(page.locator('[data-model="plain"] [data-testid="threshold"]')).not_to_have_text(f"{chosen:.4f}")
+    now = httpx.get(f"{url}/v1/models/plain/threshold").json()
+    assert now["method"] == "normal-quantile" and now["value"] != pytest.approx(chosen), now
+    expect(page.locator('[data-model="plain"] [data-testid="threshold"]')).to_have_text(f"{now['value']:.4f}")
 
     # rolls: start one from the form; it is listed with its grade and its map
     page.click('#tabs button[data-tab="rolls"]')

@@ -284,8 +284,31 @@ def test_killed_server_loses_no_logged_defect(models_dir, tmp_path, fabric_png):
         acked = httpx.get(f"{second.url}/v1/defects/{ids[0]}").json()
         assert acked["acknowledged"] and acked["label"] == "hole"
         assert httpx.get(f"{second.url}/v1/defects/{ids[1]}/image").status_code == 200
+        # The threshold set on the line holds across the restart, until reset to the bundle's.
+        kept = httpx.get(f"{second.url}/v1/models/plain-a/threshold").json()
+        assert kept["value"] == pytest.approx(1e-6) and kept["method"] == "manual"
+        assert httpx.delete(f"{second.url}/v1/models/plain-a/threshold", headers={"X-API-Key": OPERATOR}).status_code == 403
+        reset = httpx.delete(f"{second.url}/v1/models/plain-a/threshold", headers={"X-API-Key": ADMIN}).json()
+        bundle = json.loads((models_dir / "plain-a" / "model.json").read_text())["threshold"]
+        assert reset == bundle and httpx.get(f"{second.url}/v1/models/plain-b/threshold").json() == bundle
     finally:
         second.stop()
+
+
+def test_a_threshold_set_for_one_bundle_version_is_not_given_to_another(tmp_path):
+    """Kept in a real SQLite file; a model exported again (another graph hash) has scores of its
+    own and keeps its bundle's threshold; forgetting removes it."""
+    from fabricad.export.bundle import Threshold
+    from service.defect_log import DefectLog
+    from service.thresholds import ThresholdStore
+
+    url = f"sqlite:///{tmp_path / 'line.db'}"
+    ThresholdStore(DefectLog(url, tmp_path / "img")).save("denim", "abc123", Threshold(value=0.7, method="manual"))
+    store = ThresholdStore(DefectLog(url, tmp_path / "img"))  # as after a restart
+    assert store.stored("denim", "abc123").value == 0.7
+    assert store.stored("denim", "def456") is None and store.stored("twill", "abc123") is None
+    store.forget("denim")
+    assert ThresholdStore(DefectLog(url, tmp_path / "img")).stored("denim", "abc123") is None
 
 
 def test_openapi_schema_and_readiness(server):

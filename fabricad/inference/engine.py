@@ -153,6 +153,10 @@ class InferenceEngine:
     def threshold(self) -> Threshold:
         return self._threshold
 
+    def restore_threshold(self, threshold: Threshold) -> None:
+        """Put back a threshold set earlier (kept by the service across restarts), as it was."""
+        self._threshold = threshold.model_copy()
+
     def set_threshold(self, value: float | None = None, *, target_fpr: float | None = None) -> Threshold:
         """Change the threshold at run time: an explicit value, or a new false-alarm target
         recalibrated on the bundle's normal scores."""

@@ -46,9 +46,21 @@ def get_threshold(name: str, state: AppState = Depends(get_state)) -> ThresholdO
 def put_threshold(name: str, body: ThresholdIn, state: AppState = Depends(get_state)) -> ThresholdOut:
     if (body.value is None) == (body.target_fpr is None):
         raise HTTPException(422, "give exactly one of 'value' or 'target_fpr'")
-    _, engine = state.registry.engine(name)
+    entry, engine = state.registry.engine(name)
     threshold = engine.set_threshold(body.value, target_fpr=body.target_fpr)
+    if state.thresholds is not None:  # kept across restarts, for this bundle version
+        state.thresholds.save(name, entry.version, threshold)
     return ThresholdOut(**threshold.model_dump())
+
+
+@router.delete("/{name}/threshold", response_model=ThresholdOut, dependencies=[Depends(require("admin"))])
+def reset_threshold(name: str, state: AppState = Depends(get_state)) -> ThresholdOut:
+    """Back to the threshold calibrated into the bundle; the one set on the line is forgotten."""
+    _, engine = state.registry.engine(name)
+    engine.restore_threshold(engine.meta.threshold)
+    if state.thresholds is not None:
+        state.thresholds.forget(name)
+    return ThresholdOut(**engine.threshold.model_dump())
 
 
 @router.get("/{name}/calibration", response_model=CalibrationOut)

@@ -31,6 +31,14 @@ function modelCard(model, cameras, calibration) {
       refreshModels();
     } catch (e) { notify(`threshold: ${e.message}`); }
   } }, "Apply threshold");
+  // A threshold set here is kept across restarts; this puts back the one calibrated into the bundle.
+  const reset = el("button", { disabled: !admin, onclick: async () => {
+    try {
+      const t = await api(`/v1/models/${encodeURIComponent(model.name)}/threshold`, { method: "DELETE" });
+      notify(`threshold of ${model.name} is back to the model's own ${t.value.toFixed(4)}`, "info");
+      refreshModels();
+    } catch (e) { notify(`threshold: ${e.message}`); }
+  } }, "Reset to the model's threshold");
   preview(model.name, model.threshold.value, out);
   const cameraRows = cameras.map((c) => el("label", {}, `${c.id}: `,
     el("select", { disabled: !admin, "aria-label": `model of camera ${c.id}`, onchange: async (e) => {
@@ -41,7 +49,7 @@ function modelCard(model, cameras, calibration) {
     el("h2", {}, model.name, model.active ? " · active" : ""),
     el("p", { class: "hint" }, `${model.teacher} · ${model.precision} · input ${model.input.join("×")} · ${model.version} · ${model.backend ?? "not loaded"}${model.texture_alignment ? " · aligns the weave to training" : ""}`),
     el("p", {}, "threshold in force: ", el("b", { "data-testid": "threshold" }, fmt.num(model.threshold.value, 4)), ` (${model.threshold.method})`),
-    el("div", { class: "threshold" }, slider, out, apply),
+    el("div", { class: "threshold" }, slider, out, apply, reset),
     model.active ? null : el("button", { disabled: !admin, onclick: async () => {
       try { await api(`/v1/models/${encodeURIComponent(model.name)}/activate`, { method: "POST" }); refreshModels(); } catch (e) { notify(e.message); }
     } }, "Make active"),

@@ -1,0 +1,71 @@
+"""Thresholds set on the line, kept across restarts.
+
+An operator who tuned a model's threshold on the dashboard (or an admin through the API) expects
+it to hold after a power cut or an update; until now a restart silently put the bundle's own
+threshold back. Each model's last threshold set by hand is stored with the version (graph hash)
+of the bundle it was set for: a model exported again has scores of its own, so a threshold set
+for the old one is not applied to it and its bundle's calibrated threshold holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Float, Integer, String
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from fabricad.export.bundle import Threshold
+from fabricad.inference.engine import InferenceEngine
+from service.defect_log import Base, DefectLog
+
+log = logging.getLogger(__name__)
+
+
+class ThresholdRecord(Base):
+    __tablename__ = "thresholds"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    method: Mapped[str] = mapped_column(String(32))
+    target_fpr: Mapped[float | None] = mapped_column(Float)
+    calibration_count: Mapped[int] = mapped_column(Integer, default=0)
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ThresholdStore:
+    def __init__(self, defects: DefectLog):
+        self.engine = defects.engine
+        Base.metadata.create_all(self.engine)
+        defects.add_new_columns()
+
+    def save(self, model: str, version: str, threshold: Threshold) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.merge(ThresholdRecord(model=model, model_version=version, value=threshold.value,
+                                          method=threshold.method, target_fpr=threshold.target_fpr,
+                                          calibration_count=threshold.calibration_count, set_at=datetime.now(UTC)))
+
+    def forget(self, model: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            record = session.get(ThresholdRecord, model)
+            if record is not None:
+                session.delete(record)
+
+    def stored(self, model: str, version: str) -> Threshold | None:
+        """The threshold last set for this model's bundle `version`; None if none was, or it was
+        set for another version."""
+        with Session(self.engine) as session:
+            record = session.get(ThresholdRecord, model)
+        if record is None or record.model_version != version:
+            return None
+        return Threshold(value=record.value, method=record.method, target_fpr=record.target_fpr,
+                         calibration_count=record.calibration_count)
+
+    def restore(self, model: str, version: str, engine: InferenceEngine) -> None:
+        """Give a freshly loaded engine the threshold set for it on the line, if any."""
+        threshold = self.stored(model, version)
+        if threshold is None:
+            return
+        engine.restore_threshold(threshold)
+        log.info("model %s: threshold %.6g (%s) as set on the line", model, threshold.value, threshold.method)
