@@ -17,6 +17,7 @@ from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
 from service.rolls import RollTracker
 from service.settings import ServiceSettings
+from service.teach_in import TeachIns
 from service.thresholds import ThresholdStore
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -32,6 +33,7 @@ class AppState:
     cameras: CameraManager | None = None
     rolls: RollTracker | None = None
     thresholds: ThresholdStore | None = None
+    teach_ins: TeachIns = field(default_factory=TeachIns)
     _inspect_limiter: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
 
     def inspect_load(self) -> tuple[int, int]:

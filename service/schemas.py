@@ -63,6 +63,23 @@ class ThresholdIn(BaseModel):
     target_fpr: float | None = Field(None, gt=0, lt=1, description="recalibrate on the model's normal scores")
 
 
+class TeachInIn(BaseModel):
+    frames: int = Field(500, ge=20, le=100_000, description="scores of good-fabric frames to collect")
+    target_fpr: float = Field(0.01, gt=0, lt=0.5, description="false-alarm rate the threshold is set for")
+    camera_id: str | None = Field(None, max_length=64, description="only this camera's frames; all of the model's when null")
+
+
+class TeachInOut(BaseModel):
+    model: str
+    state: Literal["collecting", "ready"]
+    collected: int
+    frames: int
+    target_fpr: float
+    camera_id: str | None
+    started_at: float = Field(description="Unix time")
+    proposed: Threshold | None = Field(description="the threshold the collected scores give, once `frames` have come in")
+
+
 class CalibrationOut(BaseModel):
     value: float = Field(description="the threshold previewed")
     current: float = Field(description="the threshold in force")

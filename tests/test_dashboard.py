@@ -141,6 +141,15 @@ def test_dashboard_live_defects_ack_threshold_and_rolls(live, page):
     now = httpx.get(f"{url}/v1/models/plain/threshold").json()
     assert now["method"] == "normal-quantile" and now["value"] != pytest.approx(chosen), now
     expect(page.locator('[data-model="plain"] [data-testid="threshold"]')).to_have_text(f"{now['value']:.4f}")
+    # a teach-in on the line: the camera's next 20 frames, progress shown, the proposal applied
+    page.fill('[data-model="plain"] input[type=number]', "20")
+    page.click('[data-model="plain"] >> text=Teach in on good fabric')
+    expect(page.get_by_test_id("teach-in-ready")).to_contain_text("on 20 frames", timeout=60_000)
+    page.screenshot(path=ARTIFACTS / "dashboard-teach-in.png")
+    page.click('[data-model="plain"] >> text=Apply teach-in threshold')
+    expect(page.locator('[data-model="plain"]')).to_contain_text("(line-teach-in)")
+    assert httpx.get(f"{url}/v1/models/plain/threshold").json()["calibration_count"] == 20
+    expect(page.get_by_test_id("teach-in")).to_contain_text("Teach in on good fabric")  # ended
 
     # rolls: start one from the form; it is listed with its grade and its map
     page.click('#tabs button[data-tab="rolls"]')

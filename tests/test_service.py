@@ -170,6 +170,47 @@ def test_batch_reports_bad_items_and_inspects_the_rest(server, fabric_png):
     assert "verdict" in results[0] and results[1]["filename"] == "bad.png" and results[1]["error"]
 
 
+def test_teach_in_sets_the_threshold_from_the_lines_good_fabric(server):
+    """The line runs fabric known to be good; the model's threshold is set from the scores of what
+    it sees there, only frames with fabric in view and from the camera asked for."""
+    from fabricad.inference.thresholds import from_normal_scores
+
+    url, admin = server.url, {"X-API-Key": ADMIN}
+    cloth = [_png(render_fabric(FABRICS["plain"], 128, 128, np.random.default_rng(seed))) for seed in range(20)]
+
+    def send(image: bytes, camera: str) -> dict:
+        return httpx.post(f"{url}/v1/inspect?camera_id={camera}", content=image, headers={"content-type": "image/png"},
+                          timeout=30).json()
+
+    body = {"frames": 20, "target_fpr": 0.05, "camera_id": "loom3"}
+    assert httpx.post(f"{url}/v1/models/plain-a/teach-in", json=body, headers={"X-API-Key": OPERATOR}).status_code == 403
+    assert httpx.post(f"{url}/v1/models/nope/teach-in", json=body, headers=admin).status_code == 404
+    assert httpx.post(f"{url}/v1/models/plain-a/teach-in", json={**body, "frames": 5}, headers=admin).status_code == 422
+    started = httpx.post(f"{url}/v1/models/plain-a/teach-in", json=body, headers=admin)
+    assert started.status_code == 201 and started.json()["state"] == "collecting"
+    send(cloth[0], "loom4")  # another camera
+    send(_png(np.full((128, 128, 3), 255, np.uint8)), "loom3")  # a web break: no fabric in view
+    scores = [send(image, "loom3")["score"] for image in cloth[:10]]
+    status = httpx.get(f"{url}/v1/models/plain-a/teach-in").json()
+    assert status["collected"] == 10 and status["proposed"] is None
+    early = httpx.post(f"{url}/v1/models/plain-a/teach-in/apply", headers=admin)
+    assert early.status_code == 409 and "10 of 20" in early.json()["detail"]
+    scores += [send(image, "loom3")["score"] for image in cloth[10:]]
+    send(cloth[0], "loom3")  # one more than asked for: not counted
+    status = httpx.get(f"{url}/v1/models/plain-a/teach-in").json()
+    expected = from_normal_scores(scores, 0.05).value
+    assert status["state"] == "ready" and status["collected"] == 20
+    assert status["proposed"]["value"] == pytest.approx(expected, rel=1e-6)
+    applied = httpx.post(f"{url}/v1/models/plain-a/teach-in/apply", headers=admin).json()
+    assert applied["method"] == "line-teach-in" and applied["calibration_count"] == 20
+    assert httpx.get(f"{url}/v1/models/plain-a/threshold").json()["value"] == pytest.approx(expected, rel=1e-6)
+    assert send(cloth[0], "loom3")["threshold"] == pytest.approx(expected, rel=1e-6)
+    assert httpx.get(f"{url}/v1/models/plain-a/teach-in").status_code == 404  # ended
+    httpx.post(f"{url}/v1/models/plain-b/teach-in", json=body, headers=admin)
+    assert httpx.delete(f"{url}/v1/models/plain-b/teach-in", headers=admin).status_code == 204
+    assert httpx.get(f"{url}/v1/models/plain-b/teach-in").status_code == 404
+
+
 def test_hot_swap_under_load_fails_no_request(server, fabric_png):
     failures, seen, stop = [], set(), threading.Event()
 

@@ -347,7 +347,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
     elif len(holdout_samples) < FEW_CALIBRATION_IMAGES:
         log.warning("the 1 %% false-alarm threshold rests on %d held-out normal images (of %d): expect more false "
                     "alarms than 1 %% on the line; add defect-free images, or recalibrate on the line's own frames "
-                    "(the dashboard's threshold page)", len(holdout_samples), len(split.train))
+                    "(the service's teach-in)", len(holdout_samples), len(split.train))
     return TrainResult(ckpt_path, epoch, step, best_loss, time.perf_counter() - started, stopped_early,
                        weights_digest(model.trainable_state_dict()))
 

@@ -42,6 +42,8 @@ def record_result(state: AppState, entry, image: np.ndarray, result, camera_id: 
     state.metrics.inspections.labels(entry.name, data["verdict"]).inc()
     if not result.fabric_in_view:
         state.metrics.no_fabric.labels(entry.name).inc()
+    else:
+        state.teach_ins.offer(entry.name, camera_id, result.score)
     placed = state.rolls.roll_for_camera(camera_id)
     if placed is not None:
         roll, placement = placed

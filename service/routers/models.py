@@ -1,4 +1,4 @@
-"""Models: list, activate (hot swap), read and change thresholds."""
+"""Models: list, activate (hot swap), read and change thresholds, teach-in on the line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from starlette.concurrency import run_in_threadpool
 
 from fabricad.rolls.grading import FALSE_ALARM
 from service.dependencies import AppState, get_state, reader, require
-from service.schemas import CalibrationOut, ModelOut, ThresholdIn, ThresholdOut
+from service.schemas import (
+    CalibrationOut,
+    ModelOut,
+    TeachInIn,
+    TeachInOut,
+    ThresholdIn,
+    ThresholdOut,
+)
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(reader)])
 
@@ -47,9 +54,13 @@ def put_threshold(name: str, body: ThresholdIn, state: AppState = Depends(get_st
     if (body.value is None) == (body.target_fpr is None):
         raise HTTPException(422, "give exactly one of 'value' or 'target_fpr'")
     entry, engine = state.registry.engine(name)
-    threshold = engine.set_threshold(body.value, target_fpr=body.target_fpr)
-    if state.thresholds is not None:  # kept across restarts, for this bundle version
-        state.thresholds.save(name, entry.version, threshold)
+    return _keep(state, entry, engine.set_threshold(body.value, target_fpr=body.target_fpr))
+
+
+def _keep(state: AppState, entry, threshold) -> ThresholdOut:
+    """The threshold now in force, kept across restarts for this bundle version."""
+    if state.thresholds is not None:
+        state.thresholds.save(entry.name, entry.version, threshold)
     return ThresholdOut(**threshold.model_dump())
 
 
@@ -83,3 +94,41 @@ def calibration(name: str, value: float | None = Query(None, description="a thre
         normal_scores=sorted(normal.tolist()), defect_scores=sorted(confirmed.tolist()),
         false_alarm_scores=sorted(false_alarms.tolist()),
     )
+
+
+@router.post("/{name}/teach-in", response_model=TeachInOut, status_code=201, dependencies=[Depends(require("admin"))])
+def start_teach_in(name: str, body: TeachInIn, state: AppState = Depends(get_state)) -> TeachInOut:
+    """Collect the scores of the next `frames` frames this model inspects (with fabric in view,
+    from `camera_id` only if given) while the line runs fabric known to be good; a teach-in
+    already running for the model starts over. Apply the proposed threshold once it is ready."""
+    state.registry.entry(name)  # 404 for an unknown model
+    return TeachInOut(**state.teach_ins.start(name, body.frames, body.target_fpr, body.camera_id).status())
+
+
+@router.get("/{name}/teach-in", response_model=TeachInOut)
+def teach_in_status(name: str, state: AppState = Depends(get_state)) -> TeachInOut:
+    teach_in = state.teach_ins.get(name)
+    if teach_in is None:
+        raise HTTPException(404, f"no teach-in is running for {name}")
+    return TeachInOut(**teach_in.status())
+
+
+@router.post("/{name}/teach-in/apply", response_model=ThresholdOut, dependencies=[Depends(require("admin"))])
+def apply_teach_in(name: str, state: AppState = Depends(get_state)) -> ThresholdOut:
+    """Put the teach-in's threshold in force (kept across restarts) and end the teach-in."""
+    teach_in = state.teach_ins.get(name)
+    if teach_in is None:
+        raise HTTPException(404, f"no teach-in is running for {name}")
+    proposed = teach_in.proposal()
+    if proposed is None:
+        raise HTTPException(409, f"the teach-in has {len(teach_in.scores)} of {teach_in.frames} frames; wait for the rest")
+    entry, engine = state.registry.engine(name)
+    engine.restore_threshold(proposed)
+    state.teach_ins.finish(name)
+    return _keep(state, entry, proposed)
+
+
+@router.delete("/{name}/teach-in", status_code=204, dependencies=[Depends(require("admin"))])
+def cancel_teach_in(name: str, state: AppState = Depends(get_state)) -> None:
+    if state.teach_ins.finish(name) is None:
+        raise HTTPException(404, f"no teach-in is running for {name}")

@@ -1,5 +1,6 @@
-// Models: which one each camera runs, activation, and a threshold slider that previews the
-// false-alarm rate on calibration images and the recall on confirmed defects before applying.
+// Models: which one each camera runs, activation, a threshold slider that previews the
+// false-alarm rate on calibration images and the recall on confirmed defects before applying,
+// and the teach-in that sets the threshold from the line's own good fabric.
 import { api, auth, el, fmt, notify } from "./api.js";
 
 async function preview(name, value, out) {
@@ -14,7 +15,43 @@ async function preview(name, value, out) {
   } catch (e) { out.replaceChildren(el("span", {}, e.message)); }
 }
 
-function modelCard(model, cameras, calibration) {
+const modelPath = (name) => `/v1/models/${encodeURIComponent(name)}`;
+
+async function teachInStatus(name) {
+  try { return await api(`${modelPath(name)}/teach-in`); } catch (e) { if (e.status === 404) return null; throw e; }
+}
+
+// Teach-in: none → a start button; collecting → progress, refreshed every 2 s while shown; ready →
+// the proposed threshold next to the one in force, to apply or drop.
+function teachInBlock(model, status) {
+  const admin = auth.role === "admin";
+  const act = (path, method, message) => async () => {
+    try { await api(`${modelPath(model.name)}/teach-in${path}`, { method, body: path === "" && method === "POST" ? { frames: Number(frames.value) } : undefined }); if (message) notify(message, "info"); refreshModels(); }
+    catch (e) { notify(`teach-in: ${e.message}`); }
+  };
+  const frames = el("input", { type: "number", min: 20, max: 100000, value: 500, "aria-label": `teach-in frames of ${model.name}`, disabled: !admin });
+  const cancel = el("button", { disabled: !admin, onclick: act("", "DELETE") }, "Cancel teach-in");
+  let body;
+  if (!status) {
+    body = [el("span", {}, "While the line runs good fabric: "), frames, " frames ",
+      el("button", { disabled: !admin, onclick: act("", "POST") }, "Teach in on good fabric")];
+  } else if (status.state === "collecting") {
+    body = [el("span", { "data-testid": "teach-in-progress" }, `teach-in: ${status.collected} of ${status.frames} frames${status.camera_id ? ` from ${status.camera_id}` : ""}`), " ", cancel];
+  } else {
+    body = [el("span", { "data-testid": "teach-in-ready" }, `teach-in ready: threshold ${fmt.num(status.proposed.value, 4)} for ${fmt.pct(status.target_fpr)} false alarms on ${status.collected} frames (now ${fmt.num(model.threshold.value, 4)}) `),
+      el("button", { disabled: !admin, onclick: act("/apply", "POST", `threshold of ${model.name} set by the teach-in`) }, "Apply teach-in threshold"), " ", cancel];
+  }
+  const block = el("div", { class: "teach-in", "data-testid": "teach-in" }, ...body);
+  if (status && status.state === "collecting") {
+    setTimeout(async () => {
+      if (!block.isConnected) return;
+      try { block.replaceWith(teachInBlock(model, await teachInStatus(model.name))); } catch { /* shown again on the next refresh */ }
+    }, 2000);
+  }
+  return block;
+}
+
+function modelCard(model, cameras, calibration, teachIn) {
   const admin = auth.role === "admin";
   const scores = [...calibration.normal_scores, ...calibration.defect_scores, ...calibration.false_alarm_scores, model.threshold.value];
   const lo = Math.min(...scores) * 0.9;
@@ -50,6 +87,7 @@ function modelCard(model, cameras, calibration) {
     el("p", { class: "hint" }, `${model.teacher} · ${model.precision} · input ${model.input.join("×")} · ${model.version} · ${model.backend ?? "not loaded"}${model.texture_alignment ? " · aligns the weave to training" : ""}`),
     el("p", {}, "threshold in force: ", el("b", { "data-testid": "threshold" }, fmt.num(model.threshold.value, 4)), ` (${model.threshold.method})`),
     el("div", { class: "threshold" }, slider, out, apply, reset),
+    teachInBlock(model, teachIn),
     model.active ? null : el("button", { disabled: !admin, onclick: async () => {
       try { await api(`/v1/models/${encodeURIComponent(model.name)}/activate`, { method: "POST" }); refreshModels(); } catch (e) { notify(e.message); }
     } }, "Make active"),
@@ -60,7 +98,10 @@ function modelCard(model, cameras, calibration) {
 export async function refreshModels() {
   try {
     const [models, cameras] = await Promise.all([api("/v1/models"), api("/v1/cameras")]);
-    const calibrations = await Promise.all(models.map((m) => api(`/v1/models/${encodeURIComponent(m.name)}/calibration`)));
-    document.getElementById("model-list").replaceChildren(...models.map((m, i) => modelCard(m, cameras, calibrations[i])));
+    const [calibrations, teachIns] = await Promise.all([
+      Promise.all(models.map((m) => api(`${modelPath(m.name)}/calibration`))),
+      Promise.all(models.map((m) => teachInStatus(m.name))),
+    ]);
+    document.getElementById("model-list").replaceChildren(...models.map((m, i) => modelCard(m, cameras, calibrations[i], teachIns[i])));
   } catch (e) { notify(`models: ${e.message}`); }
 }

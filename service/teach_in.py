@@ -1,0 +1,83 @@
+"""Teach-in: calibrating a model's threshold on the line's own good fabric.
+
+A bundle's threshold comes from a few held-out training images. On AITEX-256 that gave 8 % false
+alarms where 1 % was asked (BENCHMARKS.md): the line's lighting, lots and weave vary more than a
+training set shows. Industrial inspection systems solve this with a teach-in: while the line runs
+fabric known to be good, the system collects the scores of what it sees and sets the threshold
+from them. Here an admin starts one for a model (optionally one camera), every inspected frame
+with fabric in view adds its score, and once enough have come in the proposed threshold — the same
+rule as training's, `threshold_for_fpr`, now on hundreds of the line's frames — can be applied
+(and is then kept across restarts like any threshold set on the line). Frames it has already
+judged defective count too: during a teach-in the fabric is declared good, and leaving its
+highest scores out would only set the threshold lower than the line's good fabric needs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fabricad.export.bundle import Threshold
+from fabricad.inference import thresholds as T
+
+
+@dataclass
+class TeachIn:
+    model: str
+    frames: int
+    target_fpr: float
+    camera_id: str | None = None
+    started_at: float = field(default_factory=time.time)
+    scores: list[float] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return len(self.scores) >= self.frames
+
+    def proposal(self) -> Threshold | None:
+        if not self.ready:
+            return None
+        threshold = T.from_normal_scores(np.asarray(self.scores), self.target_fpr)
+        return threshold.model_copy(update={"method": "line-teach-in"})
+
+    def status(self) -> dict:
+        return {"model": self.model, "state": "ready" if self.ready else "collecting", "collected": len(self.scores),
+                "frames": self.frames, "target_fpr": self.target_fpr, "camera_id": self.camera_id,
+                "started_at": self.started_at, "proposed": self.proposal()}
+
+
+class TeachIns:
+    """The running teach-ins, one per model at most; fed from the inspection path of every
+    camera and upload (`offer`), so it must be cheap and thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, TeachIn] = {}
+
+    def start(self, model: str, frames: int, target_fpr: float, camera_id: str | None = None) -> TeachIn:
+        """A new teach-in for `model`; one already running for it is replaced."""
+        teach_in = TeachIn(model, frames, target_fpr, camera_id)
+        with self._lock:
+            self._running = {**self._running, model: teach_in}
+        return teach_in
+
+    def offer(self, model: str, camera_id: str | None, score: float) -> None:
+        teach_in = self._running.get(model)  # no lock for the common case: nothing running
+        if teach_in is None or (teach_in.camera_id is not None and teach_in.camera_id != camera_id):
+            return
+        with self._lock:
+            if not teach_in.ready:
+                teach_in.scores.append(float(score))
+
+    def get(self, model: str) -> TeachIn | None:
+        return self._running.get(model)
+
+    def finish(self, model: str) -> TeachIn | None:
+        with self._lock:
+            running = dict(self._running)
+            teach_in = running.pop(model, None)
+            self._running = running
+        return teach_in
