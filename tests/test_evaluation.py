@@ -20,6 +20,7 @@ def test_eval_cli_writes_metrics_report_and_pictures(trained_run, tmp_path):
     out = tmp_path / "eval"
     result = runner.invoke(app, ["eval", "--model", str(trained_run), "--out", str(out), "-q"])
     assert result.exit_code == 0, result.output
+    assert "recall_at_1pct_fpr: " in result.output and "test_fpr_at_calibrated_threshold: " in result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert KEYS <= set(metrics)
     assert metrics["normal_count"] == 4 and metrics["defective_count"] == 8
