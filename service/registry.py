@@ -8,7 +8,7 @@ the cameras of the others. The folder is scanned at start, by the service every
 `models_rescan_s`, and whenever a name is asked for that is not known yet (so activating a bundle
 exported a moment ago just works). A new folder joins; a known one whose files changed (exported
 again in place) is read again and, if its engine was loaded, reloaded and swapped in like a hot
-swap. A bundle caught half-written (its graph does not match the sha256 in `model.json`) is
+swap; one removed leaves the list unless its engine is loaded. A bundle caught half-written (its graph does not match the sha256 in `model.json`) is
 skipped until its files change again, and the entry in use stays.
 """
 
@@ -121,6 +121,13 @@ class ModelRegistry:
                     log.info("model bundle %s changed on disk: %s → %s", name, known.version, entry.version)
                 else:
                     log.info("model bundle found: %s (%s)", name, entry.version)
+            # A bundle removed from the folder leaves the list, unless it is serving: the engine
+            # in memory keeps running until another model takes over.
+            gone = [n for n, e in self._entries.items()
+                    if not (e.path / "model.json").is_file() and e.engine is None and n != self._active]
+            if gone:
+                self._entries = {n: e for n, e in self._entries.items() if n not in gone}
+                log.info("model bundles removed from %s: %s", self.models_dir, ", ".join(gone))
         return added
 
     def names(self) -> list[str]:
