@@ -13,6 +13,7 @@ import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, Float, Integer, String
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fabricad.export.bundle import Threshold
@@ -63,8 +64,15 @@ class ThresholdStore:
                          calibration_count=record.calibration_count)
 
     def restore(self, model: str, version: str, engine: InferenceEngine) -> None:
-        """Give a freshly loaded engine the threshold set for it on the line, if any."""
-        threshold = self.stored(model, version)
+        """Give a freshly loaded engine the threshold set for it on the line, if any. A database
+        that cannot be read leaves the bundle's threshold and says so: the model still serves,
+        and /readyz already reports the database."""
+        try:
+            threshold = self.stored(model, version)
+        except SQLAlchemyError as exc:
+            log.error("model %s: the threshold set on the line cannot be read (%s); serving with the bundle's",
+                      model, type(exc).__name__)
+            return
         if threshold is None:
             return
         engine.restore_threshold(threshold)
