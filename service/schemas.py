@@ -83,7 +83,9 @@ class TeachInOut(BaseModel):
 class CalibrationOut(BaseModel):
     value: float = Field(description="the threshold previewed")
     current: float = Field(description="the threshold in force")
-    false_alarm_rate: float | None = Field(description="share of calibration (normal) images above `value`")
+    normal_source: Literal["bundle", "teach-in"] = Field(
+        "bundle", description="whose normal scores: the bundle's held-out images, or the last teach-in's line frames")
+    false_alarm_rate: float | None = Field(description="share of those normal scores above `value`")
     recall: float | None = Field(description="share of operator-confirmed defects above `value`; none labelled: null")
     false_alarms_still_raised: float | None = Field(description="share of labelled false alarms still above `value`")
     normal_scores: list[float]

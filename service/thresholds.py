@@ -9,10 +9,11 @@ for the old one is not applied to it and its bundle's calibrated threshold holds
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Float, Integer, String
+from sqlalchemy import DateTime, Float, Integer, String, Text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -33,6 +34,18 @@ class ThresholdRecord(Base):
     target_fpr: Mapped[float | None] = mapped_column(Float)
     calibration_count: Mapped[int] = mapped_column(Integer, default=0)
     set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LineScoresRecord(Base):
+    """The scores a teach-in collected on the line's good fabric, kept so the threshold slider can
+    preview false alarms against the line rather than against a few held-out training images."""
+
+    __tablename__ = "line_scores"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    scores_json: Mapped[str] = mapped_column(Text)
+    collected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ThresholdStore:
@@ -62,6 +75,17 @@ class ThresholdStore:
             return None
         return Threshold(value=record.value, method=record.method, target_fpr=record.target_fpr,
                          calibration_count=record.calibration_count)
+
+    def save_line_scores(self, model: str, version: str, scores: list[float]) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.merge(LineScoresRecord(model=model, model_version=version, scores_json=json.dumps(scores),
+                                           collected_at=datetime.now(UTC)))
+
+    def line_scores(self, model: str, version: str) -> list[float] | None:
+        """The last teach-in's scores for this bundle version; None if it had none."""
+        with Session(self.engine) as session:
+            record = session.get(LineScoresRecord, model)
+        return json.loads(record.scores_json) if record is not None and record.model_version == version else None
 
     def restore(self, model: str, version: str, engine: InferenceEngine) -> None:
         """Give a freshly loaded engine the threshold set for it on the line, if any. A database

@@ -148,6 +148,8 @@ def test_dashboard_live_defects_ack_threshold_and_rolls(live, page):
     page.screenshot(path=ARTIFACTS / "dashboard-teach-in.png")
     page.click('[data-model="plain"] >> text=Apply teach-in threshold')
     expect(page.locator('[data-model="plain"]')).to_contain_text("(line-teach-in)")
+    # the slider now previews false alarms against the line's own frames
+    expect(page.locator('[data-model="plain"] .preview')).to_contain_text("false alarms on the line's good fabric (teach-in, 20 frames)")
     assert httpx.get(f"{url}/v1/models/plain/threshold").json()["calibration_count"] == 20
     expect(page.get_by_test_id("teach-in")).to_contain_text("Teach in on good fabric")  # ended
 

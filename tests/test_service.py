@@ -205,6 +205,10 @@ def test_teach_in_sets_the_threshold_from_the_lines_good_fabric(server):
     assert applied["method"] == "line-teach-in" and applied["calibration_count"] == 20
     assert httpx.get(f"{url}/v1/models/plain-a/threshold").json()["value"] == pytest.approx(expected, rel=1e-6)
     assert send(cloth[0], "loom3")["threshold"] == pytest.approx(expected, rel=1e-6)
+    preview = httpx.get(f"{url}/v1/models/plain-a/calibration", params={"value": float(np.median(scores))}).json()
+    assert preview["normal_source"] == "teach-in" and sorted(preview["normal_scores"]) == pytest.approx(sorted(scores))
+    assert preview["false_alarm_rate"] == pytest.approx(np.mean(np.array(scores) > np.median(scores)))
+    assert httpx.get(f"{url}/v1/models/plain-b/calibration").json()["normal_source"] == "bundle"
     assert httpx.get(f"{url}/v1/models/plain-a/teach-in").status_code == 404  # ended
     httpx.post(f"{url}/v1/models/plain-b/teach-in", json=body, headers=admin)
     assert httpx.delete(f"{url}/v1/models/plain-b/teach-in", headers=admin).status_code == 204

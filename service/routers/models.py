@@ -77,17 +77,19 @@ def reset_threshold(name: str, state: AppState = Depends(get_state)) -> Threshol
 @router.get("/{name}/calibration", response_model=CalibrationOut)
 def calibration(name: str, value: float | None = Query(None, description="a threshold to preview; the current one when omitted"),
                 state: AppState = Depends(get_state)) -> CalibrationOut:
-    """What a threshold would do before it is applied: the false-alarm rate on the model's
-    calibration (normal) images, and the share of operator-confirmed defects it would still catch."""
+    """What a threshold would do before it is applied: the false-alarm rate on the line's good
+    fabric (the last teach-in's frames) or, before any teach-in, on the model's calibration
+    images, and the share of operator-confirmed defects it would still catch."""
     entry = state.registry.entry(name)
     current = entry.engine.threshold.value if entry.engine else entry.meta.threshold.value
     value = current if value is None else value
-    normal = np.asarray(entry.meta.normal_scores, dtype=float)
+    line = state.thresholds.line_scores(name, entry.version) if state.thresholds is not None else None
+    normal = np.asarray(entry.meta.normal_scores if line is None else line, dtype=float)
     labelled = state.defects.labelled_scores(name)
     confirmed = np.asarray([s for label, scores in labelled.items() if label != FALSE_ALARM for s in scores], dtype=float)
     false_alarms = np.asarray(labelled.get(FALSE_ALARM, []), dtype=float)
     return CalibrationOut(
-        value=value, current=current,
+        value=value, current=current, normal_source="bundle" if line is None else "teach-in",
         false_alarm_rate=float((normal > value).mean()) if normal.size else None,
         recall=float((confirmed > value).mean()) if confirmed.size else None,
         false_alarms_still_raised=float((false_alarms > value).mean()) if false_alarms.size else None,
@@ -125,6 +127,8 @@ def apply_teach_in(name: str, state: AppState = Depends(get_state)) -> Threshold
     entry, engine = state.registry.engine(name)
     engine.restore_threshold(proposed)
     state.teach_ins.finish(name)
+    if state.thresholds is not None:  # the slider previews against the line from now on
+        state.thresholds.save_line_scores(name, entry.version, teach_in.scores)
     return _keep(state, entry, proposed)
 
 

@@ -8,7 +8,8 @@ async function preview(name, value, out) {
     const p = await api(`/v1/models/${encodeURIComponent(name)}/calibration?value=${value}`);
     out.replaceChildren(
       el("span", {}, "threshold"), el("b", { "data-testid": "preview-value" }, fmt.num(p.value, 4)),
-      el("span", {}, "false alarms on calibration images"), el("b", { "data-testid": "preview-far" }, fmt.pct(p.false_alarm_rate)),
+      el("span", {}, p.normal_source === "teach-in" ? `false alarms on the line's good fabric (teach-in, ${p.normal_scores.length} frames)` : "false alarms on calibration images"),
+      el("b", { "data-testid": "preview-far" }, fmt.pct(p.false_alarm_rate)),
       el("span", {}, `confirmed defects caught (${p.defect_scores.length})`), el("b", {}, fmt.pct(p.recall)),
       el("span", {}, `labelled false alarms still raised (${p.false_alarm_scores.length})`), el("b", {}, fmt.pct(p.false_alarms_still_raised)),
     );
