@@ -60,7 +60,7 @@ ThresholdOut = Threshold  # the bundle's own threshold record is the API's answe
 
 class ThresholdIn(BaseModel):
     value: float | None = Field(None, description="explicit threshold on the raw score")
-    target_fpr: float | None = Field(None, gt=0, lt=1, description="recalibrate on the model's normal scores")
+    target_fpr: float | None = Field(None, gt=0, lt=1, description="recalibrate for this false-alarm rate on the last teach-in's line scores, or on the bundle's normal scores before any teach-in")
 
 
 class TeachInIn(BaseModel):

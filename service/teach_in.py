@@ -24,6 +24,12 @@ from fabricad.export.bundle import Threshold
 from fabricad.inference import thresholds as T
 
 
+def line_threshold(scores: list[float], target_fpr: float) -> Threshold:
+    """The threshold for `target_fpr` on scores of the line's good fabric (training's rule)."""
+    threshold = T.from_normal_scores(np.asarray(scores), target_fpr)
+    return threshold.model_copy(update={"method": "line-teach-in"})
+
+
 @dataclass
 class TeachIn:
     model: str
@@ -38,10 +44,7 @@ class TeachIn:
         return len(self.scores) >= self.frames
 
     def proposal(self) -> Threshold | None:
-        if not self.ready:
-            return None
-        threshold = T.from_normal_scores(np.asarray(self.scores), self.target_fpr)
-        return threshold.model_copy(update={"method": "line-teach-in"})
+        return line_threshold(self.scores, self.target_fpr) if self.ready else None
 
     def status(self) -> dict:
         return {"model": self.model, "state": "ready" if self.ready else "collecting", "collected": len(self.scores),

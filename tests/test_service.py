@@ -209,6 +209,9 @@ def test_teach_in_sets_the_threshold_from_the_lines_good_fabric(server):
     assert preview["normal_source"] == "teach-in" and sorted(preview["normal_scores"]) == pytest.approx(sorted(scores))
     assert preview["false_alarm_rate"] == pytest.approx(np.mean(np.array(scores) > np.median(scores)))
     assert httpx.get(f"{url}/v1/models/plain-b/calibration").json()["normal_source"] == "bundle"
+    # a false-alarm target given later is measured on the line's frames too
+    retuned = httpx.put(f"{url}/v1/models/plain-a/threshold", json={"target_fpr": 0.2}, headers=admin).json()
+    assert retuned["method"] == "line-teach-in" and retuned["value"] == pytest.approx(from_normal_scores(scores, 0.2).value)
     assert httpx.get(f"{url}/v1/models/plain-a/teach-in").status_code == 404  # ended
     httpx.post(f"{url}/v1/models/plain-b/teach-in", json=body, headers=admin)
     assert httpx.delete(f"{url}/v1/models/plain-b/teach-in", headers=admin).status_code == 204

@@ -16,6 +16,7 @@ from service.schemas import (
     ThresholdIn,
     ThresholdOut,
 )
+from service.teach_in import line_threshold
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(reader)])
 
@@ -54,6 +55,11 @@ def put_threshold(name: str, body: ThresholdIn, state: AppState = Depends(get_st
     if (body.value is None) == (body.target_fpr is None):
         raise HTTPException(422, "give exactly one of 'value' or 'target_fpr'")
     entry, engine = state.registry.engine(name)
+    line = state.thresholds.line_scores(name, entry.version) if state.thresholds is not None else None
+    if body.target_fpr is not None and line:  # a rate on the line's good fabric, as the teach-in measured it
+        threshold = line_threshold(line, body.target_fpr)
+        engine.restore_threshold(threshold)
+        return _keep(state, entry, threshold)
     return _keep(state, entry, engine.set_threshold(body.value, target_fpr=body.target_fpr))
 
 
