@@ -141,9 +141,6 @@ class TrainConfig(_Strict):
     hard_fraction: float = Field(1.0, gt=0, le=1)
     """Share of positions per scale, the worst reproduced, that make the loss (1: all of them).
     Focuses training on the rare hard normal texture that decides false alarms."""
-    magnitude_weight: float = Field(0.0, ge=0)
-    """TRIAL: weight of a loss on each position's feature strength (log-norm gap), beside the
-    direction (cosine) loss; 0: off."""
     patience: int = Field(10, ge=1)
     """Epochs without held-out-loss improvement before early stopping."""
     seed: int = 0

@@ -16,8 +16,7 @@ def cosine_distance_maps(teacher: list[torch.Tensor], student: list[torch.Tensor
     return [1 - F.cosine_similarity(t, s, dim=1).unsqueeze(1) for t, s in zip(teacher, student)]
 
 
-def distillation_loss(teacher: list[torch.Tensor], student: list[torch.Tensor], hard_fraction: float = 1.0,
-                      magnitude_weight: float = 0.0) -> torch.Tensor:
+def distillation_loss(teacher: list[torch.Tensor], student: list[torch.Tensor], hard_fraction: float = 1.0) -> torch.Tensor:
     """Mean over positions, then mean over scales, of the per-position cosine distance.
 
     Only the per-position form is used (not RD's extra whole-map cosine): it is the one the
@@ -30,12 +29,6 @@ def distillation_loss(teacher: list[torch.Tensor], student: list[torch.Tensor], 
     """
     maps = cosine_distance_maps([t.detach() for t in teacher], student)
     if hard_fraction >= 1:
-        loss = torch.stack([m.mean() for m in maps]).mean()
-    else:
-        hardest = [m.flatten().topk(max(1, math.ceil(hard_fraction * m.numel()))).values.mean() for m in maps]
-        loss = torch.stack(hardest).mean()
-    if magnitude_weight:  # TRIAL: the student also rebuilds each position's feature strength
-        gaps = [((s.norm(dim=1) + 1e-6).log() - (t.detach().norm(dim=1) + 1e-6).log()).pow(2).mean()
-                for t, s in zip(teacher, student)]
-        loss = loss + magnitude_weight * torch.stack(gaps).mean()
-    return loss
+        return torch.stack([m.mean() for m in maps]).mean()
+    hardest = [m.flatten().topk(max(1, math.ceil(hard_fraction * m.numel()))).values.mean() for m in maps]
+    return torch.stack(hardest).mean()

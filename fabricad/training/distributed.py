@@ -69,14 +69,13 @@ class DistillationStep(torch.nn.Module):
     """The training forward as a module: DistributedDataParallel synchronises gradients through
     a module's forward, and the model's is inference (map and score), not the loss."""
 
-    def __init__(self, model: torch.nn.Module, hard_fraction: float = 1.0, magnitude_weight: float = 0.0):
+    def __init__(self, model: torch.nn.Module, hard_fraction: float = 1.0):
         super().__init__()
         self.model = model
         self.hard_fraction = hard_fraction
-        self.magnitude_weight = magnitude_weight
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         from fabricad.models.loss import distillation_loss
 
         teacher, student = self.model.distill(batch)
-        return distillation_loss(teacher, student, self.hard_fraction, self.magnitude_weight)
+        return distillation_loss(teacher, student, self.hard_fraction)

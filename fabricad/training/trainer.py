@@ -95,7 +95,7 @@ def check_readable(samples: list[Sample], progress: bool) -> None:
 
 @torch.no_grad()
 def holdout_pass(model: DistillationModel, dataset: ImageDataset, batch_size: int, device: torch.device,
-                 hard_fraction: float = 1.0, magnitude_weight: float = 0.0) -> tuple[float, list[float]]:
+                 hard_fraction: float = 1.0) -> tuple[float, list[float]]:
     """Distillation loss (the training objective) and image scores on held-out normal images
     (in eval mode; the model's own mode is restored afterwards, so training and evaluation can
     both call it)."""
@@ -105,7 +105,7 @@ def holdout_pass(model: DistillationModel, dataset: ImageDataset, batch_size: in
     for batch in DataLoader(dataset, batch_size=batch_size):
         batch = batch.to(device)
         teacher, student = model.distill(batch)
-        losses.append(distillation_loss(teacher, student, hard_fraction, magnitude_weight).item() * len(batch))
+        losses.append(distillation_loss(teacher, student, hard_fraction).item() * len(batch))
         _, score = model.map_and_score(teacher, student, model.image_size(batch))
         scores.extend(score.float().cpu().tolist())
     model.train(was_training)
@@ -231,7 +231,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
                           num_workers=config.data.workers, persistent_workers=config.data.workers > 0)
                for sampler in samplers]
     steps_per_epoch = len(loaders[0])
-    step_module = DistillationStep(model, tc.hard_fraction, tc.magnitude_weight)
+    step_module = DistillationStep(model, tc.hard_fraction)
     runner = (DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
               if ctx.enabled else step_module)
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -320,7 +320,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
         train_loss = ctx.mean(running / max(steps_per_epoch, 1), device)
         ctx.sync_buffers(model)  # identical BatchNorm statistics, so every process judges alike
         if holdout_samples:
-            monitored, _ = holdout_pass(model, holdout_set, batch_size, device, tc.hard_fraction, tc.magnitude_weight)
+            monitored, _ = holdout_pass(model, holdout_set, batch_size, device, tc.hard_fraction)
         else:
             monitored = train_loss
         history.append({"epoch": epoch, "train_loss": train_loss, "holdout_loss": monitored})
