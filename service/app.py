@@ -104,8 +104,8 @@ def activate_default(state: AppState, candidates: list[str] | None = None) -> bo
     saying why it is not ready (/readyz)."""
     registry = state.registry
     wanted = state.settings.active_model
-    names = [wanted] if wanted else (registry.names() if candidates is None else candidates)
-    names = [n for n in names if n in registry.names()]
+    known = set(registry.names())
+    names = [n for n in ([wanted] if wanted else (candidates if candidates is not None else sorted(known))) if n in known]
     for name in names:
         try:
             registry.activate(name)

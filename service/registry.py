@@ -8,8 +8,9 @@ the cameras of the others. The folder is scanned at start, by the service every
 `models_rescan_s`, and whenever a name is asked for that is not known yet (so activating a bundle
 exported a moment ago just works). A new folder joins; a known one whose files changed (exported
 again in place) is read again and, if its engine was loaded, reloaded and swapped in like a hot
-swap; one removed leaves the list unless its engine is loaded. A bundle caught half-written (its graph does not match the sha256 in `model.json`) is
-skipped until its files change again, and the entry in use stays.
+swap; one removed leaves the list unless its engine is loaded. A bundle caught half-written (its
+graph does not match the sha256 in `model.json`) is skipped until its files change again, and the
+entry in use stays.
 """
 
 from __future__ import annotations

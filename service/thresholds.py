@@ -99,5 +99,5 @@ class ThresholdStore:
             return
         if threshold is None:
             return
-        engine.restore_threshold(threshold)
+        engine.use_threshold(threshold)
         log.info("model %s: threshold %.6g (%s) as set on the line", model, threshold.value, threshold.method)

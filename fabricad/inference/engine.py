@@ -153,8 +153,9 @@ class InferenceEngine:
     def threshold(self) -> Threshold:
         return self._threshold
 
-    def restore_threshold(self, threshold: Threshold) -> None:
-        """Put back a threshold set earlier (kept by the service across restarts), as it was."""
+    def use_threshold(self, threshold: Threshold) -> None:
+        """Put a threshold decided elsewhere in force as it is: one kept by the service across
+        restarts, a teach-in's, or the bundle's own again."""
         self._threshold = threshold.model_copy()
 
     def set_threshold(self, value: float | None = None, *, target_fpr: float | None = None) -> Threshold:

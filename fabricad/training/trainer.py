@@ -127,16 +127,15 @@ def score_statistics(scores: list[float]) -> dict:
     }
 
 
-def keep_previous(ckpt_path: Path, resume: str | Path | None) -> Path | None:
+def keep_previous(ckpt_path: Path, resume: str | Path | None) -> None:
     """A new run into a folder that holds a model moves that model to `model.prev.ckpt` first:
     retraining a fabric into the same folder must not lose the model the line runs on to a run
     that turns out worse or is cut short. One generation is kept. Resuming it is not a new run."""
     if not ckpt_path.is_file() or (resume is not None and Path(resume).resolve() in (ckpt_path.resolve(), ckpt_path.parent.resolve())):
-        return None
+        return
     previous = ckpt_path.with_name("model.prev.ckpt")
     ckpt_path.replace(previous)
     log.warning("%s held a model: kept as %s", ckpt_path, previous.name)
-    return previous
 
 
 def train(

@@ -55,18 +55,18 @@ def put_threshold(name: str, body: ThresholdIn, state: AppState = Depends(get_st
     if (body.value is None) == (body.target_fpr is None):
         raise HTTPException(422, "give exactly one of 'value' or 'target_fpr'")
     entry, engine = state.registry.engine(name)
-    line = state.thresholds.line_scores(name, entry.version) if state.thresholds is not None else None
-    if body.target_fpr is not None and line:  # a rate on the line's good fabric, as the teach-in measured it
+    line = state.thresholds.line_scores(name, entry.version) if body.target_fpr is not None else None
+    if line:  # a rate on the line's good fabric, as the teach-in measured it
         threshold = line_threshold(line, body.target_fpr)
-        engine.restore_threshold(threshold)
-        return _keep(state, entry, threshold)
-    return _keep(state, entry, engine.set_threshold(body.value, target_fpr=body.target_fpr))
+        engine.use_threshold(threshold)
+    else:
+        threshold = engine.set_threshold(body.value, target_fpr=body.target_fpr)
+    return _keep(state, entry, threshold)
 
 
 def _keep(state: AppState, entry, threshold) -> ThresholdOut:
     """The threshold now in force, kept across restarts for this bundle version."""
-    if state.thresholds is not None:
-        state.thresholds.save(entry.name, entry.version, threshold)
+    state.thresholds.save(entry.name, entry.version, threshold)
     return ThresholdOut(**threshold.model_dump())
 
 
@@ -74,9 +74,8 @@ def _keep(state: AppState, entry, threshold) -> ThresholdOut:
 def reset_threshold(name: str, state: AppState = Depends(get_state)) -> ThresholdOut:
     """Back to the threshold calibrated into the bundle; the one set on the line is forgotten."""
     _, engine = state.registry.engine(name)
-    engine.restore_threshold(engine.meta.threshold)
-    if state.thresholds is not None:
-        state.thresholds.forget(name)
+    engine.use_threshold(engine.meta.threshold)
+    state.thresholds.forget(name)
     return ThresholdOut(**engine.threshold.model_dump())
 
 
@@ -89,7 +88,7 @@ def calibration(name: str, value: float | None = Query(None, description="a thre
     entry = state.registry.entry(name)
     current = entry.engine.threshold.value if entry.engine else entry.meta.threshold.value
     value = current if value is None else value
-    line = state.thresholds.line_scores(name, entry.version) if state.thresholds is not None else None
+    line = state.thresholds.line_scores(name, entry.version)
     normal = np.asarray(entry.meta.normal_scores if line is None else line, dtype=float)
     labelled = state.defects.labelled_scores(name)
     confirmed = np.asarray([s for label, scores in labelled.items() if label != FALSE_ALARM for s in scores], dtype=float)
@@ -131,10 +130,9 @@ def apply_teach_in(name: str, state: AppState = Depends(get_state)) -> Threshold
     if proposed is None:
         raise HTTPException(409, f"the teach-in has {len(teach_in.scores)} of {teach_in.frames} frames; wait for the rest")
     entry, engine = state.registry.engine(name)
-    engine.restore_threshold(proposed)
+    engine.use_threshold(proposed)
     state.teach_ins.finish(name)
-    if state.thresholds is not None:  # the slider previews against the line from now on
-        state.thresholds.save_line_scores(name, entry.version, teach_in.scores)
+    state.thresholds.save_line_scores(name, entry.version, teach_in.scores)  # the slider previews against the line from now on
     return _keep(state, entry, proposed)
 
 
