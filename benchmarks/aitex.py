@@ -120,6 +120,32 @@ def map_metrics(amap: np.ndarray, scores: np.ndarray, truth: tuple[np.ndarray, n
             "aupro": M.aupro(masks, amap), "full_image_auroc": M.auroc(image_labels, image_scores)}
 
 
+def score_variants(fabric: str, candidates: dict[str, tuple[np.ndarray, np.ndarray]],
+                   truth: tuple[np.ndarray, np.ndarray, list[str], np.ndarray]) -> dict[str, dict]:
+    """Each variant's (test maps, held-out normal maps): the protocol figures, and the recall and
+    test false-alarm rate at the threshold its held-out maps calibrate for 1 % (`recall`,
+    `test_fpr`), printed as they come."""
+    from fabricad.evaluation import metrics as M
+
+    results = {}
+    for variant, (amap, normal) in candidates.items():
+        scores = amap.reshape(len(amap), -1).max(1).astype(np.float64)
+        results[variant] = map_metrics(amap, scores, truth)
+        threshold = M.threshold_for_fpr(normal.reshape(len(normal), -1).max(1), 0.01)
+        recall, false_alarms = M.rates_at(truth[0], scores, threshold)
+        results[variant].update(recall=recall, test_fpr=false_alarms)
+        print(fabric, variant, {k: round(v, 4) for k, v in results[variant].items()}, flush=True)
+    return results
+
+
+def recall_lines(by_fabric: dict[str, dict[str, dict]], names: list[str]) -> list[str]:
+    """Markdown lines: the `score_variants` recall (test false-alarm rate) of each variant and fabric."""
+    fabrics = list(by_fabric)
+    rates = {v: [(by_fabric[f][v]["recall"], by_fabric[f][v]["test_fpr"]) for f in fabrics] for v in names}
+    return ["", "Recall at the threshold for 1 % false alarms on the held-out tiles (test false-alarm rate):", "",
+            *rates_table("variant", rates, fabrics)]
+
+
 def evaluation_parser(doc: str, runs: Path | None = None) -> argparse.ArgumentParser:
     """The command line every evaluation-only comparison shares: --runs, --data, --fabrics, --write."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

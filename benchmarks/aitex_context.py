@@ -60,12 +60,12 @@ def context_maps(run: Path, split) -> np.ndarray:
     return cached(run / "fusion-cache" / "rd-context.npz", make)[0]
 
 
-def fabric_roi(split, margin: int) -> np.ndarray:
-    """1 where `model.fabric_roi` keeps the map of each test tile (the model's own mask: flat,
+def fabric_roi(samples, margin: int = 0) -> np.ndarray:
+    """1 where `model.fabric_roi` keeps the map of each sample's tile (the model's own mask: flat,
     saturated background and `margin` px around it are 0)."""
     keep = []
-    for start in range(0, len(split.test), 32):
-        batch = torch.stack([to_tensor(s.load()) for s in split.test[start : start + 32]])
+    for start in range(0, len(samples), 32):
+        batch = torch.stack([to_tensor(s.load()) for s in samples[start : start + 32]])
         keep.append(fabric_keep(batch, margin)[:, 0].numpy())
     return np.concatenate(keep)
 
@@ -96,7 +96,7 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
     shipped = aligned_maps(run, split)[0]
     truth = test_truth(split, shipped.shape[1:])
     context = context_maps(run, split)
-    keep = fabric_roi(split, load_model(run)[1].config.model.roi_margin)
+    keep = fabric_roi(split.test, load_model(run)[1].config.model.roi_margin)
     results = {}
     for variant, amap in zip(VARIANTS, (shipped, context, shipped * keep, context * keep)):
         results[variant] = map_metrics(amap, amap.reshape(len(amap), -1).max(1).astype(np.float64), truth)

@@ -26,33 +26,21 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fabricad.data import load_dataset
-from fabricad.data.torch_dataset import to_tensor
-from fabricad.evaluation import metrics as M
 from fabricad.evaluation import predict, texture_of
-from fabricad.models.base import fabric_keep
 from fabricad.training import load_model
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aitex as bench  # noqa: E402
+from aitex_context import fabric_roi  # noqa: E402
 from aitex_fusion import cached  # noqa: E402
 from aitex_scan_level import aligned_maps  # noqa: E402
 from service_load import emit  # noqa: E402
 
 REFERENCES = {"99 %": 99.0, "99.9 %": 99.9, "maximum": 100.0}
 VARIANTS = ["rd (shipped)", "patchcore", *(f"rd + patchcore above its held-out {name}" for name in REFERENCES)]
-
-
-def roi(samples, margin: int = 0) -> np.ndarray:
-    """The default's fabric ROI (1 = fabric) of each sample's tile."""
-    keep = []
-    for start in range(0, len(samples), 32):
-        batch = torch.stack([to_tensor(s.load()) for s in samples[start : start + 32]])
-        keep.append(fabric_keep(batch, margin)[:, 0].numpy())
-    return np.concatenate(keep)
 
 
 def patchcore_maps(run: Path, split) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +66,7 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
     split = load_dataset(data, fabric)
     config = load_model(run)[1].config
     _, holdout = holdout_split(split.train, config)
-    keep, keep_normal = roi(split.test), roi(holdout)
+    keep, keep_normal = fabric_roi(split.test), fabric_roi(holdout)
     rd, rd_normal = (m.astype(np.float32) * k for m, k in zip(aligned_maps(run, split), (keep, keep_normal)))
     pc, pc_normal = (m.astype(np.float32) * k for m, k in zip(patchcore_maps(run, split), (keep, keep_normal)))
     truth = bench.test_truth(split, rd.shape[1:])
@@ -86,25 +74,15 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
     for name, q in REFERENCES.items():
         candidates[f"rd + patchcore above its held-out {name}"] = (
             excess(rd, pc, rd_normal, pc_normal, q), excess(rd_normal, pc_normal, rd_normal, pc_normal, q))
-    results = {}
-    for variant, (amap, normal) in candidates.items():
-        scores = amap.reshape(len(amap), -1).max(1).astype(np.float64)
-        results[variant] = bench.map_metrics(amap, scores, truth)
-        calibration = normal.reshape(len(normal), -1).max(1)
-        recall, false_alarms = M.rates_at(truth[0], scores, M.threshold_for_fpr(calibration, 0.01))
-        results[variant].update(recall=recall, test_fpr=false_alarms)
-        print(fabric, variant, {k: round(v, 4) for k, v in results[variant].items()}, flush=True)
-    return results
+    return bench.score_variants(fabric, candidates, truth)
 
 
 def main() -> None:
     args = bench.evaluation_parser(__doc__).parse_args()
     fabrics, by_fabric = bench.evaluate_runs(args, evaluate_fabric)
-    rates = {v: [(by_fabric[f][v]["recall"], by_fabric[f][v]["test_fpr"]) for f in fabrics] for v in VARIANTS}
-    lines = ["", "Recall at the threshold for 1 % false alarms on the held-out tiles (test false-alarm rate):", "",
-             *bench.rates_table("variant", rates, fabrics)]
     emit(bench.variant_report("RD plus PatchCore's excess over its normal extreme", "aitex_excess.py", "", args,
-                              fabrics, by_fabric, VARIANTS) + "\n" + "\n".join(lines) + "\n", args.write)
+                              fabrics, by_fabric, VARIANTS) + "\n" + "\n".join(bench.recall_lines(by_fabric, VARIANTS)) + "\n",
+         args.write)
 
 
 if __name__ == "__main__":

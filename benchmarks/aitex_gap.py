@@ -97,7 +97,7 @@ def picture(rows: list[dict], amap: np.ndarray, masks: np.ndarray, samples, scal
 
 def evaluate_fabric(run: Path, data: Path, fabric: str, pictures: Path | None) -> dict:
     split = load_dataset(data, fabric)
-    amap = aligned_maps(run, split)[0] * fabric_roi(split, 0)
+    amap = aligned_maps(run, split)[0] * fabric_roi(split.test, 0)
     labels, masks, _, image_labels = bench.test_truth(split, amap.shape[1:])
     base, rows = scan_rows(amap, labels, image_labels, masks, split.test)
     defective = [r for r in rows if not r["normal"]]

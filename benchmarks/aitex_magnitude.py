@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from fabricad.data import load_dataset
-from fabricad.evaluation import metrics as M
 from fabricad.evaluation import predict, texture_of
 from fabricad.models.anomaly_map import GaussianBlur
 from fabricad.training import load_model
@@ -33,7 +32,7 @@ from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aitex as bench  # noqa: E402
-from aitex_excess import roi  # noqa: E402
+from aitex_context import fabric_roi  # noqa: E402
 from aitex_fusion import cached  # noqa: E402
 from aitex_scan_level import aligned_maps  # noqa: E402
 from service_load import emit  # noqa: E402
@@ -74,7 +73,7 @@ def magnitude_maps(run: Path, split) -> tuple[np.ndarray, np.ndarray]:
 def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
     split = load_dataset(data, fabric)
     _, holdout = holdout_split(split.train, load_model(run)[1].config)
-    keep, keep_normal = roi(split.test), roi(holdout)
+    keep, keep_normal = fabric_roi(split.test), fabric_roi(holdout)
     rd, rd_normal = (m.astype(np.float32) * k for m, k in zip(aligned_maps(run, split), (keep, keep_normal)))
     mag, mag_normal = (m.astype(np.float32) * k for m, k in zip(magnitude_maps(run, split), (keep, keep_normal)))
     scale = rd_normal.std() / (mag_normal.std() + 1e-12)
@@ -89,14 +88,7 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
                                                      rd_normal + rd_q * np.maximum(0, mag_normal / mag_q - 1)),
     }
     truth = bench.test_truth(split, rd.shape[1:])
-    results = {}
-    for variant, (amap, normal) in candidates.items():
-        scores = amap.reshape(len(amap), -1).max(1).astype(np.float64)
-        results[variant] = bench.map_metrics(amap, scores, truth)
-        recall, false_alarms = M.rates_at(truth[0], scores, M.threshold_for_fpr(normal.reshape(len(normal), -1).max(1), 0.01))
-        results[variant].update(recall=recall, test_fpr=false_alarms)
-        print(fabric, variant, {k: round(v, 4) for k, v in results[variant].items()}, flush=True)
-    return results
+    return bench.score_variants(fabric, candidates, truth)
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ def evaluate_fabric(run: Path, data: Path, fabric: str, baseline: bool) -> dict[
     split = load_dataset(data, fabric)
     plain = aligned_maps(run, split)[0]
     truth = bench.test_truth(split, plain.shape[1:])
-    keeps = {m: fabric_roi(split, m) for m in MARGINS}
+    keeps = {m: fabric_roi(split.test, m) for m in MARGINS}
     candidates = {"no ROI": plain, **{f"ROI, margin {m}": plain * keeps[m] for m in MARGINS}}
     if baseline:
         core = patchcore_maps(run, split)

@@ -32,7 +32,6 @@ import numpy as np
 import torch
 
 from fabricad.data import load_dataset
-from fabricad.evaluation import metrics as M
 from fabricad.evaluation import predict, texture_of
 from fabricad.training import load_model
 from fabricad.training.trainer import holdout_split
@@ -41,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aitex import (  # noqa: E402
     evaluate_runs,
     evaluation_parser,
-    map_metrics,
-    rates_table,
+    recall_lines,
+    score_variants,
     test_truth,
     variant_report,
 )
@@ -107,24 +106,14 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
     truth = test_truth(split, config.data.image_size)
     held = scan_levels(normal, holdout)
     reference = {key: float(np.median([level[key] for level in held.values()])) for key in ("median", "iqr", "tiles")}
-    results = {}
-    for variant in VARIANTS:
-        amap = adjusted(test, split.test, variant, reference)
-        scores = amap.reshape(len(amap), -1).max(1)
-        results[variant] = map_metrics(amap, scores, truth)
-        calibration = adjusted(normal, holdout, variant, reference).reshape(len(normal), -1).max(1)
-        recall, false_alarms = M.rates_at(truth[0], scores, M.threshold_for_fpr(calibration, 0.01))
-        results[variant].update(recall=recall, test_fpr=false_alarms)
-        print(fabric, variant, {k: round(v, 4) for k, v in results[variant].items()}, flush=True)
-    return results
+    candidates = {v: (adjusted(test, split.test, v, reference), adjusted(normal, holdout, v, reference)) for v in VARIANTS}
+    return score_variants(fabric, candidates, truth)
 
 
 def main() -> None:
     args = evaluation_parser(__doc__).parse_args()
     fabrics, by_fabric = evaluate_runs(args, evaluate_fabric)
-    rates = {v: [(by_fabric[f][v]["recall"], by_fabric[f][v]["test_fpr"]) for f in fabrics] for v in VARIANTS}
-    lines = ["", "Recall at the threshold for 1 % false alarms on the held-out tiles (test false-alarm rate):", "",
-             *rates_table("variant", rates, fabrics)]
+    lines = recall_lines(by_fabric, VARIANTS)
     emit(variant_report("the map referred to its own scan's level", "aitex_scan_level.py", "", args, fabrics,
                         by_fabric, VARIANTS) + "\n" + "\n".join(lines) + "\n", args.write)
 

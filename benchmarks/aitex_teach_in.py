@@ -28,7 +28,7 @@ from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aitex as bench  # noqa: E402
-from aitex_excess import roi  # noqa: E402
+from aitex_context import fabric_roi  # noqa: E402
 from aitex_scan_level import aligned_maps, scans  # noqa: E402
 from service_load import emit  # noqa: E402
 
@@ -40,8 +40,8 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict:
     split = load_dataset(data, fabric)
     _, holdout = holdout_split(split.train, load_model(run)[1].config)
     test, normal = aligned_maps(run, split)
-    test_scores = (test.astype(np.float32) * roi(split.test)).reshape(len(test), -1).max(1)
-    held_scores = (normal.astype(np.float32) * roi(holdout)).reshape(len(normal), -1).max(1)
+    test_scores = (test.astype(np.float32) * fabric_roi(split.test)).reshape(len(test), -1).max(1)
+    held_scores = (normal.astype(np.float32) * fabric_roi(holdout)).reshape(len(normal), -1).max(1)
     labels = np.array([s.label for s in split.test])
     names = sorted(scans(split.test))
     halves = [np.isin([s.group or str(s.path) for s in split.test], names[k::2]) for k in (0, 1)]
