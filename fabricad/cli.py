@@ -49,7 +49,7 @@ def train(
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs.")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimiser steps.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Square network input size (multiple of 32).")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Square network input size (multiple of 32); smaller training images keep their own size unless --set data.upscale=true.")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue from this checkpoint.")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Any config value: --set train.lr=0.001 (repeatable).")] = None,
@@ -82,7 +82,8 @@ def train(
     cfg = cfg.with_overrides(items)
     result = run_training(cfg, out, resume=resume, progress=not quiet)
     typer.echo(
-        f"trained {result.epochs} epochs ({result.steps} steps) in {result.seconds:.0f} s, "
+        f"trained {result.epochs} epochs ({result.steps} steps) at {result.image_size[1]}x{result.image_size[0]} px "
+        f"in {result.seconds:.0f} s, "
         f"best held-out loss {result.best_loss:.4f}{' (early stop)' if result.stopped_early else ''}\n"
         f"checkpoint: {result.checkpoint}"
     )

@@ -92,7 +92,14 @@ class DataConfig(_Strict):
     path: str | None = None
     category: str | None = None
     image_size: tuple[int, int] = (256, 256)
-    """(height, width) the network sees; each must be a multiple of 32."""
+    """(height, width) the network sees; each must be a multiple of 32. Training images smaller
+    than this are not enlarged (unless `upscale`): the model is trained, saved and served at
+    their own size, rounded to a multiple of 32."""
+    upscale: bool = False
+    """Enlarge images smaller than `image_size` to it. Off by default: on synthetic 128² scans,
+    enlarging to 256² cost pixel AUROC 0.10–0.20 at the same time budget (BENCHMARKS.md, "the
+    default on 128² scans") — four times the pixels per step buys fewer steps and no detail the
+    camera did not record. Turn it on for defects only a pixel or two across."""
     augment: bool = True
     flip: bool = False
     """Mirror training images (with `augment`). Off by default: a twill mirrored is the opposite

@@ -9,7 +9,14 @@ import pytest
 
 from fabricad.data import load_dataset
 from fabricad.data.aitex import ROLL_TO_FABRIC
-from fabricad.data.tiling import cut_window, reflect_pad, tile_boxes, tile_starts
+from fabricad.data.tiling import (
+    cut_window,
+    native_size,
+    network_size,
+    reflect_pad,
+    tile_boxes,
+    tile_starts,
+)
 from fabricad.errors import DataError
 
 
@@ -22,6 +29,29 @@ def test_tile_starts(length, tile, stride, expected):
     starts = tile_starts(length, tile, stride)
     assert starts == expected
     assert starts[-1] + min(tile, length) == length  # the whole length is covered, nothing beyond
+
+
+@pytest.mark.parametrize(
+    "configured,native,expected",
+    [((256, 256), (256, 256), (256, 256)), ((256, 256), (1024, 1024), (256, 256)),  # AITEX tiles; MVTec
+     ((256, 256), (128, 128), (128, 128)), ((256, 256), (250, 400), (256, 256)),   # 128² scans; crops
+     ((256, 256), (100, 600), (96, 256)), ((256, 256), (40, 40), (64, 64)),         # one side; the floor
+     ((384, 384), (256, 256), (256, 256)), ((32, 32), (128, 128), (32, 32))],
+)
+def test_network_size_never_enlarges_beyond_the_images(configured, native, expected):
+    assert network_size(configured, native) == expected
+
+
+def test_native_size_is_the_tile_or_the_median_image(tmp_path):
+    from fabricad.data.samples import Sample
+
+    sizes = [(120, 90), (128, 96), (140, 100), (500, 700)]
+    paths = []
+    for i, (h, w) in enumerate(sizes):
+        paths.append(tmp_path / f"{i}.png")
+        cv2.imwrite(str(paths[-1]), np.zeros((h, w), np.uint8))
+    assert native_size([Sample(p) for p in paths]) == (134, 98)  # medians, an outlier does not decide
+    assert native_size([Sample(paths[3], crop=(0, 0, 256, 200))]) == (200, 256)  # a tile: its own size
 
 
 def test_cut_window_takes_real_neighbours_and_reflects_only_past_the_border():

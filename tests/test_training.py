@@ -166,6 +166,23 @@ def test_any_image_size_and_channel_count_trains(tmp_path):
     assert result.checkpoint.is_file()
 
 
+def test_small_images_train_at_their_own_size_unless_upscaled(tmp_path):
+    """96² photos with the input set to 128²: the model is trained and saved at 96² (what eval,
+    export and the service then use), unless `data.upscale` asks for the enlargement."""
+    folder = tmp_path / "small" / "train" / "good"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (96, 96, 3), dtype=np.uint8))
+    for upscale, expected in (("false", (96, 96)), ("true", (128, 128))):
+        out = tmp_path / f"run-{upscale}"
+        config = quick_config(tmp_path / "small", **{"data.image_size": "128", "data.upscale": upscale,
+                                                    "train.batch_size": "2", "train.max_steps": "1"})
+        assert train(config, out, progress=False).image_size == expected
+        assert read_checkpoint(out / "model.ckpt").config.data.image_size == expected
+        assert tuple(yaml.safe_load((out / "config.yaml").read_text())["data"]["image_size"]) == expected
+
+
 runner = CliRunner()
 
 
@@ -200,6 +217,7 @@ def test_cli_train_writes_checkpoint_and_config(tmp_path, fabric_category):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (out / "model.ckpt").is_file() and (out / "config.yaml").is_file()
+    assert "(3 steps) at 64x64 px" in result.output
     info = runner.invoke(app, ["info", str(out)])
     assert info.exit_code == 0 and "resnet18" in info.output
     assert "texture_reference: weave spectrum of" in info.output

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from fabricad.data.images import resize
+from fabricad.data.images import image_size, resize
+
+SMALLEST_INPUT = 64
+"""The smallest side `network_size` gives a network input: at 64 px the stride-32 bottleneck
+still sees a 2×2 grid."""
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -31,6 +35,22 @@ def tile_boxes(height: int, width: int, tile: int, stride: int | None = None) ->
 def tile_of(samples) -> list[int] | None:
     """[height, width] of the native tiles `samples` were cut into; None when they are whole images."""
     return next(([s.crop[3], s.crop[2]] for s in samples if s.crop is not None), None)
+
+
+def native_size(samples, most: int = 64) -> tuple[int, int]:
+    """(height, width) of `samples` at native scale: their tile's, or for whole images the median
+    side of up to `most` of them (read from the file headers, evenly spread over the list)."""
+    tile = tile_of(samples)
+    if tile is not None:
+        return tile[0], tile[1]
+    sizes = np.array([image_size(s.path) for s in samples[:: max(1, -(-len(samples) // most))]])
+    return int(np.median(sizes[:, 0])), int(np.median(sizes[:, 1]))
+
+
+def network_size(configured: tuple[int, int], native: tuple[int, int]) -> tuple[int, int]:
+    """`configured`, each side cut to the native side where that is smaller — rounded to the
+    nearest multiple of 32 (the teacher's deepest stride), at least `SMALLEST_INPUT`."""
+    return tuple(min(c, max(SMALLEST_INPUT, 32 * round(n / 32))) for c, n in zip(configured, native))
 
 
 def magnification(tile: tuple[int, int] | list[int] | None, size: tuple[int, int]) -> float:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from fabricad.config import FabricadConfig
 from fabricad.data import ImageDataset, Sample, load_dataset, read_image
 from fabricad.data.alignment import TextureReference
-from fabricad.data.tiling import magnification, tile_of
+from fabricad.data.tiling import magnification, native_size, network_size, tile_of
 from fabricad.errors import ConfigError, DataError
 from fabricad.models import DistillationModel, create_model
 from fabricad.models.loss import distillation_loss
@@ -40,6 +40,8 @@ class TrainResult:
     stopped_early: bool
     weights_digest: str = ""
     """sha256 of the final trainable weights: equal on every process of a distributed run."""
+    image_size: tuple[int, int] | None = None
+    """(height, width) the model was trained at: `data.image_size`, or less for smaller images."""
 
 
 def select_device(name: str) -> torch.device:
@@ -175,6 +177,20 @@ def whole_images_reflected(config: FabricadConfig, tile: list[int] | None) -> Fa
     return config.model_copy(update={"model": config.model.model_copy(update={"tile_context": False})})
 
 
+def not_enlarged(config: FabricadConfig, samples: list[Sample]) -> FabricadConfig:
+    """`data.image_size` cut to the training images' own size where they are smaller, unless
+    `data.upscale`. Saved so, the model is evaluated, exported and served at that size too."""
+    if config.data.upscale:
+        return config
+    native = native_size(samples)
+    size = network_size(config.data.image_size, native)
+    if size == tuple(config.data.image_size):
+        return config
+    log.info("data.image_size: the training images are %dx%d px, so the network sees %dx%d, not %dx%d "
+             "(data.upscale=true enlarges them)", native[1], native[0], size[1], size[0], *config.data.image_size[::-1])
+    return config.model_copy(update={"data": config.data.model_copy(update={"image_size": size})})
+
+
 def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, progress: bool,
            ctx: DistributedContext, device: torch.device) -> TrainResult:
     if config.data.path is None:
@@ -194,6 +210,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
     train_samples, holdout_samples = holdout_split(split.train, config)
     if ctx.is_main:
         check_readable(split.train, progress)
+    config = not_enlarged(config, split.train)
     log.info("training on %d images, %d held out (%s)", len(train_samples), len(holdout_samples), split.name)
 
     if resume is not None:
@@ -348,7 +365,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
                     "alarms than 1 %% on the line; add defect-free images, or recalibrate on the line's own frames "
                     "(the service's teach-in)", len(holdout_samples), len(split.train))
     return TrainResult(ckpt_path, epoch, step, best_loss, time.perf_counter() - started, stopped_early,
-                       weights_digest(model.trainable_state_dict()))
+                       weights_digest(model.trainable_state_dict()), tuple(size))
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
