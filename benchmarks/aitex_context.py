@@ -19,6 +19,7 @@ the context maps are cached beside them (`rd-context.npz`).
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -30,6 +31,7 @@ from fabricad.data.torch_dataset import to_tensor
 from fabricad.evaluation import predict, texture_of
 from fabricad.models.base import fabric_keep
 from fabricad.training import load_model
+from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aitex import (  # noqa: E402
@@ -68,6 +70,35 @@ def fabric_roi(samples, margin: int = 0) -> np.ndarray:
         batch = torch.stack([to_tensor(s.load()) for s in samples[start : start + 32]])
         keep.append(fabric_keep(batch, margin)[:, 0].numpy())
     return np.concatenate(keep)
+
+
+@dataclass
+class ShippedMaps:
+    """A fabric's test and held-out normal tiles with the shipped default's maps of them (fabric
+    ROI, margin 0): what every 'a second map beside RD' comparison starts from."""
+
+    split: object
+    train: list
+    holdout: list
+    keep: np.ndarray
+    keep_normal: np.ndarray
+    rd: np.ndarray
+    rd_normal: np.ndarray
+
+    @classmethod
+    def of(cls, run: Path, data: Path, fabric: str) -> ShippedMaps:
+        split = load_dataset(data, fabric)
+        train, holdout = holdout_split(split.train, load_model(run)[1].config)
+        keep, keep_normal = fabric_roi(split.test), fabric_roi(holdout)
+        rd, rd_normal = (m.astype(np.float32) * k for m, k in zip(aligned_maps(run, split), (keep, keep_normal)))
+        return cls(split, train, holdout, keep, keep_normal, rd, rd_normal)
+
+    def on_fabric(self, maps: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Another method's (test, held-out) maps with the same ROI."""
+        return tuple(m.astype(np.float32) * k for m, k in zip(maps, (self.keep, self.keep_normal)))
+
+    def truth(self):
+        return test_truth(self.split, self.rd.shape[1:])
 
 
 def fabric_edge(path: Path) -> int:

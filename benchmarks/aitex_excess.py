@@ -27,16 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fabricad.data import load_dataset
 from fabricad.evaluation import predict, texture_of
 from fabricad.training import load_model
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aitex as bench  # noqa: E402
-from aitex_context import fabric_roi  # noqa: E402
+from aitex_context import ShippedMaps  # noqa: E402
 from aitex_fusion import cached  # noqa: E402
-from aitex_scan_level import aligned_maps  # noqa: E402
 from service_load import emit  # noqa: E402
 
 REFERENCES = {"99 %": 99.0, "99.9 %": 99.9, "maximum": 100.0}
@@ -63,18 +61,14 @@ def excess(rd: np.ndarray, pc: np.ndarray, rd_normal: np.ndarray, pc_normal: np.
 
 
 def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
-    split = load_dataset(data, fabric)
-    config = load_model(run)[1].config
-    _, holdout = holdout_split(split.train, config)
-    keep, keep_normal = fabric_roi(split.test), fabric_roi(holdout)
-    rd, rd_normal = (m.astype(np.float32) * k for m, k in zip(aligned_maps(run, split), (keep, keep_normal)))
-    pc, pc_normal = (m.astype(np.float32) * k for m, k in zip(patchcore_maps(run, split), (keep, keep_normal)))
-    truth = bench.test_truth(split, rd.shape[1:])
+    shipped = ShippedMaps.of(run, data, fabric)
+    rd, rd_normal = shipped.rd, shipped.rd_normal
+    pc, pc_normal = shipped.on_fabric(patchcore_maps(run, shipped.split))
     candidates = {"rd (shipped)": (rd, rd_normal), "patchcore": (pc, pc_normal)}
     for name, q in REFERENCES.items():
         candidates[f"rd + patchcore above its held-out {name}"] = (
             excess(rd, pc, rd_normal, pc_normal, q), excess(rd_normal, pc_normal, rd_normal, pc_normal, q))
-    return bench.score_variants(fabric, candidates, truth)
+    return bench.score_variants(fabric, candidates, shipped.truth())
 
 
 def main() -> None:

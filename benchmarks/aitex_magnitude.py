@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fabricad.data import load_dataset
 from fabricad.evaluation import predict, texture_of
 from fabricad.models.anomaly_map import GaussianBlur
 from fabricad.training import load_model
@@ -32,9 +31,8 @@ from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aitex as bench  # noqa: E402
-from aitex_context import fabric_roi  # noqa: E402
+from aitex_context import ShippedMaps  # noqa: E402
 from aitex_fusion import cached  # noqa: E402
-from aitex_scan_level import aligned_maps  # noqa: E402
 from service_load import emit  # noqa: E402
 
 VARIANTS = ["rd (shipped)", "magnitude only", "rd + 0.5 standardised magnitude", "rd + standardised magnitude",
@@ -71,11 +69,9 @@ def magnitude_maps(run: Path, split) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
-    split = load_dataset(data, fabric)
-    _, holdout = holdout_split(split.train, load_model(run)[1].config)
-    keep, keep_normal = fabric_roi(split.test), fabric_roi(holdout)
-    rd, rd_normal = (m.astype(np.float32) * k for m, k in zip(aligned_maps(run, split), (keep, keep_normal)))
-    mag, mag_normal = (m.astype(np.float32) * k for m, k in zip(magnitude_maps(run, split), (keep, keep_normal)))
+    shipped = ShippedMaps.of(run, data, fabric)
+    rd, rd_normal = shipped.rd, shipped.rd_normal
+    mag, mag_normal = shipped.on_fabric(magnitude_maps(run, shipped.split))
     scale = rd_normal.std() / (mag_normal.std() + 1e-12)
     z, z_normal = ((m - mag_normal.mean()) * scale for m in (mag, mag_normal))
     rd_q, mag_q = np.percentile(rd_normal, 99.9), np.percentile(mag_normal, 99.9)
@@ -87,8 +83,7 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
         "rd + magnitude above its held-out 99.9 %": (rd + rd_q * np.maximum(0, mag / mag_q - 1),
                                                      rd_normal + rd_q * np.maximum(0, mag_normal / mag_q - 1)),
     }
-    truth = bench.test_truth(split, rd.shape[1:])
-    return bench.score_variants(fabric, candidates, truth)
+    return bench.score_variants(fabric, candidates, shipped.truth())
 
 
 def main() -> None:
