@@ -22,6 +22,7 @@ from service.registry import ModelRegistry, UnknownModel
 from service.rolls import RollTracker
 from service.routers import cameras, defects, health, inspect, models, rolls
 from service.settings import ServiceSettings
+from service.teach_in import TeachIns
 from service.thresholds import ThresholdStore
 
 log = logging.getLogger("fabricad.service")
@@ -39,7 +40,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                                  settings.engine_url, settings.ort_spinning, align=settings.align_texture,
                                  on_load=thresholds.restore)
         state = AppState(settings, registry, defect_log, ServiceMetrics(), rolls=RollTracker(defect_log),
-                         thresholds=thresholds)
+                         thresholds=thresholds, teach_ins=TeachIns(thresholds))
         app.state.fabricad = state
         state.cameras = CameraManager(
             settings.media_dir, lambda model, frames: inspect.run_camera_batch(state, model, frames), settings.max_batch,

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from fabricad.export.bundle import Threshold
 from fabricad.inference.engine import InferenceEngine
 from service.defect_log import Base, DefectLog
+from service.teach_in import TeachIn
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,20 @@ class LineScoresRecord(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     scores_json: Mapped[str] = mapped_column(Text)
     collected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TeachInRecord(Base):
+    """A teach-in in progress (`service.teach_in`), so a restart part-way does not lose it."""
+
+    __tablename__ = "teach_ins"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    frames: Mapped[int] = mapped_column(Integer)
+    target_fpr: Mapped[float] = mapped_column(Float)
+    camera_id: Mapped[str | None] = mapped_column(String(128))
+    started_at: Mapped[float] = mapped_column(Float)
+    scores_json: Mapped[str] = mapped_column(Text)
 
 
 class ThresholdStore:
@@ -86,6 +101,35 @@ class ThresholdStore:
         with Session(self.engine) as session:
             record = session.get(LineScoresRecord, model)
         return json.loads(record.scores_json) if record is not None and record.model_version == version else None
+
+    def save_teach_in(self, teach_in: TeachIn) -> None:
+        try:
+            with Session(self.engine) as session, session.begin():
+                session.merge(TeachInRecord(model=teach_in.model, model_version=teach_in.version, frames=teach_in.frames,
+                                            target_fpr=teach_in.target_fpr, camera_id=teach_in.camera_id,
+                                            started_at=teach_in.started_at, scores_json=json.dumps(teach_in.scores)))
+        except SQLAlchemyError as exc:
+            log.error("teach-in for %s: cannot be saved (%s); it goes on in memory only", teach_in.model, type(exc).__name__)
+
+    def drop_teach_in(self, model: str) -> None:
+        try:
+            with Session(self.engine) as session, session.begin():
+                record = session.get(TeachInRecord, model)
+                if record is not None:
+                    session.delete(record)
+        except SQLAlchemyError as exc:
+            log.error("teach-in for %s: cannot be removed from the database (%s)", model, type(exc).__name__)
+
+    def teach_ins(self) -> list[TeachIn]:
+        """The teach-ins that were running when the service last stopped."""
+        try:
+            with Session(self.engine) as session:
+                records = session.query(TeachInRecord).all()
+        except SQLAlchemyError as exc:
+            log.error("running teach-ins cannot be read (%s); none is resumed", type(exc).__name__)
+            return []
+        return [TeachIn(r.model, r.frames, r.target_fpr, r.camera_id, r.model_version, r.started_at, json.loads(r.scores_json))
+                for r in records]
 
     def restore(self, model: str, version: str, engine: InferenceEngine) -> None:
         """Give a freshly loaded engine the threshold set for it on the line, if any. A database

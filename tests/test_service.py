@@ -323,6 +323,8 @@ def test_bundles_exported_while_the_service_runs_join_it(models_dir, tmp_path, f
 def test_killed_server_loses_no_logged_defect(models_dir, tmp_path, fabric_png):
     first = Server(models_dir, tmp_path)
     httpx.put(f"{first.url}/v1/models/plain-a/threshold", json={"value": 1e-6}, headers={"X-API-Key": ADMIN})
+    teach_in = {"frames": 40, "target_fpr": 0.05, "camera_id": "loom3"}
+    assert httpx.post(f"{first.url}/v1/models/plain-b/teach-in", json=teach_in, headers={"X-API-Key": ADMIN}).status_code == 201
     ids = [httpx.post(f"{first.url}/v1/inspect", content=fabric_png, timeout=30).json()["defect_id"] for _ in range(3)]
     httpx.post(f"{first.url}/v1/defects/{ids[0]}/ack", json={"label": "hole"}, headers={"X-API-Key": OPERATOR})
     first.kill()  # no shutdown handler runs
@@ -341,6 +343,9 @@ def test_killed_server_loses_no_logged_defect(models_dir, tmp_path, fabric_png):
         reset = httpx.delete(f"{second.url}/v1/models/plain-a/threshold", headers={"X-API-Key": ADMIN}).json()
         bundle = json.loads((models_dir / "plain-a" / "model.json").read_text())["threshold"]
         assert reset == bundle and httpx.get(f"{second.url}/v1/models/plain-b/threshold").json() == bundle
+        # So does a teach-in in progress (one more test: test_a_teach_in_in_progress_survives_a_restart).
+        resumed = httpx.get(f"{second.url}/v1/models/plain-b/teach-in").json()
+        assert (resumed["state"], resumed["frames"], resumed["camera_id"]) == ("collecting", 40, "loom3")
     finally:
         second.stop()
 
@@ -359,6 +364,32 @@ def test_a_threshold_set_for_one_bundle_version_is_not_given_to_another(tmp_path
     assert store.stored("denim", "def456") is None and store.stored("twill", "abc123") is None
     store.forget("denim")
     assert ThresholdStore(DefectLog(url, tmp_path / "img")).stored("denim", "abc123") is None
+
+
+def test_a_teach_in_in_progress_survives_a_restart(tmp_path):
+    """Kept in a real SQLite file every SAVE_EVERY frames: a restart part-way resumes with the
+    frames saved (the last few may be lost), the bundle version it started on, and its camera;
+    a finished one is gone."""
+    from service.defect_log import DefectLog
+    from service.teach_in import SAVE_EVERY, TeachIns
+    from service.thresholds import ThresholdStore
+
+    url = f"sqlite:///{tmp_path / 'line.db'}"
+
+    def restarted() -> TeachIns:
+        return TeachIns(ThresholdStore(DefectLog(url, tmp_path / "img")))
+
+    running = restarted()
+    running.start("denim", 50, 0.01, camera_id="loom3", version="abc123")
+    running.start("twill", 50, 0.01)
+    for i in range(SAVE_EVERY + 3):
+        running.offer("denim", "loom3", float(i))
+    resumed = restarted().get("denim")
+    assert resumed.scores == [float(i) for i in range(SAVE_EVERY)]
+    assert (resumed.version, resumed.camera_id, resumed.frames, resumed.ready) == ("abc123", "loom3", 50, False)
+    assert restarted().get("twill").scores == []
+    running.finish("denim")
+    assert restarted().get("denim") is None and restarted().get("twill") is not None
 
 
 def test_openapi_schema_and_readiness(server):

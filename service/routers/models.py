@@ -108,8 +108,8 @@ def start_teach_in(name: str, body: TeachInIn, state: AppState = Depends(get_sta
     """Collect the scores of the next `frames` frames this model inspects (with fabric in view,
     from `camera_id` only if given) while the line runs fabric known to be good; a teach-in
     already running for the model starts over. Apply the proposed threshold once it is ready."""
-    state.registry.entry(name)  # 404 for an unknown model
-    return TeachInOut(**state.teach_ins.start(name, body.frames, body.target_fpr, body.camera_id).status())
+    entry = state.registry.entry(name)  # 404 for an unknown model
+    return TeachInOut(**state.teach_ins.start(name, body.frames, body.target_fpr, body.camera_id, entry.version).status())
 
 
 @router.get("/{name}/teach-in", response_model=TeachInOut)
@@ -130,6 +130,9 @@ def apply_teach_in(name: str, state: AppState = Depends(get_state)) -> Threshold
     if proposed is None:
         raise HTTPException(409, f"the teach-in has {len(teach_in.scores)} of {teach_in.frames} frames; wait for the rest")
     entry, engine = state.registry.engine(name)
+    if teach_in.version and teach_in.version != entry.version:
+        raise HTTPException(409, f"{name} was exported again since this teach-in started: its scores are the old "
+                                 "model's; start a new teach-in")
     engine.use_threshold(proposed)
     state.teach_ins.finish(name)
     state.thresholds.save_line_scores(name, entry.version, teach_in.scores)  # the slider previews against the line from now on
