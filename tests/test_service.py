@@ -392,6 +392,41 @@ def test_a_teach_in_in_progress_survives_a_restart(tmp_path):
     assert restarted().get("denim") is None and restarted().get("twill") is not None
 
 
+def test_a_teach_in_is_not_applied_to_a_model_exported_again(models_dir, tmp_path, fabric_png):
+    """Scores collected on one graph say nothing about another: once the bundle is exported again
+    (another graph hash) under the same name, the old teach-in is refused with a reason."""
+    import shutil
+
+    import onnx
+
+    from fabricad.export.bundle import sha256_file
+
+    folder = tmp_path / "models"
+    shutil.copytree(models_dir / "plain-a", folder / "fabric")
+    server = Server(folder, tmp_path / "srv", FABRICAD_MODELS_RESCAN_S="0.3")
+    admin = {"X-API-Key": ADMIN}
+    try:
+        version = lambda: httpx.get(f"{server.url}/v1/models").json()[0]["version"]  # noqa: E731
+        before = version()
+        assert httpx.post(f"{server.url}/v1/models/fabric/teach-in", json={"frames": 20}, headers=admin).status_code == 201
+        for _ in range(20):
+            httpx.post(f"{server.url}/v1/inspect", content=fabric_png, headers={"content-type": "image/png"}, timeout=30)
+        assert httpx.get(f"{server.url}/v1/models/fabric/teach-in").json()["state"] == "ready"
+        graph = onnx.load(str(folder / "fabric" / "model.onnx"))  # "exported again": another graph
+        onnx.helper.set_model_props(graph, {"retrained": "yes"})
+        onnx.save(graph, str(folder / "fabric" / "model.onnx"))
+        meta_path = folder / "fabric" / "model.json"
+        meta = json.loads(meta_path.read_text())
+        meta["sha256"] = sha256_file(folder / "fabric" / "model.onnx")
+        meta_path.write_text(json.dumps(meta))
+        assert _wait_for(lambda: version() != before), "the bundle exported again was never reloaded"
+        refused = httpx.post(f"{server.url}/v1/models/fabric/teach-in/apply", headers=admin)
+        assert refused.status_code == 409 and "exported again" in refused.json()["detail"]
+        assert httpx.get(f"{server.url}/v1/models/fabric/threshold").json()["method"] != "line-teach-in"
+    finally:
+        server.stop()
+
+
 def test_openapi_schema_and_readiness(server):
     schema = httpx.get(f"{server.url}/openapi.json").json()
     for path in ("/v1/inspect", "/v1/inspect/batch", "/v1/models", "/v1/defects", "/v1/defects/{defect_id}/ack", "/readyz"):
