@@ -48,6 +48,8 @@ class TeachIn:
     """The bundle version (graph hash) the scores come from: a model exported again scores anew."""
     started_at: float = field(default_factory=time.time)
     scores: list[float] = field(default_factory=list)
+    saved: int = field(default=0, repr=False)
+    """How many of `scores` the database holds (`TeachIns` with a store)."""
 
     @property
     def ready(self) -> bool:
@@ -105,5 +107,5 @@ class TeachIns:
     def _save(self, teach_in: TeachIn) -> None:
         """Keep the teach-in in the database; one that cannot be written still runs in memory
         (the store says why in the log)."""
-        if self._store is not None:
-            self._store.save_teach_in(teach_in)
+        if self._store is not None and self._store.save_teach_in(teach_in):
+            teach_in.saved = len(teach_in.scores)

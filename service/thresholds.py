@@ -60,7 +60,18 @@ class TeachInRecord(Base):
     target_fpr: Mapped[float] = mapped_column(Float)
     camera_id: Mapped[str | None] = mapped_column(String(128))
     started_at: Mapped[float] = mapped_column(Float)
-    scores_json: Mapped[str] = mapped_column(Text)
+
+
+class TeachInScoreRecord(Base):
+    """One score of a teach-in in progress. A row each, so a save writes only the scores that
+    came in since the last one: rewriting them all would grow with the teach-in (up to 100 000
+    frames) on the inspection path."""
+
+    __tablename__ = "teach_in_scores"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    score: Mapped[float] = mapped_column(Float)
 
 
 class ThresholdStore:
@@ -102,21 +113,28 @@ class ThresholdStore:
             record = session.get(LineScoresRecord, model)
         return json.loads(record.scores_json) if record is not None and record.model_version == version else None
 
-    def save_teach_in(self, teach_in: TeachIn) -> None:
+    def save_teach_in(self, teach_in: TeachIn) -> bool:
+        """Write the scores of `teach_in` that are not saved yet (`teach_in.saved` of them are);
+        with none saved yet, it is new: its record replaces any earlier one for the model.
+        False if the database could not be written (the teach-in goes on in memory)."""
         try:
             with Session(self.engine) as session, session.begin():
-                session.merge(TeachInRecord(model=teach_in.model, model_version=teach_in.version, frames=teach_in.frames,
-                                            target_fpr=teach_in.target_fpr, camera_id=teach_in.camera_id,
-                                            started_at=teach_in.started_at, scores_json=json.dumps(teach_in.scores)))
+                if teach_in.saved == 0:
+                    session.query(TeachInScoreRecord).filter_by(model=teach_in.model).delete()
+                    session.merge(TeachInRecord(model=teach_in.model, model_version=teach_in.version, frames=teach_in.frames,
+                                                target_fpr=teach_in.target_fpr, camera_id=teach_in.camera_id,
+                                                started_at=teach_in.started_at))
+                session.add_all(TeachInScoreRecord(model=teach_in.model, score=score) for score in teach_in.scores[teach_in.saved:])
+            return True
         except SQLAlchemyError as exc:
             log.error("teach-in for %s: cannot be saved (%s); it goes on in memory only", teach_in.model, type(exc).__name__)
+            return False
 
     def drop_teach_in(self, model: str) -> None:
         try:
             with Session(self.engine) as session, session.begin():
-                record = session.get(TeachInRecord, model)
-                if record is not None:
-                    session.delete(record)
+                session.query(TeachInScoreRecord).filter_by(model=model).delete()
+                session.query(TeachInRecord).filter_by(model=model).delete()
         except SQLAlchemyError as exc:
             log.error("teach-in for %s: cannot be removed from the database (%s)", model, type(exc).__name__)
 
@@ -125,11 +143,14 @@ class ThresholdStore:
         try:
             with Session(self.engine) as session:
                 records = session.query(TeachInRecord).all()
+                scores = {r.model: [] for r in records}
+                for model, score in session.query(TeachInScoreRecord.model, TeachInScoreRecord.score).order_by(TeachInScoreRecord.id):
+                    scores.get(model, []).append(score)
         except SQLAlchemyError as exc:
             log.error("running teach-ins cannot be read (%s); none is resumed", type(exc).__name__)
             return []
-        return [TeachIn(r.model, r.frames, r.target_fpr, r.camera_id, r.model_version, r.started_at, json.loads(r.scores_json))
-                for r in records]
+        return [TeachIn(r.model, r.frames, r.target_fpr, r.camera_id, r.model_version, r.started_at, scores[r.model],
+                        saved=len(scores[r.model])) for r in records]
 
     def restore(self, model: str, version: str, engine: InferenceEngine) -> None:
         """Give a freshly loaded engine the threshold set for it on the line, if any. A database

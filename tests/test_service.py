@@ -388,7 +388,15 @@ def test_a_teach_in_in_progress_survives_a_restart(tmp_path):
     assert resumed.scores == [float(i) for i in range(SAVE_EVERY)]
     assert (resumed.version, resumed.camera_id, resumed.frames, resumed.ready) == ("abc123", "loom3", 50, False)
     assert restarted().get("twill").scores == []
-    running.finish("denim")
+    # The resumed one goes on where it stopped; each save adds the new scores, in order.
+    second = restarted()
+    for i in range(SAVE_EVERY, 2 * SAVE_EVERY):
+        second.offer("denim", "loom3", float(i))
+    assert restarted().get("denim").scores == [float(i) for i in range(2 * SAVE_EVERY)]
+    # Started again, it starts from nothing; finished, it is gone.
+    second.start("denim", 50, 0.01, version="abc123")
+    assert restarted().get("denim").scores == [] and restarted().get("denim").camera_id is None
+    second.finish("denim")
     assert restarted().get("denim") is None and restarted().get("twill") is not None
 
 
