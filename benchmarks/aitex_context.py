@@ -97,6 +97,13 @@ class ShippedMaps:
         """Another method's (test, held-out) maps with the same ROI."""
         return tuple(m.astype(np.float32) * k for m, k in zip(maps, (self.keep, self.keep_normal)))
 
+    def plus_excess(self, other: tuple[np.ndarray, np.ndarray], q: float) -> tuple[np.ndarray, np.ndarray]:
+        """(test, held-out) RD maps plus another map's excess over its own held-out q-quantile,
+        in units of RD's same quantile: `rd + rd_q · max(0, other / other_q − 1)`, so the other
+        map speaks only where it exceeds what normal fabric gave it."""
+        rd_q, other_q = np.percentile(self.rd_normal, q), np.percentile(other[1], q)
+        return tuple(rd + rd_q * np.maximum(0.0, o / other_q - 1.0) for rd, o in zip((self.rd, self.rd_normal), other))
+
     def truth(self):
         return test_truth(self.split, self.rd.shape[1:])
 

@@ -55,19 +55,13 @@ def patchcore_maps(run: Path, split) -> tuple[np.ndarray, np.ndarray]:
     return cached(run / "fusion-cache" / "pc-aligned.npz", make)
 
 
-def excess(rd: np.ndarray, pc: np.ndarray, rd_normal: np.ndarray, pc_normal: np.ndarray, q: float) -> np.ndarray:
-    rd_q, pc_q = np.percentile(rd_normal, q), np.percentile(pc_normal, q)
-    return rd + rd_q * np.maximum(0.0, pc / pc_q - 1.0)
-
-
 def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
     shipped = ShippedMaps.of(run, data, fabric)
     rd, rd_normal = shipped.rd, shipped.rd_normal
     pc, pc_normal = shipped.on_fabric(patchcore_maps(run, shipped.split))
     candidates = {"rd (shipped)": (rd, rd_normal), "patchcore": (pc, pc_normal)}
     for name, q in REFERENCES.items():
-        candidates[f"rd + patchcore above its held-out {name}"] = (
-            excess(rd, pc, rd_normal, pc_normal, q), excess(rd_normal, pc_normal, rd_normal, pc_normal, q))
+        candidates[f"rd + patchcore above its held-out {name}"] = shipped.plus_excess((pc, pc_normal), q)
     return bench.score_variants(fabric, candidates, shipped.truth())
 
 

@@ -72,9 +72,7 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
     for s in STATISTICS:
         z, z_normal = (deviation(stats[part][s], stats["reference"][s][on_fabric]) * k
                        for part, k in (("test", keep), ("holdout", keep_normal)))
-        rd_q, z_q = np.percentile(rd_normal, 99.9), np.percentile(z_normal, 99.9)
-        candidates[f"rd + local {s} above its held-out 99.9 %"] = (
-            rd + rd_q * np.maximum(0.0, z / z_q - 1.0), rd_normal + rd_q * np.maximum(0.0, z_normal / z_q - 1.0))
+        candidates[f"rd + local {s} above its held-out 99.9 %"] = shipped.plus_excess((z, z_normal), 99.9)
         rd_99, z_99 = np.percentile(rd_normal, 99), np.percentile(z_normal, 99)
         for b in WEIGHTS:
             candidates[f"rd + {b} · local {s}"] = (rd + b * rd_99 * z / z_99, rd_normal + b * rd_99 * z_normal / z_99)

@@ -74,14 +74,12 @@ def evaluate_fabric(run: Path, data: Path, fabric: str) -> dict[str, dict]:
     mag, mag_normal = shipped.on_fabric(magnitude_maps(run, shipped.split))
     scale = rd_normal.std() / (mag_normal.std() + 1e-12)
     z, z_normal = ((m - mag_normal.mean()) * scale for m in (mag, mag_normal))
-    rd_q, mag_q = np.percentile(rd_normal, 99.9), np.percentile(mag_normal, 99.9)
     candidates = {
         "rd (shipped)": (rd, rd_normal),
         "magnitude only": (mag, mag_normal),
         "rd + 0.5 standardised magnitude": (rd + 0.5 * z, rd_normal + 0.5 * z_normal),
         "rd + standardised magnitude": (rd + z, rd_normal + z_normal),
-        "rd + magnitude above its held-out 99.9 %": (rd + rd_q * np.maximum(0, mag / mag_q - 1),
-                                                     rd_normal + rd_q * np.maximum(0, mag_normal / mag_q - 1)),
+        "rd + magnitude above its held-out 99.9 %": shipped.plus_excess((mag, mag_normal), 99.9),
     }
     return bench.score_variants(fabric, candidates, shipped.truth())
 
