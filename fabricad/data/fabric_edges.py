@@ -1,0 +1,111 @@
+"""What lies beyond the fabric's edge in a scan: found per scan, so the anomaly map can ignore it.
+
+Why: a line-scan camera sees across the whole web and often past its edge, onto the machine bed
+(a striped, reflective table, rollers). The bed is not fabric, is never the same twice, and a
+one-class model lights it from edge to edge: on AITEX it made most of the false alarms and most
+of the normal pixels that outscored real defects (BENCHMARKS.md, "the machine bed beyond the
+fabric edge"). The fabric ROI in the model (`fabricad.models.base.flat_saturated`) blanks only a
+flat, saturated background (a backlit white); a bed has texture, so it needs its own rule.
+
+The rule, per scan, on column profiles taken over the scan's full height (so a defect a few rows
+high cannot move them): from each side, the sharpest full-height edge within the outer half of
+the width; what lies between it and the side is background when the edge is abrupt and the strip
+does not look like the scan's fabric — its level at least 20 % brighter or darker, or less than
+half of the fabric's texture across rows (the bed's stripes run along the rows; yarns cross
+every row). Only scans at least twice as wide as tall are searched: a strip across the web is
+where a web's edges appear; a square frame of fabric is left as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+WINDOW = 32
+"""Columns averaged on each side of a candidate edge: a few weave repeats."""
+SCAN_ASPECT = 2.0
+"""Only images at least this many times wider than tall are searched for edges."""
+
+
+@dataclass(frozen=True)
+class EdgeRule:
+    """When a strip between a side and an edge is background (differences of log profiles)."""
+
+    step: float = 0.2
+    """Smallest change of a profile across the edge (about 22 %): an edge, not a lighting slope."""
+    level: float = math.log(1.2)
+    """The strip's mean grey level differs from the fabric's by at least 20 %, or …"""
+    texture: float = math.log(2.0)
+    """… its texture across rows is less than half the fabric's."""
+
+
+def column_profiles(gray: np.ndarray) -> np.ndarray:
+    """(3, W) log profiles over the full height: grey level, texture across rows (mean |∂x|),
+    texture along columns (mean |∂y|)."""
+    g = gray.astype(np.float32)
+    level = g.mean(axis=0)
+    across = np.abs(np.diff(g, axis=1, append=g[:, -1:])).mean(axis=0)
+    along = np.abs(np.diff(g, axis=0)).mean(axis=0) if g.shape[0] > 1 else np.zeros_like(level)
+    return np.log(np.stack([level, across, along]) + 1.0)
+
+
+def _strip_width(profiles: np.ndarray, fabric: np.ndarray, rule: EdgeRule) -> int:
+    """Width of the background strip at the start of `profiles` (0: none)."""
+    width = profiles.shape[1]
+    cuts = np.arange(WINDOW, width // 2)
+    if cuts.size == 0:
+        return 0
+    sums = np.cumsum(np.pad(profiles, ((0, 0), (1, 0))), axis=1)
+    before = (sums[:, cuts] - sums[:, cuts - WINDOW]) / WINDOW
+    after = (sums[:, cuts + WINDOW] - sums[:, cuts]) / WINDOW
+    steps = np.abs(before - after).max(axis=0)
+    best = int(np.argmax(steps))
+    cut = int(cuts[best])
+    strip = profiles[:, :cut].mean(axis=1) - fabric
+    unlike_fabric = abs(strip[0]) >= rule.level or strip[1] <= -rule.texture
+    return cut if steps[best] >= rule.step and unlike_fabric else 0
+
+
+def background_columns(image: np.ndarray, rule: EdgeRule = EdgeRule()) -> np.ndarray:
+    """(W,) bool: the columns of a scan (grey or RGB, any dtype OpenCV reads) beyond its fabric
+    edges. All False for an image less than `SCAN_ASPECT` times wider than tall."""
+    height, width = image.shape[:2]
+    background = np.zeros(width, bool)
+    if width < SCAN_ASPECT * height or width < 4 * WINDOW:
+        return background
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 and image.shape[2] == 3 else image.reshape(height, width, -1)[..., 0]
+    profiles = column_profiles(gray)
+    fabric = np.median(profiles, axis=1)  # the fabric covers most of a scan's width
+    left = _strip_width(profiles, fabric, rule)
+    right = _strip_width(profiles[:, ::-1], fabric, rule)
+    background[:left] = True
+    background[width - right :] = True
+    return background
+
+
+@lru_cache(maxsize=256)
+def _scan_background(path: Path, rule: EdgeRule) -> np.ndarray:
+    gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if gray is None:
+        raise ValueError(f"{path}: cannot read the image")
+    return background_columns(gray, rule)
+
+
+def keep_columns(samples, width: int, rule: EdgeRule = EdgeRule()) -> np.ndarray:
+    """(N, width) float32, per sample (a tile or a whole image): 1 on the fabric's columns, 0 on
+    the background beyond its scan's edges, at a map `width`. A tile's columns come from its
+    whole source scan, decoded once per scan."""
+    keep = np.ones((len(samples), width), np.float32)
+    for i, sample in enumerate(samples):
+        background = _scan_background(Path(sample.path), rule)
+        if sample.crop is not None:
+            x, _, w, _ = sample.crop
+            background = background[x : x + w]
+        if background.any():
+            keep[i] = cv2.resize((~background).astype(np.float32)[None, :], (width, 1), interpolation=cv2.INTER_NEAREST)[0]
+    return keep
