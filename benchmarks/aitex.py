@@ -59,7 +59,7 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
 
         model.anomaly_map = AnomalyMapGenerator(config.model.map_mode, sigma).to(device)  # same model, other blur
         preds = predict(model, split.test, size, batch_size=8, device=device, progress=progress,
-                        reference=texture_of(ckpt))
+                        reference=texture_of(ckpt), fabric_edges=config.model.fabric_edges)
         family = config.model.name
         name = family if sigma == config.model.blur_sigma else f"{family}-sigma{sigma:g}"
         metrics = compute_metrics(preds, calibration if name == family else None)
@@ -73,7 +73,8 @@ def run_fabric(fabric: str, overrides: list[str], out: Path, baseline: bool, sig
         fit_seconds = time.perf_counter() - started
         # The same pre-processing as the model it is compared with: scans aligned to the same
         # texture reference (alignment lifted PatchCore on fabric 02 even more than RD).
-        preds = predict(core, split.test, size, batch_size=8, reference=texture_of(ckpt))
+        preds = predict(core, split.test, size, batch_size=8, reference=texture_of(ckpt),
+                        fabric_edges=config.model.fabric_edges)
         metrics = compute_metrics(preds, None)
         metrics.update(train_seconds=fit_seconds)
         rows["patchcore"] = metrics

@@ -72,6 +72,13 @@ class ModelConfig(_Strict):
     AITEX it lifted tile AUROC, pixel AUROC and AUPRO with no fabric worse (BENCHMARKS.md). The
     margin and the flatness window are source pixels: tiles magnified for the network widen both
     with them."""
+    fabric_edges: bool = True
+    """Ignore the machine bed beyond the fabric's edges in scans (images at least twice as wide
+    as tall): per scan, a strip from a side to an abrupt full-height edge that does not look like
+    the scan's fabric gets a zero map (`fabricad.data.fabric_edges`). Applied to whole scans —
+    by the inference engine and by `fabricad eval` and calibration, which cut tiles from them —
+    not inside the exported graph, which sees one tile. On by default since 2026-12-01: on AITEX
+    it lifted all four protocol figures (BENCHMARKS.md, the machine bed beyond the fabric edge)."""
     roi_margin: int = Field(0, ge=0, le=256)
     """0 blanks the background alone. Wider margins also blank the fabric's edge, where a
     scanner's edge artefacts sit, but defects beside the edge go with them: margin 24 cost AITEX

@@ -160,6 +160,28 @@ def test_engine_scores_a_sheared_scan_aligned_and_maps_it_back(exported):
     assert plain.as_dict()["alignment"] is None
 
 
+def test_engine_blanks_the_machine_bed_of_a_scan_when_the_bundle_says_so(exported):
+    """A bundle with `fabric_edges` gives the bed beyond a scan's fabric edge a zero map and
+    scores what is left; one without (bundles exported before the setting) scores it all."""
+    from fabricad.data.fabric_edges import background_columns
+    from tests.test_fabric_edges import BED, HEIGHT, bed, fabric
+
+    _, bundle = exported["rd-resnet18"]
+    meta, _ = read_bundle(bundle)
+    assert meta.model["fabric_edges"] is True  # the default, carried into the bundle
+    scan = fabric(1)
+    scan[:, :BED] = bed(HEIGHT, BED, np.random.default_rng(0), level=250)  # brighter than the fabric
+    edges = InferenceEngine(EchoBackend(), meta, batch_size=64, mode="tile").inspect(scan)
+    older = {k: v for k, v in meta.model.items() if k != "fabric_edges"}
+    plain = InferenceEngine(EchoBackend(), meta.model_copy(update={"model": older}), batch_size=64, mode="tile").inspect(scan)
+    background = background_columns(scan)
+    assert background[: BED - 4].all() and not background[BED + 4 :].any()
+    assert edges.anomaly_map[:, background].max() == 0 and edges.fabric_in_view
+    np.testing.assert_allclose(edges.anomaly_map[:, ~background], plain.anomaly_map[:, ~background])
+    assert edges.score == pytest.approx(plain.anomaly_map[:, ~background].max(), abs=1e-6)
+    assert plain.anomaly_map[:, background].min() > 0.5  # the bed was the brightest of the scan before
+
+
 def test_blend_window_is_positive():
     assert (blend_window(8, 8) > 0).all()
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from fabricad.data import ImageDataset, Sample
 from fabricad.data.alignment import Alignment, TextureReference
+from fabricad.data.fabric_edges import keep_columns
 from fabricad.data.images import resize
 from fabricad.data.tiling import cut_window, tile_starts
 from fabricad.data.torch_dataset import to_tensor
@@ -56,10 +57,12 @@ def mask_at(sample: Sample, size: tuple[int, int]) -> np.ndarray:
 @torch.inference_mode()
 def predict(detector: Detector, samples: list[Sample], size: tuple[int, int], batch_size: int = 8,
             device: torch.device | str = "cpu", progress: bool = True,
-            reference: TextureReference | None = None) -> Predictions:
+            reference: TextureReference | None = None, fabric_edges: bool = False) -> Predictions:
     """Maps and scores of `samples`. With a texture `reference` (the checkpoint's), each source
     scan whose weave is sheared or mirrored against the training scans is scored aligned, as the
-    inference engine does, and its tiles' maps are cut from the map moved back onto its pixels."""
+    inference engine does, and its tiles' maps are cut from the map moved back onto its pixels.
+    With `fabric_edges`, the columns beyond each source scan's fabric edges score zero, as the
+    engine scores a scan."""
     context = getattr(detector, "context", 0)
     dataset = ImageDataset(samples, size, context=context)
     n = len(samples)
@@ -84,6 +87,9 @@ def predict(detector: Detector, samples: list[Sample], size: tuple[int, int], ba
         elapsed += time.perf_counter() - began
         maps[index] = scan_maps
         scores[index] = scan_maps.reshape(len(index), -1).max(axis=1)
+    if fabric_edges:
+        maps *= keep_columns(samples, size[1])[:, None, :].astype(maps.dtype)
+        scores = maps.reshape(n, -1).max(axis=1).astype(np.float64)
     for i, sample in enumerate(samples):
         if sample.label and sample.mask_paths:
             masks[i] = mask_at(sample, size)
@@ -239,13 +245,15 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     target = select_device(device)
     detector.teacher.use_runtime(ckpt.config.train.teacher_runtime, target)
     size = ckpt.config.data.image_size
-    predictions = predict(detector.to(target), split.test, size, batch_size, target, progress, texture_of(ckpt))
+    edges = detector.config.fabric_edges
+    predictions = predict(detector.to(target), split.test, size, batch_size, target, progress, texture_of(ckpt), edges)
     calibration = ckpt.score_stats.get("scores")
     _, holdout = holdout_split(split.train, ckpt.config) if split.train else ([], [])
     if holdout:
         # Re-score the held-out normal images rather than trust the scores saved at training:
         # an inference setting (--set, or a default changed since) may have changed the map.
-        _, calibration = holdout_pass(detector, ImageDataset(holdout, size, context=detector.context), batch_size, target)
+        _, calibration = holdout_pass(detector, ImageDataset(holdout, size, context=detector.context), batch_size, target,
+                                      fabric_edges=edges)
     result = compute_metrics(predictions, calibration)
     write_report(out, predictions, result, split.name)
     return result

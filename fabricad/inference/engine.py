@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from fabricad.data.alignment import IDENTITY, Alignment, TextureReference
+from fabricad.data.fabric_edges import background_columns
 from fabricad.data.images import resize, to_rgb_uint8
 from fabricad.data.tiling import cut_window, reflect_pad, tile_starts
 from fabricad.errors import FabricadError
@@ -219,9 +220,12 @@ class InferenceEngine:
         results, k = [], 0
         threshold = self._threshold.value
         roi = bool(self.meta.model.get("fabric_roi"))
-        for (crops_, boxes, shape), alignment in zip(plans, alignments):
+        edges = bool(self.meta.model.get("fabric_edges"))  # absent from bundles exported before it
+        for (crops_, boxes, shape), alignment, image in zip(plans, alignments, rgb):
             amap = alignment.undo(self._assemble(maps[k : k + len(crops_)], boxes, shape))
             k += len(crops_)
+            if edges and amap.shape == image.shape[:2]:
+                amap[:, background_columns(image)] = 0.0
             score = float(amap.max())
             is_defect = score > threshold
             results.append(Result(
@@ -234,7 +238,7 @@ class InferenceEngine:
                 latency_ms=elapsed_ms,
                 alignment=alignment,
                 # The ROI zeroes background exactly; a map of fabric is never zero everywhere.
-                fabric_in_view=not roi or bool(np.any(amap)),
+                fabric_in_view=not (roi or edges) or bool(np.any(amap)),
             ))
         return results
 

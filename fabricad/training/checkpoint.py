@@ -125,8 +125,8 @@ def build_model(checkpoint: Checkpoint) -> DistillationModel:
     return model.eval()
 
 
-INFERENCE_SETTINGS = ("model.fabric_roi", "model.roi_margin", "model.map_max_stride", "model.blur_sigma",
-                      "train.teacher_runtime")
+INFERENCE_SETTINGS = ("model.fabric_roi", "model.fabric_edges", "model.roi_margin", "model.map_max_stride",
+                      "model.blur_sigma", "train.teacher_runtime")
 """Settings a trained model may change at evaluation and export: they post-process the map or
 choose what runs the frozen teacher, and touch no trained weight."""
 

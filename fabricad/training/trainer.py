@@ -20,6 +20,7 @@ from tqdm import tqdm
 from fabricad.config import FabricadConfig
 from fabricad.data import ImageDataset, Sample, load_dataset, read_image
 from fabricad.data.alignment import TextureReference
+from fabricad.data.fabric_edges import keep_columns
 from fabricad.data.tiling import magnification, native_size, network_size, tile_of
 from fabricad.errors import ConfigError, DataError
 from fabricad.models import DistillationModel, create_model
@@ -97,18 +98,23 @@ def check_readable(samples: list[Sample], progress: bool) -> None:
 
 @torch.no_grad()
 def holdout_pass(model: DistillationModel, dataset: ImageDataset, batch_size: int, device: torch.device,
-                 hard_fraction: float = 1.0) -> tuple[float, list[float]]:
+                 hard_fraction: float = 1.0, fabric_edges: bool = False) -> tuple[float, list[float]]:
     """Distillation loss (the training objective) and image scores on held-out normal images
     (in eval mode; the model's own mode is restored afterwards, so training and evaluation can
-    both call it)."""
+    both call it). With `fabric_edges` the scores leave out the columns beyond each image's scan
+    edges, as inference does, so a threshold calibrated on them fits what inference scores."""
     was_training = model.training
     model.eval()
     losses, scores = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size):
+    for start, batch in zip(range(0, len(dataset), batch_size), DataLoader(dataset, batch_size=batch_size)):
         batch = batch.to(device)
         teacher, student = model.distill(batch)
         losses.append(distillation_loss(teacher, student, hard_fraction).item() * len(batch))
-        _, score = model.map_and_score(teacher, student, model.image_size(batch))
+        amap, score = model.map_and_score(teacher, student, model.image_size(batch))
+        if fabric_edges:
+            columns = torch.from_numpy(keep_columns(dataset.samples[start : start + len(batch)], amap.shape[-1]))
+            columns = columns.to(amap.device, amap.dtype)
+            score = torch.amax(amap * columns[:, None, None, :], dim=(1, 2, 3))
         scores.extend(score.float().cpu().tolist())
     model.train(was_training)
     return sum(losses) / max(len(dataset), 1), scores
@@ -356,7 +362,8 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
 
     model.load_trainable_state_dict(best_state)
     calibration = holdout_samples or train_samples  # no holdout: the best we have, flagged below
-    _, scores = holdout_pass(model, ImageDataset(calibration, size, context=context), batch_size, device)
+    _, scores = holdout_pass(model, ImageDataset(calibration, size, context=context), batch_size, device,
+                             fabric_edges=model.config.fabric_edges)
     save(epoch, scores)
     if not holdout_samples:
         log.warning("no held-out images: score statistics come from training images and are optimistic")
