@@ -418,3 +418,27 @@ def test_training_says_when_the_threshold_rests_on_few_images(tmp_path, fabric_c
         train(quick_config(fabric_category, **{"train.max_steps": "1", "data.holdout_fraction": "0.5"}), tmp_path / "half",
               progress=False)
         assert not [r for r in caplog.records if "rests on" in r.getMessage()]
+
+
+def test_calibration_scores_what_inference_scores(trained_run, fabric_category, tmp_path):
+    """Held-out normal images are scored for the threshold exactly as inference scores them: with
+    the fabric ROI, which blanks a white strip beyond the fabric edge (before, calibration scored
+    the bare map, whose strip and edge inference never reports)."""
+    from fabricad.data import ImageDataset, Sample
+    from fabricad.training.trainer import holdout_pass
+
+    paths = []
+    for i, source in enumerate(sorted((fabric_category / "train" / "good").glob("*.png"))[:6]):
+        image = cv2.imread(str(source))
+        image[:, : 20 + 6 * i] = 255  # scanner white beyond the edge, a different width each
+        paths.append(tmp_path / f"{i}.png")
+        cv2.imwrite(str(paths[-1]), image)
+    model, ckpt = load_model(trained_run)
+    plain, _ = load_model(trained_run, ["model.fabric_roi=false"])
+    dataset = ImageDataset([Sample(p) for p in paths], ckpt.config.data.image_size, context=model.context)
+    with torch.no_grad():
+        inference = model(torch.stack([dataset[i] for i in range(len(dataset))]))[1].numpy()
+    _, calibration = holdout_pass(model, dataset, 4, torch.device("cpu"))
+    _, bare = holdout_pass(plain, dataset, 4, torch.device("cpu"))
+    np.testing.assert_allclose(calibration, inference, rtol=1e-5)
+    assert np.mean(bare) > np.mean(calibration) * 1.05  # the strip mattered

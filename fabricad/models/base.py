@@ -132,14 +132,18 @@ class DistillationModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         teacher, student = self.distill(x)
-        anomaly_map, score = self.map_and_score(teacher, student, self.image_size(x))
-        if self.config.fabric_roi:
-            if self.config.tile_context:
-                p = self.config.pad
-                x = x[..., p : x.shape[-2] - p, p : x.shape[-1] - p]
-            anomaly_map = anomaly_map * fabric_keep(x, self.config.roi_margin, self.roi_scale)
-            score = torch.amax(anomaly_map, dim=(1, 2, 3))
-        return anomaly_map, score
+        return self.on_fabric(x, *self.map_and_score(teacher, student, self.image_size(x)))
+
+    def on_fabric(self, x: torch.Tensor, anomaly_map: torch.Tensor, score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The map and score of input `x` with the fabric ROI applied (when configured): what
+        inference returns, and so what calibration must score too."""
+        if not self.config.fabric_roi:
+            return anomaly_map, score
+        if self.config.tile_context:
+            p = self.config.pad
+            x = x[..., p : x.shape[-2] - p, p : x.shape[-1] - p]
+        anomaly_map = anomaly_map * fabric_keep(x, self.config.roi_margin, self.roi_scale)
+        return anomaly_map, torch.amax(anomaly_map, dim=(1, 2, 3))
 
     # The teacher is rebuilt from its own weight source; checkpoints hold only what was trained.
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

@@ -101,8 +101,9 @@ def holdout_pass(model: DistillationModel, dataset: ImageDataset, batch_size: in
                  hard_fraction: float = 1.0, fabric_edges: bool = False) -> tuple[float, list[float]]:
     """Distillation loss (the training objective) and image scores on held-out normal images
     (in eval mode; the model's own mode is restored afterwards, so training and evaluation can
-    both call it). With `fabric_edges` the scores leave out the columns beyond each image's scan
-    edges, as inference does, so a threshold calibrated on them fits what inference scores."""
+    both call it). The scores are inference's: the fabric ROI applied and, with `fabric_edges`,
+    the columns beyond each image's scan edges left out, so a threshold calibrated on them fits
+    what inference scores."""
     was_training = model.training
     model.eval()
     losses, scores = [], []
@@ -110,7 +111,7 @@ def holdout_pass(model: DistillationModel, dataset: ImageDataset, batch_size: in
         batch = batch.to(device)
         teacher, student = model.distill(batch)
         losses.append(distillation_loss(teacher, student, hard_fraction).item() * len(batch))
-        amap, score = model.map_and_score(teacher, student, model.image_size(batch))
+        amap, score = model.on_fabric(batch, *model.map_and_score(teacher, student, model.image_size(batch)))
         if fabric_edges:
             columns = torch.from_numpy(keep_columns(dataset.samples[start : start + len(batch)], amap.shape[-1]))
             columns = columns.to(amap.device, amap.dtype)
