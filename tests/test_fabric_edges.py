@@ -78,6 +78,15 @@ def test_each_tile_keeps_the_columns_its_scan_has_on_fabric(tmp_path):
     assert keep_columns([whole], 320)[0, :70].sum() == 0 and keep_columns([whole], 320)[0, 80:].all()
 
 
+def test_an_unreadable_scan_is_a_clear_error(tmp_path):
+    from fabricad.errors import ImageReadError
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(ImageReadError, match="broken.png: not a readable image"):
+        keep_columns([Sample(broken)], 32)
+
+
 def test_evaluation_scores_a_scans_tiles_without_the_bed(tmp_path):
     """`predict(fabric_edges=True)` zeroes the bed's columns of every tile cut from the scan,
     and each tile's score is the maximum of what is left."""

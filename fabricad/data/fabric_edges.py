@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from fabricad.data.images import to_rgb_uint8
+from fabricad.errors import ImageReadError
 
 WINDOW = 32
 """Columns averaged on each side of a candidate edge: a few weave repeats."""
@@ -101,7 +102,7 @@ def background_columns(image: np.ndarray, rule: EdgeRule = EdgeRule()) -> np.nda
 def _scan_background(path: Path, rule: EdgeRule) -> np.ndarray:
     gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if gray is None:
-        raise ValueError(f"{path}: cannot read the image")
+        raise ImageReadError(f"{path}: not a readable image (corrupt or unsupported format)")
     return background_columns(gray, rule)
 
 
