@@ -425,7 +425,7 @@ def test_calibration_scores_what_inference_scores(trained_run, fabric_category, 
     the fabric ROI, which blanks a white strip beyond the fabric edge (before, calibration scored
     the bare map, whose strip and edge inference never reports)."""
     from fabricad.data import ImageDataset, Sample
-    from fabricad.training.trainer import holdout_pass
+    from fabricad.training.trainer import holdout_scores
 
     paths = []
     for i, source in enumerate(sorted((fabric_category / "train" / "good").glob("*.png"))[:6]):
@@ -438,7 +438,26 @@ def test_calibration_scores_what_inference_scores(trained_run, fabric_category, 
     dataset = ImageDataset([Sample(p) for p in paths], ckpt.config.data.image_size, context=model.context)
     with torch.no_grad():
         inference = model(torch.stack([dataset[i] for i in range(len(dataset))]))[1].numpy()
-    _, calibration = holdout_pass(model, dataset, 4, torch.device("cpu"))
-    _, bare = holdout_pass(plain, dataset, 4, torch.device("cpu"))
+    calibration = holdout_scores(model, dataset, 4, torch.device("cpu"))
+    bare = holdout_scores(plain, dataset, 4, torch.device("cpu"))
     np.testing.assert_allclose(calibration, inference, rtol=1e-5)
     assert np.mean(bare) > np.mean(calibration) * 1.05  # the strip mattered
+
+
+def test_holdout_loss_is_the_mean_over_images_and_keeps_the_mode(trained_run, fabric_category):
+    """Early stopping watches the held-out loss between epochs: it must not depend on how the
+    images fall into batches, and the model must go on training afterwards."""
+    from fabricad.data import ImageDataset, Sample
+    from fabricad.models.loss import distillation_loss
+    from fabricad.training.trainer import holdout_loss
+
+    model, ckpt = load_model(trained_run)
+    paths = sorted((fabric_category / "train" / "good").glob("*.png"))[:5]
+    dataset = ImageDataset([Sample(p) for p in paths], ckpt.config.data.image_size, context=model.context)
+    model.train()
+    in_threes = holdout_loss(model, dataset, 3, torch.device("cpu"))
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        whole = distillation_loss(*model.distill(torch.stack([dataset[i] for i in range(len(dataset))]))).item()
+    assert in_threes == pytest.approx(whole, rel=1e-4)

@@ -226,7 +226,7 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     from fabricad.data import load_dataset
     from fabricad.errors import FabricadError
     from fabricad.training import load_model
-    from fabricad.training.trainer import holdout_pass, holdout_split, select_device
+    from fabricad.training.trainer import holdout_scores, holdout_split, select_device
 
     detector, ckpt = load_model(model, overrides)
     data_path = data or ckpt.config.data.path
@@ -252,8 +252,8 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     if holdout:
         # Re-score the held-out normal images rather than trust the scores saved at training:
         # an inference setting (--set, or a default changed since) may have changed the map.
-        _, calibration = holdout_pass(detector, ImageDataset(holdout, size, context=detector.context), batch_size, target,
-                                      fabric_edges=edges)
+        calibration = holdout_scores(detector, ImageDataset(holdout, size, context=detector.context), batch_size, target,
+                                     edges)
     result = compute_metrics(predictions, calibration)
     write_report(out, predictions, result, split.name)
     return result

@@ -7,7 +7,7 @@ import logging
 import math
 import random
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,28 +97,47 @@ def check_readable(samples: list[Sample], progress: bool) -> None:
 
 
 @torch.no_grad()
-def holdout_pass(model: DistillationModel, dataset: ImageDataset, batch_size: int, device: torch.device,
-                 hard_fraction: float = 1.0, fabric_edges: bool = False) -> tuple[float, list[float]]:
-    """Distillation loss (the training objective) and image scores on held-out normal images
-    (in eval mode; the model's own mode is restored afterwards, so training and evaluation can
-    both call it). The scores are inference's: the fabric ROI applied and, with `fabric_edges`,
-    the columns beyond each image's scan edges left out, so a threshold calibrated on them fits
-    what inference scores."""
+@contextmanager
+def _evaluating(model: DistillationModel):
+    """Eval mode for a pass over held-out images, the model's own mode restored afterwards, so
+    training (between epochs) and evaluation can both run one."""
     was_training = model.training
     model.eval()
-    losses, scores = [], []
-    for start, batch in zip(range(0, len(dataset), batch_size), DataLoader(dataset, batch_size=batch_size)):
-        batch = batch.to(device)
-        teacher, student = model.distill(batch)
-        losses.append(distillation_loss(teacher, student, hard_fraction).item() * len(batch))
-        amap, score = model.on_fabric(batch, *model.map_and_score(teacher, student, model.image_size(batch)))
-        if fabric_edges:
-            columns = torch.from_numpy(keep_columns(dataset.samples[start : start + len(batch)], amap.shape[-1]))
-            columns = columns.to(amap.device, amap.dtype)
-            score = torch.amax(amap * columns[:, None, None, :], dim=(1, 2, 3))
-        scores.extend(score.float().cpu().tolist())
-    model.train(was_training)
-    return sum(losses) / max(len(dataset), 1), scores
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def holdout_loss(model: DistillationModel, dataset: ImageDataset, batch_size: int, device: torch.device,
+                 hard_fraction: float = 1.0) -> float:
+    """The training objective on held-out normal images: what early stopping watches. No maps:
+    they would cost every epoch and tell the loss nothing."""
+    total = 0.0
+    with _evaluating(model):
+        for batch in DataLoader(dataset, batch_size=batch_size):
+            teacher, student = model.distill(batch.to(device))
+            total += distillation_loss(teacher, student, hard_fraction).item() * len(batch)
+    return total / max(len(dataset), 1)
+
+
+def holdout_scores(model: DistillationModel, dataset: ImageDataset, batch_size: int, device: torch.device,
+                   fabric_edges: bool = False) -> list[float]:
+    """Image scores of held-out normal images, as inference scores them: the fabric ROI applied
+    and, with `fabric_edges`, the columns beyond each image's scan edges left out, so a threshold
+    calibrated on them fits what inference reports."""
+    scores: list[float] = []
+    with _evaluating(model):
+        for start, batch in zip(range(0, len(dataset), batch_size), DataLoader(dataset, batch_size=batch_size)):
+            batch = batch.to(device)
+            teacher, student = model.distill(batch)
+            amap, score = model.on_fabric(batch, *model.map_and_score(teacher, student, model.image_size(batch)))
+            if fabric_edges:
+                columns = torch.from_numpy(keep_columns(dataset.samples[start : start + len(batch)], amap.shape[-1]))
+                columns = columns.to(amap.device, amap.dtype)
+                score = torch.amax(amap * columns[:, None, None, :], dim=(1, 2, 3))
+            scores.extend(score.float().cpu().tolist())
+    return scores
 
 
 def score_statistics(scores: list[float]) -> dict:
@@ -343,7 +362,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
         train_loss = ctx.mean(running / max(steps_per_epoch, 1), device)
         ctx.sync_buffers(model)  # identical BatchNorm statistics, so every process judges alike
         if holdout_samples:
-            monitored, _ = holdout_pass(model, holdout_set, batch_size, device, tc.hard_fraction)
+            monitored = holdout_loss(model, holdout_set, batch_size, device, tc.hard_fraction)
         else:
             monitored = train_loss
         history.append({"epoch": epoch, "train_loss": train_loss, "holdout_loss": monitored})
@@ -363,8 +382,8 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
 
     model.load_trainable_state_dict(best_state)
     calibration = holdout_samples or train_samples  # no holdout: the best we have, flagged below
-    _, scores = holdout_pass(model, ImageDataset(calibration, size, context=context), batch_size, device,
-                             fabric_edges=model.config.fabric_edges)
+    scores = holdout_scores(model, ImageDataset(calibration, size, context=context), batch_size, device,
+                            model.config.fabric_edges)
     save(epoch, scores)
     if not holdout_samples:
         log.warning("no held-out images: score statistics come from training images and are optimistic")
