@@ -224,7 +224,7 @@ class InferenceEngine:
         for (crops_, boxes, shape), alignment, image in zip(plans, alignments, rgb):
             amap = alignment.undo(self._assemble(maps[k : k + len(crops_)], boxes, shape))
             k += len(crops_)
-            if edges and amap.shape == image.shape[:2]:
+            if edges:  # the map is on the scan's own pixels (Alignment.undo restores its shape)
                 amap[:, background_columns(image)] = 0.0
             score = float(amap.max())
             is_defect = score > threshold
