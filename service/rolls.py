@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -123,8 +124,18 @@ class RollTracker:
         self._saved_at: dict[str, float] = {}
 
     # --- life cycle --------------------------------------------------------------------------
+    @contextmanager
+    def _changing_rolls(self):
+        """A transaction that starts or ends a roll (the caller holds the lock). The camera cache
+        is cleared after the commit: cleared before it, a frame's lookup could rebuild it from
+        the database as it was and keep it, and that camera's frames would miss their roll."""
+        with Session(self.engine) as session:
+            with session.begin():
+                yield session
+        self._by_camera = None
+
     def start(self, spec: RollSpec, at: float | None = None) -> RollRecord:
-        with self._lock, Session(self.engine) as session, session.begin():
+        with self._lock, self._changing_rolls() as session:
             if session.get(RollRecord, spec.id) is not None:
                 raise FabricadError(f"roll {spec.id!r} exists already")
             busy = {c.camera_id: r.id for r in self._running(session) for c in r.spec.cameras}
@@ -136,11 +147,10 @@ class RollTracker:
             session.add(row)
             session.flush()
             session.expunge(row)
-            self._by_camera = None
             return row
 
     def end(self, roll_id: str, length_m: float | None = None) -> RollRecord:
-        with self._lock, Session(self.engine) as session, session.begin():
+        with self._lock, self._changing_rolls() as session:
             row = self._get(session, roll_id)
             if row.status == "ended":
                 raise FabricadError(f"roll {roll_id!r} has ended already")
@@ -155,7 +165,6 @@ class RollTracker:
             row.status, row.ended_at = "ended", now
             session.flush()
             session.expunge(row)
-            self._by_camera = None
             return row
 
     def record_position(self, roll_id: str, along_m: float, at: float | None = None) -> RollRecord:
@@ -211,13 +220,16 @@ class RollTracker:
             return None
         cache = self._by_camera
         if cache is None:
-            cache = {}
-            with Session(self.engine) as session:
-                for row in self._running(session):
-                    session.expunge(row)
-                    for placement in row.spec.cameras:
-                        cache[placement.camera_id] = (row, placement)
-            self._by_camera = cache
+            with self._lock:  # not while a roll starts or ends: the cache would miss it
+                cache = self._by_camera
+                if cache is None:
+                    cache = {}
+                    with Session(self.engine) as session:
+                        for row in self._running(session):
+                            session.expunge(row)
+                            for placement in row.spec.cameras:
+                                cache[placement.camera_id] = (row, placement)
+                    self._by_camera = cache
         return cache.get(camera_id)
 
     # --- coverage ----------------------------------------------------------------------------

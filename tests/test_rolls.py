@@ -228,3 +228,42 @@ def test_a_roll_table_from_an_earlier_version_gains_the_coverage_column(tmp_path
     assert ended.length_m == pytest.approx(0.628) and ended.coverage.spans == {"cam-o": [[0.0, 0.128], [0.5, 0.628]]}
     missed, bands = tracker.coverage(ended)
     assert [s.along_m for s in missed] == [(0.128, 0.5)] and bands == []
+
+
+def test_a_camera_finds_its_roll_as_soon_as_the_roll_starts_while_other_cameras_stream(tmp_path):
+    """Cameras look up their roll on every frame, from a cache that starting or ending a roll
+    clears. A lookup that rebuilt the cache while a roll was being started could store a cache
+    without it, and that camera's frames then carried no roll until the next roll started or
+    ended (seen once in CI: an upload right after a roll started came back without its roll)."""
+    import threading
+
+    from service.defect_log import DefectLog
+    from service.rolls import RollSpec, RollTracker
+
+    tracker = RollTracker(DefectLog(f"sqlite:///{tmp_path / 'defects.db'}", tmp_path / "images"))
+    tracker.start(RollSpec(id="R-line", article="plain", width_mm=FRAME, cameras=[{"camera_id": "loom"}]))
+    stop = threading.Event()
+
+    def stream():  # another camera's frames, each asking for its roll
+        while not stop.is_set():
+            tracker.roll_for_camera("loom")
+
+    streams = [threading.Thread(target=stream) for _ in range(2)]
+    for thread in streams:
+        thread.start()
+    try:
+        missed = []
+        for i in range(150):
+            tracker.start(RollSpec(id=f"R-{i}", article="plain", width_mm=FRAME, cameras=[{"camera_id": "cam-x"}]))
+            found = tracker.roll_for_camera("cam-x")
+            if found is None or found[0].id != f"R-{i}":
+                missed.append(i)
+            tracker.end(f"R-{i}")
+            if tracker.roll_for_camera("cam-x") is not None:
+                missed.append(-i - 1)
+    finally:
+        stop.set()
+        for thread in streams:
+            thread.join()
+    assert not missed, f"{len(missed)} of 300 lookups right after a roll started or ended were wrong: {missed[:10]}"
+    assert tracker.roll_for_camera("loom")[0].id == "R-line"
