@@ -446,7 +446,8 @@ def test_calibration_scores_what_inference_scores(trained_run, fabric_category, 
 
 def test_holdout_loss_is_the_mean_over_images_and_keeps_the_mode(trained_run, fabric_category):
     """Early stopping watches the held-out loss between epochs: it must not depend on how the
-    images fall into batches, and the model must go on training afterwards."""
+    images fall into batches, it must not build autograd graphs, and the model must go on
+    training afterwards."""
     from fabricad.data import ImageDataset, Sample
     from fabricad.models.loss import distillation_loss
     from fabricad.training.trainer import holdout_loss
@@ -455,7 +456,16 @@ def test_holdout_loss_is_the_mean_over_images_and_keeps_the_mode(trained_run, fa
     paths = sorted((fabric_category / "train" / "good").glob("*.png"))[:5]
     dataset = ImageDataset([Sample(p) for p in paths], ckpt.config.data.image_size, context=model.context)
     model.train()
+    distill, graphs = model.distill, []
+
+    def watched(batch):  # a pass between epochs must not build autograd graphs
+        graphs.append(torch.is_grad_enabled())
+        return distill(batch)
+
+    model.distill = watched
     in_threes = holdout_loss(model, dataset, 3, torch.device("cpu"))
+    model.distill = distill
+    assert graphs == [False, False]
     assert model.training
     model.eval()
     with torch.no_grad():

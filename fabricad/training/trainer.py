@@ -96,15 +96,15 @@ def check_readable(samples: list[Sample], progress: bool) -> None:
         raise DataError(f"{len(bad)} training image(s) cannot be read; fix or remove them:\n  {listed}")
 
 
-@torch.no_grad()
 @contextmanager
 def _evaluating(model: DistillationModel):
-    """Eval mode for a pass over held-out images, the model's own mode restored afterwards, so
-    training (between epochs) and evaluation can both run one."""
+    """Eval mode and no autograd for a pass over held-out images, the model's own mode restored
+    afterwards, so training (between epochs) and evaluation can both run one."""
     was_training = model.training
     model.eval()
     try:
-        yield
+        with torch.no_grad():
+            yield
     finally:
         model.train(was_training)
 
