@@ -83,6 +83,13 @@ class ModelConfig(_Strict):
     """0 blanks the background alone. Wider margins also blank the fabric's edge, where a
     scanner's edge artefacts sit, but defects beside the edge go with them: margin 24 cost AITEX
     full-image AUROC (BENCHMARKS.md, the fabric ROI's margin)."""
+    check_premises: bool = True
+    """Before training, check each default heuristic's premise on the training images and turn
+    off, with one log line, those it fails (`fabricad.training.premises`): texture alignment
+    where the images have no repeating weave or are of mixed sizes, fabric edges where they are
+    not line scans, the fabric ROI where none shows a flat background. The decision is saved in
+    the configuration, so evaluation, export and the service follow it. False keeps the
+    settings as given."""
     align_texture: bool = True
     """Before scoring, mirror and/or shear a scan whose weave runs at another angle than the
     training scans' (a web drifting under a line-scan camera, fabric face down) back to their
@@ -107,6 +114,14 @@ class DataConfig(_Strict):
     enlarging to 256² cost pixel AUROC 0.10–0.20 at the same time budget (BENCHMARKS.md, "the
     default on 128² scans") — four times the pixels per step buys fewer steps and no detail the
     camera did not record. Turn it on for defects only a pixel or two across."""
+    whole_images: Literal["resize", "tile"] = "resize"
+    """How a dataset of whole images (no tiles) is fed to the network. `resize` (the default):
+    each image resized to `image_size`, whatever its size and aspect. `tile`: each cut at its
+    own scale into square tiles of the network side (less where one image in ten is smaller),
+    as wide scans are; evaluation and serving then tile the same way and an image's score is
+    its tiles' maximum. On the generator's mixed-size photos (239–400 px a side) tiling lost to
+    resizing at the same step budget on every metric (BENCHMARKS.md, "mixed-size image
+    folders"), so it is an option for images whose defects resizing would shrink away."""
     augment: bool = True
     flip: bool = False
     """Mirror training images (with `augment`). Off by default: a twill mirrored is the opposite
@@ -134,7 +149,7 @@ class DataConfig(_Strict):
     @classmethod
     def _multiple_of_32(cls, value: tuple[int, int]) -> tuple[int, int]:
         if any(v < 32 or v % 32 for v in value):
-            raise ValueError(f"image_size {value} must be multiples of 32 (the teacher's deepest stride)")
+            raise ValueError(f"each side must be a multiple of 32, at least 32 (the teacher's deepest stride); got {value}")
         return value
 
 
@@ -178,7 +193,7 @@ class FabricadConfig(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(f"invalid configuration:\n{exc}") from None
+            raise ConfigError(f"invalid configuration: {validation_message(exc, suggest_from=cls)}") from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> FabricadConfig:
@@ -207,16 +222,62 @@ class FabricadConfig(_Strict):
             node = data
             for part in parents:
                 if not isinstance(node.get(part), dict):
-                    raise ConfigError(f"override {item!r}: no section {part!r}")
+                    raise ConfigError(f"override {item!r}: no section {part!r}{_did_you_mean(key, self)}")
                 node = node[part]
-            if leaf not in node:
-                raise ConfigError(f"override {item!r}: unknown key {key!r}")
-            node[leaf] = _parse_value(raw)
+            if leaf not in node or isinstance(node[leaf], dict):
+                raise ConfigError(f"override {item!r}: unknown key {key!r}{_did_you_mean(key, self)}")
+            parsed = node[leaf] = _parse_value(raw)
             try:
                 self.model_validate(data)
             except ValidationError:
                 node[leaf] = raw  # YAML reads "02" as 2; a string field wants the text as typed
+                try:
+                    self.model_validate(data)
+                except ValidationError:
+                    node[leaf] = parsed  # neither fits: report the error of the value as parsed
         return self.from_dict(data)
+
+
+def setting_keys(node: BaseModel | dict, prefix: str = "") -> list[str]:
+    """Every dotted key of a configuration: `train.lr`, `model.teacher.name`, ..."""
+    items = node.model_dump(mode="json") if isinstance(node, BaseModel) else node
+    keys = []
+    for name, value in items.items():
+        keys += setting_keys(value, f"{prefix}{name}.") if isinstance(value, dict) and value else [f"{prefix}{name}"]
+    return keys
+
+
+def _did_you_mean(key: str, config: BaseModel) -> str:
+    """`; did you mean 'train.lr'?` for `lr`, `train.lrr` or `trian.lr`; "" when nothing is close."""
+    import difflib
+
+    keys = setting_keys(config)
+    leaf = key.rsplit(".", 1)[-1]
+    same_leaf = [k for k in keys if k.rsplit(".", 1)[-1] == leaf]
+    close = same_leaf or difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(k) for k in close)}?" if close else ""
+
+
+def validation_message(exc: ValidationError, suggest_from: BaseModel | type[BaseModel] | None = None,
+                       names: dict[str, str] | None = None) -> str:
+    """A pydantic error as one line a person can act on: `data.image_size: Value error, must be a
+    multiple of 32 (got 100)`; `names` maps a field to how the user spelled it (an environment
+    variable, say)."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        if names and where in names:
+            where = f"{names[where]} ({where})"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+            if suggest_from is not None:
+                model = suggest_from if isinstance(suggest_from, BaseModel) else suggest_from()
+                message += _did_you_mean(where, model)
+        elif error["type"] != "value_error" and "input" in error and not isinstance(error["input"], dict):
+            message += f" (got {error['input']!r})"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
 
 
 def _parse_value(raw: str) -> Any:

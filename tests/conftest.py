@@ -27,8 +27,11 @@ def fabric_category(tmp_path_factory) -> Path:
 
 
 def quick_config(data: Path, **overrides: str) -> FabricadConfig:
-    """A config that trains in seconds: 64 px, few steps, a random ResNet-18 teacher."""
+    """A config that trains in seconds: 64 px, few steps, a random ResNet-18 teacher. The
+    premise checks are off: these tests exercise each rule's mechanism on small square fabrics,
+    where the checks would turn the scan rules off (tests/test_any_folder.py tests the checks)."""
     items = {
+        "model.check_premises": "false",
         "data.path": str(data),
         "data.image_size": "64",
         "model.teacher.name": "resnet18",

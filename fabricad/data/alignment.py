@@ -117,15 +117,52 @@ def amplitude_spectrum(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     windows of `size` spread across `gray`: (h, w // 2 + 1), the half a real image needs."""
     h, w = size
     height, width = gray.shape
-    centres = np.linspace(w / 2, width - w / 2, min(WINDOWS, max(1, width // w))).round().astype(int)
+    # Left edges, not centres: a centre of an odd-sized window rounds half a pixel out of the image.
+    lefts = np.linspace(0, width - w, min(WINDOWS, max(1, width // w))).round().astype(int)
     top = (height - h) // 2
     hann = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
     total = np.zeros((h, w // 2 + 1), np.float32)
-    for c in centres:
-        region = gray[top : top + h, c - w // 2 : c - w // 2 + w].astype(np.float32)
+    for left in lefts:
+        region = gray[top : top + h, left : left + w].astype(np.float32)
         dft = cv2.dft((region - region.mean()) * hann, flags=cv2.DFT_COMPLEX_OUTPUT)[:, : w // 2 + 1]
         total += np.sqrt(cv2.magnitude(np.ascontiguousarray(dft[..., 0]), np.ascontiguousarray(dft[..., 1])))
     return np.fft.fftshift(total, axes=0)
+
+
+PERIODIC = 0.3
+"""Smallest `periodicity` of a texture whose weave alignment can find: AITEX's six fabrics
+measure 0.52–0.84 (04 and 06, the faintest weaves, lowest), the generator's woven and knitted
+fabrics 0.85–0.92; its nonwoven felt 0.07, white noise 0.02, smoothed noise 0.12."""
+
+
+def periodicity(image: np.ndarray, side: int = 128) -> float:
+    """How strongly a texture repeats: the highest autocorrelation (1 at zero shift) beyond twice
+    the central lobe's radius, median over up to WINDOWS windows of `side` px. A weave repeats
+    every few yarns, so some shift brings it back onto itself (0.5–0.9); fibres laid at random,
+    stone or noise never do (under 0.15). Shading is taken off first: a lighting slope repeats
+    nothing but correlates with itself everywhere."""
+    gray = to_gray(image).astype(np.float32)
+    height, width = gray.shape
+    s = min(side, height, width)
+    if s < 16:
+        return 0.0
+    yy, xx = np.mgrid[-(s // 2) : s - s // 2, -(s // 2) : s - s // 2]
+    radius = np.hypot(yy, xx)
+    rings = np.minimum(radius.astype(int), s // 2)
+    values = []
+    for left in np.linspace(0, width - s, min(WINDOWS, max(1, width // s))).round().astype(int):
+        region = gray[(height - s) // 2 : (height - s) // 2 + s, left : left + s]
+        region = region - cv2.GaussianBlur(region, (0, 0), s / 8)
+        if float(region.std()) < 0.5:
+            continue  # flat (under half a grey level): nothing to repeat
+        power = np.abs(np.fft.rfft2(region, s=(2 * s, 2 * s))) ** 2
+        acf = np.fft.fftshift(np.fft.irfft2(power, s=(2 * s, 2 * s)))
+        acf = acf[s - s // 2 : 2 * s - s // 2, s - s // 2 : 2 * s - s // 2] / acf[s, s]
+        ring_means = np.bincount(rings.ravel(), acf.ravel()) / np.maximum(np.bincount(rings.ravel()), 1)
+        lobe = next((k for k, v in enumerate(ring_means) if v < 0.2), s // 4)
+        outside = radius > 2 * lobe + 1
+        values.append(float(acf[outside].max()) if outside.any() else 0.0)
+    return float(np.median(values)) if values else 0.0
 
 
 def weave_peaks(amplitude: np.ndarray) -> np.ndarray:

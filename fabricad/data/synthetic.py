@@ -39,6 +39,9 @@ FABRICS: dict[str, FabricSpec] = {
     "knit": FabricSpec("knit", "knit", 8.0, (150, 40, 48)),
     "fine-grey": FabricSpec("fine-grey", "plain", 3.5, (140, 140, 140), contrast=0.3),
     "white-backlit": FabricSpec("white-backlit", "plain", 5.0, (255, 255, 255), contrast=0.5, backlit=True),
+    # A nonwoven (felt, fleece): fibres laid at random, no weave and no period — the premise of
+    # texture alignment does not hold, so the default must notice and do without it.
+    "felt": FabricSpec("felt", "nonwoven", 4.0, (120, 130, 110), contrast=0.5),
 }
 
 DEFECT_TYPES = ("hole", "stain", "broken_yarn", "missing_yarn", "slub", "knot", "fold", "thick_place")
@@ -58,7 +61,13 @@ def render_fabric(spec: FabricSpec, height: int, width: int, rng: np.random.Gene
     dy = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 12) * wobble * 6
     u = (xx + dx) / spec.pitch + rng.uniform(0, 1)
     v = (yy + dy) / spec.pitch + rng.uniform(0, 1)
-    if spec.construction == "knit":
+    if spec.construction == "nonwoven":
+        # Fibres at random: noise smoothed at two scales, no period in any direction.
+        fine = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), spec.pitch / 4)
+        coarse = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), spec.pitch)
+        noise = fine / max(float(fine.std()), 1e-6) + 0.7 * coarse / max(float(coarse.std()), 1e-6)
+        intensity = np.clip(0.5 + 0.22 * noise, 0, 1)
+    elif spec.construction == "knit":
         # Columns of interlocking V-shaped loops (wales), alternating direction every course.
         course = np.floor(v)
         slant = np.where(course % 2 == 0, 1.0, -1.0)
@@ -71,7 +80,7 @@ def render_fabric(spec: FabricSpec, height: int, width: int, rng: np.random.Gene
         up = ((np.floor(u) + np.floor(v) * (1 if shift == 1 else 1)) % (shift + 1)) == 0
         intensity = np.where(up, warp * (0.6 + 0.4 * weft), weft * (0.6 + 0.4 * warp))
     # Per-yarn thickness/brightness variation and slow illumination falloff.
-    yarn_gain = 1 + spec.irregularity * rng.normal(0, 1, int(width / spec.pitch) + 3)[np.clip(u.astype(int), 0, None) % (int(width / spec.pitch) + 3)]
+    yarn_gain = 1.0 if spec.construction == "nonwoven" else 1 + spec.irregularity * rng.normal(0, 1, int(width / spec.pitch) + 3)[np.clip(u.astype(int), 0, None) % (int(width / spec.pitch) + 3)]
     light = 1 + 0.06 * np.sin(xx / width * np.pi * rng.uniform(0.5, 1.5) + rng.uniform(0, 6))
     value = (1 - spec.contrast) + spec.contrast * intensity * yarn_gain
     if spec.backlit:  # yarns block the light, gaps pass it, overexposed so that the gaps clip
@@ -165,6 +174,49 @@ def add_defect(
     return np.clip(out, 0, 255).astype(np.uint8), mask
 
 
+@dataclass(frozen=True)
+class Scene:
+    """How photographs of a surface differ from one another where they are not a line scan: a
+    folder of crops of any size and aspect (each side drawn in `sides`), lit unevenly (a linear
+    gradient of up to `gradient` either way), darker towards the corners (`vignette`), and some
+    (`background` of them) showing a flat table beside the material. What a new user's folder of
+    texture photos looks like; the AITEX-tuned heuristics must cope with it."""
+
+    sides: tuple[int, int] = (239, 400)
+    gradient: float = 0.25
+    vignette: float = 0.3
+    background: float = 0.3
+
+    def size(self, rng: np.random.Generator) -> tuple[int, int]:
+        low, high = self.sides
+        return int(rng.integers(low, high + 1)), int(rng.integers(low, high + 1))
+
+    def photograph(self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """`image` lit and framed like a photo; the table is left out where it would cover the
+        defect of `mask`, so every defective image shows its defect."""
+        height, width = image.shape[:2]
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        angle = rng.uniform(0, 2 * np.pi)
+        ramp = ((xx / width - 0.5) * np.cos(angle) + (yy / height - 0.5) * np.sin(angle)) * 2
+        light = 1 + rng.uniform(-self.gradient, self.gradient) * ramp
+        corner = ((xx / width - 0.5) ** 2 + (yy / height - 0.5) ** 2) * 2  # 0 centre, 1 corners
+        light *= 1 - self.vignette * rng.uniform(0.3, 1.0) * corner
+        out = np.clip(image.astype(np.float32) * light[..., None], 0, 255).astype(np.uint8)
+        if rng.uniform() < self.background:  # the table beside the material, along one side
+            side, share = int(rng.integers(0, 4)), rng.uniform(0.08, 0.25)
+            table = np.zeros((height, width), bool)
+            if side < 2:
+                cut = max(1, int(share * width))
+                table[:, :cut] = True
+            else:
+                cut = max(1, int(share * height))
+                table[:cut, :] = True
+            table = table if side % 2 == 0 else table[::-1, ::-1]
+            if mask is None or not (mask & table).any():  # never hide a defect under the table
+                out[table] = np.uint8(rng.integers(8, 40))
+        return out, mask
+
+
 def _write_rgb(path: Path, image: np.ndarray, grayscale: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2GRAY if grayscale else cv2.COLOR_RGB2BGR))
@@ -182,9 +234,11 @@ def generate_category(
     seed: int = 0,
     grayscale: bool = False,
     progress: bool = True,
+    scene: Scene | None = None,
 ) -> Path:
     """Write one MVTec-layout category `root/<fabric>` and return its path; `grayscale` writes
-    single-channel images, as a monochrome line-scan camera gives."""
+    single-channel images, as a monochrome line-scan camera gives. With a `scene`, every image is
+    a photograph of its own size (`size` is then unused), lit and framed as `Scene` says."""
     if fabric not in FABRICS:
         raise ValueError(f"unknown fabric {fabric!r}; known: {', '.join(FABRICS)}")
     spec = FABRICS[fabric]
@@ -193,8 +247,12 @@ def generate_category(
     height, width = size
     jobs: list[tuple[str, Callable[[], None]]] = []
 
+    def shape() -> tuple[int, int]:
+        return scene.size(rng) if scene is not None else (height, width)
+
     def normal(path: Path) -> None:
-        _write_rgb(path, render_fabric(spec, height, width, rng), grayscale)
+        image = render_fabric(spec, *shape(), rng)
+        _write_rgb(path, scene.photograph(image, None, rng)[0] if scene is not None else image, grayscale)
 
     for i in range(n_train):
         jobs.append(("train", lambda i=i: normal(folder / "train" / "good" / f"{i:03d}.png")))
@@ -204,7 +262,9 @@ def generate_category(
         kind = defect_types[i % len(defect_types)]
 
         def defective(i: int = i, kind: str = kind) -> None:
-            image, mask = add_defect(render_fabric(spec, height, width, rng), kind, rng, spec)
+            image, mask = add_defect(render_fabric(spec, *shape(), rng), kind, rng, spec)
+            if scene is not None:
+                image, mask = scene.photograph(image, mask, rng)
             _write_rgb(folder / "test" / kind / f"{i:03d}.png", image, grayscale)
             mask_path = folder / "ground_truth" / kind / f"{i:03d}_mask.png"
             mask_path.parent.mkdir(parents=True, exist_ok=True)

@@ -90,3 +90,55 @@ def padded_window(source: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.
     window = source[max(y0, 0) : min(y1, h), max(x0, 0) : min(x1, w)]
     pad = [(max(-y0, 0), max(y1 - h, 0)), (max(-x0, 0), max(x1 - w, 0))] + [(0, 0)] * (source.ndim - 2)
     return np.pad(window, pad, mode="reflect") if any(a or b for a, b in pad) else window
+
+
+MIXED_SIZES = 0.9
+"""Whole images are of mixed sizes when fewer than this share of them have the most common size."""
+
+
+def mixed_sizes(sizes: list[tuple[int, int]]) -> bool:
+    """Whether (height, width) `sizes` differ enough that resizing each image to one network
+    size would show the texture at a different scale and aspect in every image."""
+    if not sizes:
+        return False
+    common = max(sizes.count(s) for s in set(sizes))
+    return common < MIXED_SIZES * len(sizes)
+
+
+def whole_image_tile(sizes: list[tuple[int, int]], configured: tuple[int, int]) -> int:
+    """Side of the square native-scale tiles a folder of mixed-size images is cut into: the
+    configured network side, less where one image in ten has a shorter side (so that nearly
+    every tile is real texture at the camera's own scale), a multiple of 32, at least
+    `SMALLEST_INPUT`."""
+    shortest = float(np.percentile([min(h, w) for h, w in sizes], 10))
+    return max(SMALLEST_INPUT, min(min(configured), 32 * int(shortest // 32)))
+
+
+def tile_whole_images(samples, side: int) -> list:
+    """`samples` (whole images) as the `side`-px tiles that cover each, labelled by their own
+    mask where the image has one (else by the image's label), grouped by image so that its score
+    is the maximum over its tiles. An image shorter than `side` gives tiles of its own height or
+    width, which are resized to the network like any tile."""
+    from dataclasses import replace
+
+    from fabricad.data.images import read_mask
+
+    tiles = []
+    for sample in samples:
+        height, width = image_size(sample.path)
+        mask = read_mask(sample.mask_paths, (height, width)) if sample.label and sample.mask_paths else None
+        for box in tile_boxes(height, width, side):
+            x, y, w, h = box
+            label = int(mask[y : y + h, x : x + w].any()) if mask is not None else sample.label
+            tiles.append(replace(sample, label=label, crop=box, defect_type=sample.defect_type if label else "good",
+                                 group=sample.group or str(sample.path), image_label=sample.label))
+    return tiles
+
+
+def as_trained(samples, dataset_info: dict) -> list:
+    """`samples` cut as training cut the model's images: whole images into the native tiles
+    recorded in the checkpoint's `dataset_info` (`whole_images_tile`), others as they are."""
+    side = (dataset_info or {}).get("whole_images_tile")
+    if not side or any(s.crop is not None for s in samples):
+        return samples
+    return tile_whole_images(samples, int(side))

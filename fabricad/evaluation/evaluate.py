@@ -24,10 +24,11 @@ from fabricad.data import ImageDataset, Sample
 from fabricad.data.alignment import Alignment, TextureReference
 from fabricad.data.fabric_edges import keep_columns
 from fabricad.data.images import resize
-from fabricad.data.tiling import cut_window, tile_starts
+from fabricad.data.tiling import as_trained, cut_window, tile_starts
 from fabricad.data.torch_dataset import to_tensor
 from fabricad.evaluation import metrics as M
 from fabricad.evaluation import visualize as V
+from fabricad.inference.thresholds import FEW_CALIBRATION_IMAGES
 
 log = logging.getLogger(__name__)
 
@@ -190,21 +191,40 @@ def write_report(out: Path, p: Predictions, result: dict, title: str, max_exampl
         captions = [f"{p.samples[i].path.name[:18]} {p.scores[i]:.3f}" for i in indices]
         return images, captions
 
-    defective = np.flatnonzero(p.labels == 1)
-    normal = np.flatnonzero(p.labels == 0)
-    misses = defective[np.argsort(p.scores[defective])][:max_examples]
-    alarms = normal[np.argsort(-p.scores[normal])][:max_examples]
-    hits = defective[p.scores[defective] > threshold]
-    hits = hits[np.argsort(p.scores[hits])][len(hits) // 2 - max_examples // 2 :][:max_examples] if len(hits) else hits
-    rows = [(name, *tiles(list(idx))) for name, idx in (("worst misses", misses), ("worst false alarms", alarms), ("typical hits", hits)) if len(idx)]
+    rows = [(name, *tiles(list(idx))) for name, idx in example_rows(p.labels, p.scores, threshold, max_examples)]
     V.overlay_grid(out / "overlays.png", rows)
     pictures.append(("Overlays (red: above threshold, green: ground truth)", "overlays.png"))
 
-    lines = [f"# Evaluation: {title}", "", "| metric | value |", "|---|---|"]
+    lines = [f"# Evaluation: {title}", ""]
+    count = result.get("calibration_images")
+    if count is not None and count < FEW_CALIBRATION_IMAGES:
+        lines += [f"> **Warning:** the calibrated threshold rests on {count} held-out normal image(s) (fewer than "
+                  f"{FEW_CALIBRATION_IMAGES}): its false-alarm rate on the line can be several times the 1 % asked "
+                  "for. Train on more defect-free images, or recalibrate on the line's own frames (the service's "
+                  "teach-in).", ""]
+    lines += ["| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in result.items() if not isinstance(v, dict)]
     lines += ["", f"Threshold used in the pictures: {threshold:.4f}", ""]
     lines += [f"## {caption}\n\n![{caption}]({name})\n" for caption, name in pictures]
     (out / "report.md").write_text("\n".join(lines))
+
+
+def example_rows(labels: np.ndarray, scores: np.ndarray, threshold: float, most: int) -> list[tuple[str, np.ndarray]]:
+    """The report's overlay rows, each what its name says at `threshold`: misses are defective
+    images at or under it (lowest first), false alarms normal ones above it (highest first),
+    hits defective ones above it (around their median). Where there are none, the row shown
+    instead says so: the defects caught with the least margin, the normals closest to alarming."""
+    defective, normal = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    caught = scores[defective] > threshold
+    misses = defective[~caught][np.argsort(scores[defective][~caught])][:most]
+    hits = defective[caught][np.argsort(scores[defective][caught])]
+    alarming = scores[normal] > threshold
+    alarms = normal[alarming][np.argsort(-scores[normal][alarming])][:most]
+    rows = [("missed defects", misses) if len(misses) else ("no defect missed; the closest catches", hits[:most]),
+            ("false alarms", alarms) if len(alarms) else ("no false alarm; the normals closest to the threshold",
+                                                          normal[np.argsort(-scores[normal])][:most]),
+            ("typical catches", hits[max(len(hits) // 2 - most // 2, 0):][:most])]
+    return [(name, idx) for name, idx in rows if len(idx)]
 
 
 REPORTED = ("image_auroc", "pixel_auroc", "aupro", "full_image_auroc", "f1_max", "recall_at_1pct_fpr",
@@ -234,6 +254,8 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
         raise FabricadError("no dataset given: pass --data PATH")
     category = category or (None if data else ckpt.config.data.category)
     split = load_dataset(data_path, category)
+    dataset_info = ckpt.training.get("dataset", {})
+    split.train, split.test = as_trained(split.train, dataset_info), as_trained(split.test, dataset_info)
     trained_on = ckpt.config.data.category or (Path(ckpt.config.data.path).name if ckpt.config.data.path else None)
     evaluated_on = category or Path(data_path).name
     if trained_on and trained_on != evaluated_on:
@@ -255,6 +277,9 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
         calibration = holdout_scores(detector, ImageDataset(holdout, size, context=detector.context), batch_size, target,
                                      edges)
     result = compute_metrics(predictions, calibration)
+    if dataset_info.get("whole_images_tile"):
+        # Tiles of whole images: an image's score is its tiles' maximum, as the engine scores it.
+        result["tile_auroc"], result["image_auroc"] = result["image_auroc"], result.pop("full_image_auroc")
     write_report(out, predictions, result, split.name)
     return result
 

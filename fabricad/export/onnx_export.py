@@ -243,6 +243,7 @@ def export_checkpoint(model: Path, out: Path, precision: str = "fp32", data: Pat
     """`fabricad export` as a function: the checkpoint's own normal images (or `data`) calibrate the
     threshold on the held-out part and, for int8, the quantiser on the training part."""
     from fabricad.data import load_dataset
+    from fabricad.data.tiling import as_trained
     from fabricad.training import load_model
     from fabricad.training.trainer import holdout_split
 
@@ -251,7 +252,7 @@ def export_checkpoint(model: Path, out: Path, precision: str = "fp32", data: Pat
     data_path = data or ckpt.config.data.path
     if data_path is not None and Path(data_path).exists():
         split = load_dataset(data_path, category or (None if data else ckpt.config.data.category))
-        train_samples, holdout = holdout_split(split.train, ckpt.config)
+        train_samples, holdout = holdout_split(as_trained(split.train, ckpt.training.get("dataset", {})), ckpt.config)
     elif precision == "int8":
         raise FabricadError("int8 export needs the normal training images for calibration: pass --data")
     return export_bundle(detector, ckpt, out, precision=precision, calibration_samples=train_samples,

@@ -16,6 +16,11 @@ from fabricad.export.bundle import Threshold
 
 DEFAULT_TARGET_FPR = 0.01
 
+FEW_CALIBRATION_IMAGES = 10
+"""Below this many held-out normal images (or tiles) the calibrated threshold is a guess: the
+maximum of n scores sits near the n/(n+1) quantile, so 10 cannot tell 1 % from 9 %, and AITEX's
+32 held-out tiles already gave 8 % false alarms where 1 % was asked (BENCHMARKS.md)."""
+
 
 def from_normal_scores(scores: list[float] | np.ndarray, target_fpr: float = DEFAULT_TARGET_FPR) -> Threshold:
     scores = np.asarray(scores, dtype=np.float64)

@@ -6,6 +6,7 @@ import copy
 import logging
 import math
 import random
+import re
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -21,12 +22,23 @@ from fabricad.config import FabricadConfig
 from fabricad.data import ImageDataset, Sample, load_dataset, read_image
 from fabricad.data.alignment import TextureReference
 from fabricad.data.fabric_edges import keep_columns
-from fabricad.data.tiling import magnification, native_size, network_size, tile_of
+from fabricad.data.images import image_size
+from fabricad.data.tiling import (
+    magnification,
+    mixed_sizes,
+    native_size,
+    network_size,
+    tile_of,
+    tile_whole_images,
+    whole_image_tile,
+)
 from fabricad.errors import ConfigError, DataError
+from fabricad.inference.thresholds import FEW_CALIBRATION_IMAGES
 from fabricad.models import DistillationModel, create_model
 from fabricad.models.loss import distillation_loss
 from fabricad.training.checkpoint import build_model, read_checkpoint, save_checkpoint
 from fabricad.training.distributed import DistillationStep, DistributedContext
+from fabricad.training.premises import check_premises
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +57,19 @@ class TrainResult:
     """(height, width) the model was trained at: `data.image_size`, or less for smaller images."""
 
 
+DEVICE_NAME = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
+
+
 def select_device(name: str) -> torch.device:
+    if not DEVICE_NAME.fullmatch(name or ""):
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' requested but Apple's Metal backend is not available here (use cpu or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= max(torch.cuda.device_count(), 1):
+        raise ConfigError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available here (use train.device=cpu or auto)")
     return device
@@ -58,12 +79,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-FEW_CALIBRATION_IMAGES = 10
-"""Below this many held-out normal images (or tiles) the calibrated threshold is a guess: the
-maximum of n scores sits near the n/(n+1) quantile, so 10 cannot tell 1 % from 9 %, and AITEX's
-32 held-out tiles already gave 8 % false alarms where 1 % was asked (BENCHMARKS.md)."""
 
 
 def split_holdout(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
@@ -203,6 +218,19 @@ def whole_images_reflected(config: FabricadConfig, tile: list[int] | None) -> Fa
     return config.model_copy(update={"model": config.model.model_copy(update={"tile_context": False})})
 
 
+def whole_images_tiled(config: FabricadConfig, samples: list[Sample],
+                       sizes: list[tuple[int, int]]) -> tuple[list[Sample], int | None]:
+    """Whole images cut into native-scale tiles where `data.whole_images=tile` asks for it, and
+    the tiles' side; otherwise, and for samples that are tiles already, as they are (None)."""
+    if tile_of(samples) is not None or config.data.whole_images != "tile":
+        return samples, None
+    side = whole_image_tile(sizes, config.data.image_size)
+    tiles = tile_whole_images(samples, side)
+    log.info("data.whole_images=tile: %d training images%s cut into %d tiles of %dx%d px at their own scale",
+             len(sizes), " of mixed sizes" if mixed_sizes(sizes) else "", len(tiles), side, side)
+    return tiles, side
+
+
 def not_enlarged(config: FabricadConfig, samples: list[Sample]) -> FabricadConfig:
     """`data.image_size` cut to the training images' own size where they are smaller, unless
     `data.upscale`. Saved so, the model is evaluated, exported and served at that size too."""
@@ -221,6 +249,8 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
            ctx: DistributedContext, device: torch.device) -> TrainResult:
     if config.data.path is None:
         raise ConfigError("no training data: pass --data PATH (or data.path in the config)")
+    # Absolute, so that eval and export find the data from any working directory.
+    config = config.model_copy(update={"data": config.data.model_copy(update={"path": str(Path(config.data.path).resolve())})})
     tc = config.train
     seed_everything(tc.seed)
     if tc.threads:
@@ -229,13 +259,16 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
         torch.backends.cudnn.benchmark = True
 
     split = load_dataset(config.data.path, config.data.category)
+    if ctx.is_main:
+        check_readable(split.train, progress)
+    sizes = [image_size(path) for path in {s.path: None for s in split.train}]
+    split.train, whole_tile = whole_images_tiled(config, split.train, sizes)
     # (height, width) of the dataset's tiles at native scale, if it has them: the engine cuts
     # served images the same way, and the fabric ROI measures its window on the fabric.
     tile = tile_of(split.train)
     config = whole_images_reflected(config, tile)
+    config = check_premises(config, split.train, sizes)
     train_samples, holdout_samples = holdout_split(split.train, config)
-    if ctx.is_main:
-        check_readable(split.train, progress)
     config = not_enlarged(config, split.train)
     log.info("training on %d images, %d held out (%s)", len(train_samples), len(holdout_samples), split.name)
 
@@ -323,6 +356,7 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
                     "holdout": len(holdout_samples),
                     "tiled": tile is not None,
                     "tile": tile,
+                    "whole_images_tile": whole_tile,
                 },
             },
         )
