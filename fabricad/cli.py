@@ -186,6 +186,9 @@ def predict(
     )
     for failure in summary["failures"][:10]:
         typer.secho(f"skipped {failure}", fg=typer.colors.YELLOW, err=True)
+    if not summary["inspected"]:
+        raise FabricadError("nothing was inspected: " + (f"none of the {summary['failed']} file(s) could be read"
+                            if summary["failed"] else "no images or videos found in " + ", ".join(map(str, inputs))))
 
 
 @app.command()
@@ -201,13 +204,13 @@ def serve(
     import uvicorn
 
     from service.app import create_app
-    from service.settings import ServiceSettings
+    from service.settings import load_settings
 
     if config is not None:
         if not config.is_file():
             raise FabricadError(f"settings file not found: {config}")
         os.environ["FABRICAD_CONFIG"] = str(config)
-    settings = ServiceSettings(**({"models_dir": models} if models is not None else {}))
+    settings = load_settings(**({"models_dir": models} if models is not None else {}))
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
 
 
@@ -327,8 +330,35 @@ def demo(
 
 
 def main() -> None:
+    """Every failure a user can cause ends in one `error:` line and exit status 2, usage mistakes
+    included (click's own boxed messages are replaced so that scripts and people see one form)."""
+    try:  # typer ≥ 0.20 carries its own copy of click
+        from typer._click.exceptions import (
+            ClickException,
+            NoArgsIsHelpError,
+            UsageError,
+        )
+    except ImportError:  # pragma: no cover - older typer on click
+        from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
     try:
-        app()
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except NoArgsIsHelpError as exc:  # `fabricad` or `fabricad train`-like groups alone: their help
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        sys.exit(2)
+    except UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "fabricad"
+        typer.secho(f"error: {exc.format_message()} (see '{command} --help')", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except ClickException as exc:  # a bad file for a file option and the like
+        typer.secho(f"error: {exc.format_message()}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
     except FabricadError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)

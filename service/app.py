@@ -21,7 +21,7 @@ from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry, UnknownModel
 from service.rolls import RollTracker
 from service.routers import cameras, defects, health, inspect, models, rolls
-from service.settings import ServiceSettings
+from service.settings import ServiceSettings, load_settings
 from service.teach_in import TeachIns
 from service.thresholds import ThresholdStore
 
@@ -30,7 +30,7 @@ DASHBOARD = Path(__file__).parent / "static"
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    settings = settings or ServiceSettings()
+    settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

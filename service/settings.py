@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -14,6 +14,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from fabricad.config import validation_message
+from fabricad.errors import ConfigError
 from fabricad.inference.backends import Spinning
 from service.cameras import CameraSpec
 
@@ -108,5 +110,37 @@ class ServiceSettings(BaseSettings):
         sources = [init_settings, env_settings, dotenv_settings]
         yaml_path = os.environ.get("FABRICAD_CONFIG")
         if yaml_path:
+            check_yaml_keys(Path(yaml_path))
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
         return tuple(sources)
+
+
+def check_yaml_keys(path: Path) -> None:
+    """A settings file's unknown keys are typos (`inspect_worker: 4`) that would otherwise be
+    ignored and leave the service running on a default nobody chose: refuse them by name."""
+    import difflib
+
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"settings file {path} cannot be read: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"settings file {path} must hold a mapping of settings at the top level")
+    known = [name for name in ServiceSettings.model_fields if name != "yaml_file"]
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=2, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(f"settings file {path}: unknown setting {key!r}{hint}")
+
+
+def load_settings(**values) -> ServiceSettings:
+    """The service's settings, or a `ConfigError` that names the bad setting as it was given
+    (`FABRICAD_INSPECT_WORKERS`, a key of the YAML file) instead of a validation traceback."""
+    try:
+        return ServiceSettings(**values)
+    except ValidationError as exc:
+        names = {name: f"FABRICAD_{name.upper()}" for name in ServiceSettings.model_fields}
+        raise ConfigError(f"invalid service settings: {validation_message(exc, names=names)}") from None

@@ -19,8 +19,20 @@ from fabricad.config import TeacherConfig
 from fabricad.errors import ConfigError, WeightsError
 
 
+def check_known(name: str) -> None:
+    """A teacher name timm does not know is a typo or a model of another library: say so, with
+    the closest names timm has, before any model is built."""
+    if not timm.is_model(name):
+        import difflib
+
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else " (timm.list_models() lists them)"
+        raise ConfigError(f"unknown teacher {name!r}: not a timm model{hint}")
+
+
 def feature_strides(name: str) -> list[int]:
     """Stride of each feature stage timm exposes for `name` (index = `out_indices` value)."""
+    check_known(name)
     probe = timm.create_model(name, pretrained=False, features_only=True)
     return list(probe.feature_info.reduction())
 
@@ -52,8 +64,7 @@ class TeacherEncoder(nn.Module):
 
     def __init__(self, config: TeacherConfig, layers: list[int]):
         super().__init__()
-        if config.name not in timm.list_models():
-            raise ConfigError(f"unknown timm model {config.name!r}")
+        check_known(config.name)
         self.name = config.name
         self.body = timm.create_model(config.name, pretrained=False, features_only=True, out_indices=layers)
         loaded = resolve_weights(config.name, config.weights)

@@ -43,6 +43,22 @@ def overlay(image: np.ndarray, anomaly_map: np.ndarray, threshold: float, mask: 
     return out
 
 
+def caption(image: np.ndarray, text: str, alarm: bool = False) -> np.ndarray:
+    """`image` with a band above it saying `text` (red for an alarm, grey otherwise), so an
+    overlay opened on its own still says what was decided about it."""
+    width = max(image.shape[1], 8)
+    scale = max(0.35, min(0.8, width / 700))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    if tw > width - 8:  # a narrow image: the smallest legible size, cut to what fits
+        scale = 0.35
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    band = np.full((th + base + 8, width, 3), (200, 30, 30) if alarm else (60, 60, 60), np.uint8)
+    cv2.putText(band, text, (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    if image.shape[1] < width:
+        image = cv2.copyMakeBorder(image, 0, 0, 0, width - image.shape[1], cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    return np.vstack([band, image])
+
+
 def save_rgb(path: Path, image: np.ndarray) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 

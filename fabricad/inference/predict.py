@@ -14,24 +14,34 @@ from tqdm import tqdm
 from fabricad.data.alignment import Alignment
 from fabricad.data.images import IMAGE_EXTENSIONS, check_inspectable, read_image
 from fabricad.errors import FabricadError, ImageReadError
-from fabricad.evaluation.visualize import overlay, save_rgb
+from fabricad.evaluation.visualize import caption, overlay, save_rgb
 from fabricad.inference.engine import InferenceEngine
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm"}
 
 
-def expand(inputs: list[Path]) -> list[Path]:
-    files: list[Path] = []
+def expand(inputs: list[Path]) -> list[tuple[Path, str]]:
+    """Every file to inspect, with the name its outputs get: folders are searched recursively,
+    and a file found in one is named by its path inside it (`hole/000`), so that `good/000.png`
+    and `hole/000.png` do not write each other's overlay. Names still equal (the same file name
+    given twice) get `-2`, `-3`, ..."""
+    found: list[tuple[Path, str]] = []
     for item in inputs:
         if item.is_dir():
-            files += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
+            files = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
+            found += [(p, "__".join(p.relative_to(item).with_suffix("").parts)) for p in files]
         else:
-            files.append(item)  # missing or unreadable files are reported per item, not here
-    return files
+            found.append((item, item.stem))  # missing or unreadable files are reported per item, not here
+    taken: dict[str, int] = {}
+    named = []
+    for path, name in found:
+        taken[name] = taken.get(name, 0) + 1
+        named.append((path, name if taken[name] == 1 else f"{name}-{taken[name]}"))
+    return named
 
 
-def frames(path: Path, every: int) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, RGB frame) of a video; raises ImageReadError if it cannot be opened."""
+def frames(path: Path, every: int, name: str) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, RGB frame) of a video named `name`; raises ImageReadError if it cannot be opened."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ImageReadError(f"{path}: cannot open video")
@@ -42,7 +52,7 @@ def frames(path: Path, every: int) -> Iterator[tuple[str, np.ndarray]]:
             if not ok:
                 break
             if index % every == 0:
-                yield f"{path.stem}_f{index:06d}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                yield f"{name}_f{index:06d}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             index += 1
     finally:
         capture.release()
@@ -54,21 +64,24 @@ def run_predict(engine: InferenceEngine, inputs: list[Path], out: Path, every: i
     out.mkdir(parents=True, exist_ok=True)
     rows, failures = [], []
 
-    def handle(name: str, source: Path, image: np.ndarray) -> None:
-        check_inspectable(*image.shape[:2], source=f"{source} ({name})" if name != source.stem else str(source))
+    def handle(name: str, source: Path, image: np.ndarray, frame: bool = False) -> None:
+        check_inspectable(*image.shape[:2], source=f"{source} ({name})" if frame else str(source))
         result = engine.inspect(image)
         overlay_path = out / f"{name}_overlay.png"
-        save_rgb(overlay_path, overlay(image, result.anomaly_map, result.threshold))
+        verdict = "DEFECT" if result.is_defect else ("OK" if result.fabric_in_view else "NO FABRIC")
+        picture = overlay(image, result.anomaly_map, result.threshold)
+        save_rgb(overlay_path, caption(picture, f"{verdict}  score {result.score:.3f} / threshold {result.threshold:.3f}",
+                                       alarm=result.is_defect))
         row = {"name": name, "source": str(source), "overlay": overlay_path.name, **result.as_dict()}
         rows.append(row)
 
-    for path in tqdm(expand(inputs), desc="inspecting", unit="file", disable=not progress):
+    for path, name in tqdm(expand(inputs), desc="inspecting", unit="file", disable=not progress):
         try:
             if path.suffix.lower() in VIDEO_EXTENSIONS:
-                for name, frame in frames(path, every):
-                    handle(name, path, frame)
+                for frame_name, frame in frames(path, every, name):
+                    handle(frame_name, path, frame, frame=True)
             else:
-                handle(path.stem, path, read_image(path))
+                handle(name, path, read_image(path))
         except ImageReadError as exc:
             failures.append(str(exc))
     (out / "results.json").write_text(json.dumps({"model": engine.description, "results": rows, "failures": failures}, indent=2))

@@ -138,6 +138,10 @@ def load_model(path: str | Path, overrides: list[str] | None = None) -> tuple[Di
     if overrides:
         wrong = [o for o in overrides if o.partition("=")[0].strip() not in INFERENCE_SETTINGS]
         if wrong:
-            raise ConfigError(f"{', '.join(wrong)}: only {', '.join(INFERENCE_SETTINGS)} can change after training")
+            import difflib
+
+            close = difflib.get_close_matches(wrong[0].partition("=")[0].strip(), INFERENCE_SETTINGS, n=1, cutoff=0.8)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{', '.join(wrong)}: only {', '.join(INFERENCE_SETTINGS)} can change after training{hint}")
         checkpoint.config = checkpoint.config.with_overrides(overrides)
     return build_model(checkpoint), checkpoint
