@@ -3,6 +3,7 @@
     python datasets/generate_fabric.py --out /tmp/synthetic --fabric plain twill knit --size 256
     python datasets/generate_fabric.py --out /tmp/crops --fabric twill --size 250 400   # height width
     python datasets/generate_fabric.py --out /tmp/mono --fabric knit --size 128 --grayscale
+    python datasets/generate_fabric.py --out /tmp/photos --fabric felt twill --photos   # mixed sizes, uneven light
 
 Woven (plain, twill) and knitted textures in several colours and yarn pitches, with holes,
 stains, broken and missing yarns, slubs, knots, folds and thick places, and exact masks.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fabricad.data.synthetic import DEFECT_TYPES, FABRICS, generate_category
+from fabricad.data.synthetic import DEFECT_TYPES, FABRICS, Scene, generate_category
 
 
 def main() -> None:
@@ -27,6 +28,8 @@ def main() -> None:
     parser.add_argument("--test-defect", type=int, default=2 * len(DEFECT_TYPES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grayscale", action="store_true", help="single-channel images (a monochrome camera)")
+    parser.add_argument("--photos", action="store_true",
+                        help="photographs: each image of its own size, lit by a gradient, vignetted, some beside a table")
     args = parser.parse_args()
     if len(args.size) > 2:
         parser.error("--size takes one side or a height and a width")
@@ -34,7 +37,7 @@ def main() -> None:
     for fabric in args.fabric:
         folder = generate_category(args.out, fabric, size=size, n_train=args.train,
                                    n_test_good=args.test_good, n_test_defect=args.test_defect, seed=args.seed,
-                                   grayscale=args.grayscale)
+                                   grayscale=args.grayscale, scene=Scene() if args.photos else None)
         print(folder)
 
 

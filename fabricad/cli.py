@@ -287,7 +287,7 @@ def bundle_summary(folder: Path) -> dict:
 @app.command()
 def generate(
     out: Annotated[Path, typer.Argument(help="Dataset root to write (MVTec layout, one folder per fabric).")],
-    fabric: Annotated[list[str], typer.Option("--fabric", help="Fabric(s) to generate: plain, twill, knit, fine-grey, white-backlit.")] = ["plain"],
+    fabric: Annotated[list[str], typer.Option("--fabric", help="Fabric(s) to generate: plain, twill, knit, fine-grey, white-backlit, felt (a nonwoven).")] = ["plain"],
     size: Annotated[int, typer.Option("--size", help="Image side in pixels (the height when --width is given).")] = 256,
     width: Annotated[Optional[int], typer.Option("--width", help="Image width in pixels, for non-square images (default: --size).")] = None,
     grayscale: Annotated[bool, typer.Option("--grayscale", help="Single-channel images, as a monochrome camera gives.")] = False,
@@ -295,16 +295,19 @@ def generate(
     test_good: Annotated[int, typer.Option("--test-good")] = 10,
     test_defect: Annotated[int, typer.Option("--test-defect")] = 20,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    photos: Annotated[bool, typer.Option("--photos", help="Photographs instead of scans: each image of its own size "
+                                         "(239-400 px a side), lit by a gradient, vignetted, some with a table beside "
+                                         "the material.")] = False,
 ) -> None:
     """Generate synthetic fabric images with realistic defects and exact masks."""
-    from fabricad.data.synthetic import FABRICS, generate_category
+    from fabricad.data.synthetic import FABRICS, Scene, generate_category
 
     for name in fabric:
         if name not in FABRICS:
             raise FabricadError(f"unknown fabric {name!r}; choose from {', '.join(FABRICS)}")
         folder = generate_category(
             out, name, size=(size, width or size), n_train=train_images, n_test_good=test_good,
-            n_test_defect=test_defect, seed=seed, grayscale=grayscale,
+            n_test_defect=test_defect, seed=seed, grayscale=grayscale, scene=Scene() if photos else None,
         )
         typer.echo(f"wrote {folder}")
 
