@@ -371,6 +371,10 @@ def main() -> None:
             raise
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except OSError as exc:  # a folder that cannot be written, a full disk, a port in use: the machine's answer
+        where = f" ({exc.filename})" if exc.filename else ""
+        typer.secho(f"error: {exc.strerror or exc}{where}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -154,9 +154,9 @@ def api_key(plan: DemoPlan) -> str:
 
 def service_settings(plan: DemoPlan, name: str, key: str, fps: float):
     from service.cameras import CameraSpec
-    from service.settings import ServiceSettings
+    from service.settings import load_settings
 
-    return ServiceSettings(
+    return load_settings(
         models_dir=plan.models_dir, active_model=name, database_url=f"sqlite:///{plan.workdir / 'fabricad.db'}",
         image_store=plan.workdir / "defect-images", report_dir=plan.workdir / "roll-reports", media_dir=plan.media_dir,
         api_keys={key: "admin"}, cameras=[CameraSpec(id=CAMERA_ID, source=f"media:{CAMERA_ID}", fps=fps)],

@@ -19,6 +19,7 @@ from tests.conftest import quick_config
 WRONG = [
     # (arguments, environment, what the one error line must say)
     (["train"], {}, "no training data"),
+    (["train", "--data", "{data}", "--out", "{file}/run", "--max-steps", "1"], {}, "not a directory"),
     (["train", "--data", "{missing}"], {}, "not found"),
     (["train", "--data", "{empty}"], {}, "matches no known dataset layout"),
     (["train", "--data", "{data}", "--device", "gpu0"], {}, "unknown device 'gpu0'"),
@@ -50,6 +51,7 @@ WRONG = [
     (["serve", "--models", "{out}"], {"FABRICAD_INSPECT_WORKERS": "abc"}, "FABRICAD_INSPECT_WORKERS"),
     (["serve", "--models", "{out}"], {"FABRICAD_ENGINE": "triton"}, "engine_url"),
     (["serve", "--port", "http"], {}, "--port"),
+    (["demo", "--no-serve", "--workdir", "{file}"], {}, "a-file"),
     (["engine", "kubernetes"], {}, "kubernetes"),
     (["no-such-command"], {}, "no-such-command"),
 ]
@@ -64,10 +66,11 @@ def cli_files(tmp_path_factory, models_dir):
     corrupt.mkdir()
     (corrupt / "model.ckpt").write_bytes(b"not a checkpoint")
     (root / "typo.yaml").write_text("inspect_worker: 4\n")
+    (root / "a-file").write_text("not a folder")
     checkpoint = models_dir.parent / "svc-run"
     return {"data": str(data), "missing": str(root / "missing"), "empty": str(root / "empty"), "corrupt": str(corrupt),
             "checkpoint": str(checkpoint), "bundle": str(models_dir / "plain-a"), "out": str(root / "out"),
-            "typo_yaml": str(root / "typo.yaml")}
+            "typo_yaml": str(root / "typo.yaml"), "file": str(root / "a-file")}
 
 
 @pytest.mark.parametrize("args, env, says", WRONG, ids=[" ".join(a[:3]) + (" " + next(iter(e)) if e else "") for a, e, _ in WRONG])
