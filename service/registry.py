@@ -24,8 +24,8 @@ from pathlib import Path
 
 from fabricad.errors import FabricadError
 from fabricad.export.bundle import BundleMeta, read_bundle
-from fabricad.inference.backends import Spinning
 from fabricad.inference.engine import InferenceEngine
+from fabricad.inference.ort_session import Spinning
 
 log = logging.getLogger(__name__)
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -16,7 +16,7 @@ from pydantic_settings import (
 
 from fabricad.config import validation_message
 from fabricad.errors import ConfigError
-from fabricad.inference.backends import Spinning
+from fabricad.inference.ort_session import Spinning
 from service.cameras import CameraSpec
 
 Role = Literal["operator", "admin"]

@@ -84,8 +84,8 @@ class OnnxTeacher:
         import onnxruntime as ort
 
         # Imported here: both modules import the backbones package, which imports this one.
-        from fabricad.export.onnx_export import OPSET
-        from fabricad.inference.backends import session_options
+        from fabricad.export.bundle import OPSET
+        from fabricad.inference.ort_session import session_options
 
         example = x[:1].detach()
         frozen = freeze_same_padding(body, example)

@@ -17,6 +17,8 @@ from fabricad.errors import CheckpointError
 
 BUNDLE_FORMAT = 1
 META_FILE = "model.json"
+OPSET = 17
+"""ONNX opset of every graph fabricad writes: bundles and the training-time teacher."""
 
 
 class InputSpec(BaseModel):

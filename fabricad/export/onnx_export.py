@@ -20,6 +20,7 @@ from fabricad.config import ModelConfig
 from fabricad.data import ImageDataset, Sample
 from fabricad.errors import FabricadError
 from fabricad.export.bundle import (
+    OPSET,
     BundleMeta,
     InputSpec,
     Preprocess,
@@ -31,9 +32,6 @@ from fabricad.models import DistillationModel
 from fabricad.training.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
-OPSET = 17
-
-
 class UInt8Graph(nn.Module):
     """uint8 NHWC RGB in, (anomaly map, score) out: clients send plain decoded frames."""
 

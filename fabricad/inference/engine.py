@@ -23,7 +23,8 @@ from fabricad.data.tiling import cut_window, reflect_pad, tile_starts
 from fabricad.errors import FabricadError
 from fabricad.export.bundle import BundleMeta, Threshold
 from fabricad.inference import thresholds as T
-from fabricad.inference.backends import OnnxBackend, Spinning, TorchBackend
+from fabricad.inference.backends import OnnxBackend, TorchBackend
+from fabricad.inference.ort_session import Spinning
 
 
 @dataclass
