@@ -158,6 +158,18 @@ def test_each_heuristic_turns_itself_off_where_its_premise_fails(tmp_path, caplo
     assert meta["model"]["fabric_roi"] is False and meta["model"]["fabric_edges"] is False and not meta["texture"]
     assert meta["preprocess"]["mode"] == "resize"  # whole images are resized unless data.whole_images=tile
 
+    # Without the ROI, a frame of bare background (a web break) is still no fabric, not fabric.
+    from fabricad.inference.engine import InferenceEngine
+
+    engine = InferenceEngine.load(tmp_path / "b")
+    blank = engine.inspect(np.full((200, 300, 3), 255, np.uint8))
+    assert not blank.fabric_in_view and blank.score == 0.0 and not blank.is_defect
+    felt = cv2.imread(str(sorted((folder / "test" / "good").glob("*.png"))[0]))
+    assert engine.inspect(felt[:, :, ::-1]).fabric_in_view
+    half = felt[:, :, ::-1].copy()
+    half[:, : half.shape[1] // 2] = 255  # half a frame of table: fabric is in view, and scored
+    assert engine.inspect(half).fabric_in_view
+
 
 def test_whole_images_tiled_at_their_own_scale_from_training_to_the_engine(tmp_path):
     """`data.whole_images=tile`: training, evaluation, calibration and the bundle all cut each

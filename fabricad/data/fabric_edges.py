@@ -98,6 +98,24 @@ def background_columns(image: np.ndarray, rule: EdgeRule = EdgeRule()) -> np.nda
     return background
 
 
+FLAT_WINDOW = 9
+"""Side of the window whose grey range must stay under 3 levels (the model's `ROI_WINDOW`)."""
+
+
+def only_background(image: np.ndarray) -> bool:
+    """Whether a frame shows nothing but flat, saturated background (a web break, the bare
+    scanner table): every pixel near white or black with no texture around it — the frame the
+    fabric ROI would blank entirely. The engine asks it of models whose ROI is off (their
+    training images never showed a background), so that such a frame is still reported as no
+    fabric in view rather than scored as fabric."""
+    gray = image if image.ndim == 2 and image.dtype == np.uint8 else cv2.cvtColor(
+        to_rgb_uint8(np.ascontiguousarray(image), order="rgb"), cv2.COLOR_RGB2GRAY)
+    if not np.all((gray > 250) | (gray < 5)):
+        return False
+    kernel = np.ones((FLAT_WINDOW, FLAT_WINDOW), np.uint8)
+    return bool(np.all(cv2.dilate(gray, kernel) - cv2.erode(gray, kernel) < 3))
+
+
 @lru_cache(maxsize=256)
 def _scan_background(path: Path, rule: EdgeRule) -> np.ndarray:
     gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)

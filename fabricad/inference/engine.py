@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from fabricad.data.alignment import IDENTITY, Alignment, TextureReference
-from fabricad.data.fabric_edges import background_columns
+from fabricad.data.fabric_edges import background_columns, only_background
 from fabricad.data.images import resize, to_rgb_uint8
 from fabricad.data.tiling import cut_window, reflect_pad, tile_starts
 from fabricad.errors import FabricadError
@@ -227,6 +227,11 @@ class InferenceEngine:
             k += len(crops_)
             if edges:  # the map is on the scan's own pixels (Alignment.undo restores its shape)
                 amap[:, background_columns(image)] = 0.0
+            # A model without the ROI (its training images showed no background) still tells a
+            # frame of bare background from fabric: a web break is not inspected cloth.
+            empty = not roi and only_background(image)
+            if empty:
+                amap[:] = 0.0
             score = float(amap.max())
             is_defect = score > threshold
             results.append(Result(
@@ -239,7 +244,7 @@ class InferenceEngine:
                 latency_ms=elapsed_ms,
                 alignment=alignment,
                 # The ROI zeroes background exactly; a map of fabric is never zero everywhere.
-                fabric_in_view=not (roi or edges) or bool(np.any(amap)),
+                fabric_in_view=not empty and (not (roi or edges) or bool(np.any(amap))),
             ))
         return results
 
