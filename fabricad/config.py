@@ -119,10 +119,10 @@ class DataConfig(_Strict):
     each image resized to `image_size`, whatever its size and aspect. `tile`: each cut at its
     own scale into square tiles of the network side (less where one image in ten is smaller),
     as wide scans are; evaluation and serving then tile the same way and an image's score is
-    its tiles' maximum. On the generator's mixed-size photos (239–400 px a side, 300 steps)
-    tiling cost the two weaves 0.08–0.13 of image AUROC and gained the nonwoven 0.12 of image
-    and 0.065 of pixel AUROC (BENCHMARKS.md, "mixed-size photo folders"): an option to try on
-    textures without a weave, with `fabricad eval` as the judge."""
+    its tiles' maximum. On the generator's mixed-size photos (239–400 px a side, 300 steps, two
+    seeds) tiling cost image AUROC in five of six fabric-and-seed pairs and moved pixel AUROC
+    either way (BENCHMARKS.md, "mixed-size photo folders"): an option, with `fabricad eval` as
+    the judge."""
     augment: bool = True
     flip: bool = False
     """Mirror training images (with `augment`). Off by default: a twill mirrored is the opposite

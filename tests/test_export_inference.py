@@ -402,8 +402,10 @@ def test_fabric_roi_keeps_a_backlit_hole_and_blanks_what_lies_beyond_the_edge(ex
 
 def test_engine_tells_a_frame_without_fabric(exported, fabric_category, tmp_path):
     """With the fabric ROI a frame of nothing but background scores exactly 0: the engine says no
-    fabric was in view instead of letting OK pass for good cloth. A bundle without the ROI scores
-    such a frame like any other and always reports fabric."""
+    fabric was in view instead of letting OK pass for good cloth. A bundle without the ROI (off by
+    hand, or by the premise check for fabrics trained without a background) says the same of a
+    frame that is background throughout, but scores a frame with fabric in it whole, its strip of
+    background included."""
     run, bundle = exported["rd-resnet18"]
     engine = InferenceEngine.load(bundle)
     assert engine.meta.model["fabric_roi"] is True  # the default
@@ -416,7 +418,9 @@ def test_engine_tells_a_frame_without_fabric(exported, fabric_category, tmp_path
     model, ckpt = load_model(run, ["model.fabric_roi=false"])
     plain = InferenceEngine.load(export_bundle(model, ckpt, tmp_path / "plain", progress=False))
     unmasked = plain.inspect(white)
-    assert unmasked.fabric_in_view and unmasked.score > 0
+    assert not unmasked.fabric_in_view and unmasked.score == 0
+    scored = plain.inspect(edge)
+    assert scored.fabric_in_view and scored.anomaly_map[:, :20].max() > 0  # the strip is not blanked
 
 
 RUNTIME_ONLY = """
