@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from fabricad.cli import app
 from fabricad.data import load_dataset
+from fabricad.data.holdout import holdout_split
 from fabricad.data.images import resize
 from fabricad.errors import CheckpointError, ConfigError, FabricadError
 from fabricad.export.bundle import read_bundle
@@ -20,7 +21,6 @@ from fabricad.inference.backends import TorchBackend
 from fabricad.inference.engine import InferenceEngine, blend_window
 from fabricad.inference.thresholds import normalise
 from fabricad.training import load_model, read_checkpoint, train
-from fabricad.training.trainer import holdout_split
 from tests.conftest import quick_config
 
 ort = pytest.importorskip("onnxruntime")

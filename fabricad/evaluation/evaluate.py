@@ -244,9 +244,11 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     """`fabricad eval` as a function: load, predict on the test split, write metrics.json and the
     report. Without `data`, the dataset the model was trained on."""
     from fabricad.data import load_dataset
+    from fabricad.data.holdout import holdout_split
     from fabricad.errors import FabricadError
     from fabricad.training import load_model
-    from fabricad.training.trainer import holdout_scores, holdout_split, select_device
+    from fabricad.training.device import select_device
+    from fabricad.training.trainer import holdout_scores
 
     detector, ckpt = load_model(model, overrides)
     data_path = data or ckpt.config.data.path

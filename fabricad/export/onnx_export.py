@@ -241,9 +241,9 @@ def export_checkpoint(model: Path, out: Path, precision: str = "fp32", data: Pat
     """`fabricad export` as a function: the checkpoint's own normal images (or `data`) calibrate the
     threshold on the held-out part and, for int8, the quantiser on the training part."""
     from fabricad.data import load_dataset
+    from fabricad.data.holdout import holdout_split
     from fabricad.data.tiling import as_trained
     from fabricad.training import load_model
-    from fabricad.training.trainer import holdout_split
 
     detector, ckpt = load_model(model, overrides)
     train_samples = holdout = None

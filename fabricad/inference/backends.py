@@ -71,7 +71,7 @@ class TorchBackend:
         import torch
 
         from fabricad.training import load_model
-        from fabricad.training.trainer import select_device
+        from fabricad.training.device import select_device
 
         if threads:
             torch.set_num_threads(threads)

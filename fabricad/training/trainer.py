@@ -6,7 +6,6 @@ import copy
 import logging
 import math
 import random
-import re
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from fabricad.config import FabricadConfig
 from fabricad.data import ImageDataset, Sample, load_dataset, read_image
 from fabricad.data.alignment import TextureReference
 from fabricad.data.fabric_edges import keep_columns
+from fabricad.data.holdout import holdout_split
 from fabricad.data.images import image_size
 from fabricad.data.tiling import (
     magnification,
@@ -37,6 +37,7 @@ from fabricad.inference.thresholds import FEW_CALIBRATION_IMAGES
 from fabricad.models import DistillationModel, create_model
 from fabricad.models.loss import distillation_loss
 from fabricad.training.checkpoint import build_model, read_checkpoint, save_checkpoint
+from fabricad.training.device import select_device
 from fabricad.training.distributed import DistillationStep, DistributedContext
 from fabricad.training.premises import check_premises
 
@@ -57,44 +58,10 @@ class TrainResult:
     """(height, width) the model was trained at: `data.image_size`, or less for smaller images."""
 
 
-DEVICE_NAME = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
-
-
-def select_device(name: str) -> torch.device:
-    if not DEVICE_NAME.fullmatch(name or ""):
-        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device 'mps' requested but Apple's Metal backend is not available here (use cpu or auto)")
-    if device.type == "cuda" and device.index is not None and device.index >= max(torch.cuda.device_count(), 1):
-        raise ConfigError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available here (use train.device=cpu or auto)")
-    return device
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def split_holdout(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Hold out whole source images (not tiles of them) so held-out tiles are truly unseen."""
-    groups = sorted({s.group or str(s.path) for s in samples})
-    count = math.ceil(len(groups) * fraction) if fraction > 0 and len(groups) > 1 else 0
-    held = set(random.Random(seed).sample(groups, count)) if count else set()
-    return [s for s in samples if (s.group or str(s.path)) not in held], [
-        s for s in samples if (s.group or str(s.path)) in held
-    ]
-
-
-def holdout_split(samples: list[Sample], config: FabricadConfig) -> tuple[list[Sample], list[Sample]]:
-    """The run's own train / held-out partition (its fraction and seed): what export and the
-    benchmarks must reuse to calibrate on the images training held out."""
-    return split_holdout(samples, config.data.holdout_fraction, config.train.seed)
 
 
 def check_readable(samples: list[Sample], progress: bool) -> None:
