@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fabricad.errors import ConfigError
+from fabricad.errors import ConfigError, did_you_mean, suggestion
 
 
 class _Strict(BaseModel):
@@ -249,14 +249,12 @@ def setting_keys(node: BaseModel | dict, prefix: str = "") -> list[str]:
 
 
 def _did_you_mean(key: str, config: BaseModel) -> str:
-    """`; did you mean 'train.lr'?` for `lr`, `train.lrr` or `trian.lr`; "" when nothing is close."""
-    import difflib
-
+    """`; did you mean 'train.lr'?` for `lr` (a key of that name in another section), `train.lrr`
+    or `trian.lr` (close spellings); "" when nothing is close."""
     keys = setting_keys(config)
     leaf = key.rsplit(".", 1)[-1]
     same_leaf = [k for k in keys if k.rsplit(".", 1)[-1] == leaf]
-    close = same_leaf or difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(k) for k in close)}?" if close else ""
+    return suggestion(same_leaf) if same_leaf else did_you_mean(key, keys)
 
 
 def validation_message(exc: ValidationError, suggest_from: BaseModel | type[BaseModel] | None = None,

@@ -45,6 +45,20 @@ EXTRA_OF_MODULE = {
 }
 
 
+def did_you_mean(name: str, choices, n: int = 3, cutoff: float = 0.6) -> str:
+    """`; did you mean 'train.lr'?` for the names of `choices` closest to a mistyped `name`
+    (difflib's ratio of at least `cutoff`), "" when none is close: every "unknown X" error
+    says it the same way."""
+    import difflib
+
+    return suggestion(difflib.get_close_matches(name, list(choices), n=n, cutoff=cutoff))
+
+
+def suggestion(names: list[str]) -> str:
+    """`; did you mean 'a' or 'b'?`, or "" for no names."""
+    return f"; did you mean {' or '.join(repr(n) for n in names)}?" if names else ""
+
+
 def missing_extra(name: str | None) -> MissingExtraError | None:
     """The actionable error for a module (`ModuleNotFoundError.name`) that is missing because an
     extra is not installed (a runtime-only install running `fabricad train`, say); None for any

@@ -15,7 +15,7 @@ from pydantic_settings import (
 )
 
 from fabricad.config import validation_message
-from fabricad.errors import ConfigError
+from fabricad.errors import ConfigError, did_you_mean
 from fabricad.inference.ort_session import Spinning
 from service.cameras import CameraSpec
 
@@ -118,8 +118,6 @@ class ServiceSettings(BaseSettings):
 def check_yaml_keys(path: Path) -> None:
     """A settings file's unknown keys are typos (`inspect_worker: 4`) that would otherwise be
     ignored and leave the service running on a default nobody chose: refuse them by name."""
-    import difflib
-
     import yaml
 
     try:
@@ -131,9 +129,7 @@ def check_yaml_keys(path: Path) -> None:
     known = [name for name in ServiceSettings.model_fields if name != "yaml_file"]
     for key in data:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=2, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise ConfigError(f"settings file {path}: unknown setting {key!r}{hint}")
+            raise ConfigError(f"settings file {path}: unknown setting {key!r}{did_you_mean(str(key), known, n=2)}")
 
 
 def load_settings(**values) -> ServiceSettings:

@@ -16,17 +16,14 @@ from torch import nn
 from fabricad.backbones.teacher_runtime import OnnxTeacher, choose_runtime
 from fabricad.backbones.weights import resolve_weights
 from fabricad.config import TeacherConfig
-from fabricad.errors import ConfigError, WeightsError
+from fabricad.errors import ConfigError, WeightsError, did_you_mean
 
 
 def check_known(name: str) -> None:
     """A teacher name timm does not know is a typo or a model of another library: say so, with
     the closest names timm has, before any model is built."""
     if not timm.is_model(name):
-        import difflib
-
-        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else " (timm.list_models() lists them)"
+        hint = did_you_mean(name, timm.list_models()) or " (timm.list_models() lists them)"
         raise ConfigError(f"unknown teacher {name!r}: not a timm model{hint}")
 
 

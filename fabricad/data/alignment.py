@@ -112,17 +112,21 @@ class Alignment:
 IDENTITY = Alignment()
 
 
+def window_lefts(width: int, window: int) -> np.ndarray:
+    """Left edges of up to WINDOWS windows of `window` px spread evenly across `width` (edges,
+    not centres: a centre of an odd-sized window rounds half a pixel out of the image)."""
+    return np.linspace(0, width - window, min(WINDOWS, max(1, width // window))).round().astype(int)
+
+
 def amplitude_spectrum(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Mean amplitude spectrum (square root, zero frequency in the middle row) of up to WINDOWS
     windows of `size` spread across `gray`: (h, w // 2 + 1), the half a real image needs."""
     h, w = size
     height, width = gray.shape
-    # Left edges, not centres: a centre of an odd-sized window rounds half a pixel out of the image.
-    lefts = np.linspace(0, width - w, min(WINDOWS, max(1, width // w))).round().astype(int)
     top = (height - h) // 2
     hann = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
     total = np.zeros((h, w // 2 + 1), np.float32)
-    for left in lefts:
+    for left in window_lefts(width, w):
         region = gray[top : top + h, left : left + w].astype(np.float32)
         dft = cv2.dft((region - region.mean()) * hann, flags=cv2.DFT_COMPLEX_OUTPUT)[:, : w // 2 + 1]
         total += np.sqrt(cv2.magnitude(np.ascontiguousarray(dft[..., 0]), np.ascontiguousarray(dft[..., 1])))
@@ -150,7 +154,7 @@ def periodicity(image: np.ndarray, side: int = 128) -> float:
     radius = np.hypot(yy, xx)
     rings = np.minimum(radius.astype(int), s // 2)
     values = []
-    for left in np.linspace(0, width - s, min(WINDOWS, max(1, width // s))).round().astype(int):
+    for left in window_lefts(width, s):
         region = gray[(height - s) // 2 : (height - s) // 2 + s, left : left + s]
         region = region - cv2.GaussianBlur(region, (0, 0), s / 8)
         if float(region.std()) < 0.5:

@@ -29,6 +29,15 @@ import numpy as np
 from fabricad.data.images import to_rgb_uint8
 from fabricad.errors import ImageReadError
 
+FLAT_WINDOW = 9
+"""Side of the window in which background shows no texture: a few yarns of any fabric we have
+seen. The model's fabric ROI (`fabricad.models.base.flat_saturated`) and `only_background` share
+this and the three levels below, so the two never disagree on what background is."""
+FLAT_RANGE = 3
+"""Background's grey range within a `FLAT_WINDOW` is under this many levels (of 255)."""
+DARK, BRIGHT = 5, 250
+"""Background is darker than `DARK` or brighter than `BRIGHT` (of 255): saturated."""
+
 WINDOW = 32
 """Columns averaged on each side of a candidate edge: a few weave repeats."""
 SCAN_ASPECT = 2.0
@@ -85,11 +94,7 @@ def background_columns(image: np.ndarray, rule: EdgeRule = EdgeRule()) -> np.nda
     background = np.zeros(width, bool)
     if width < SCAN_ASPECT * height or width < 4 * WINDOW:
         return background
-    if image.ndim == 2 and image.dtype == np.uint8:
-        gray = image
-    else:
-        gray = cv2.cvtColor(to_rgb_uint8(np.ascontiguousarray(image), order="rgb"), cv2.COLOR_RGB2GRAY)
-    profiles = column_profiles(gray)
+    profiles = column_profiles(gray_uint8(image))
     fabric = np.median(profiles, axis=1)  # the fabric covers most of a scan's width
     left = _strip_width(profiles, fabric, rule)
     right = _strip_width(profiles[:, ::-1], fabric, rule)
@@ -98,8 +103,11 @@ def background_columns(image: np.ndarray, rule: EdgeRule = EdgeRule()) -> np.nda
     return background
 
 
-FLAT_WINDOW = 9
-"""Side of the window whose grey range must stay under 3 levels (the model's `ROI_WINDOW`)."""
+def gray_uint8(image: np.ndarray) -> np.ndarray:
+    """An image of any layout (grey, RGB, RGBA; 8 or 16 bit) as one uint8 grey channel."""
+    if image.ndim == 2 and image.dtype == np.uint8:
+        return image
+    return cv2.cvtColor(to_rgb_uint8(np.ascontiguousarray(image), order="rgb"), cv2.COLOR_RGB2GRAY)
 
 
 def only_background(image: np.ndarray) -> bool:
@@ -108,12 +116,11 @@ def only_background(image: np.ndarray) -> bool:
     fabric ROI would blank entirely. The engine asks it of models whose ROI is off (their
     training images never showed a background), so that such a frame is still reported as no
     fabric in view rather than scored as fabric."""
-    gray = image if image.ndim == 2 and image.dtype == np.uint8 else cv2.cvtColor(
-        to_rgb_uint8(np.ascontiguousarray(image), order="rgb"), cv2.COLOR_RGB2GRAY)
-    if not np.all((gray > 250) | (gray < 5)):
+    gray = gray_uint8(image)
+    if not np.all((gray > BRIGHT) | (gray < DARK)):
         return False
     kernel = np.ones((FLAT_WINDOW, FLAT_WINDOW), np.uint8)
-    return bool(np.all(cv2.dilate(gray, kernel) - cv2.erode(gray, kernel) < 3))
+    return bool(np.all(cv2.dilate(gray, kernel) - cv2.erode(gray, kernel) < FLAT_RANGE))
 
 
 @lru_cache(maxsize=256)

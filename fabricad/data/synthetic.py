@@ -191,9 +191,9 @@ class Scene:
         low, high = self.sides
         return int(rng.integers(low, high + 1)), int(rng.integers(low, high + 1))
 
-    def photograph(self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    def photograph(self, image: np.ndarray, rng: np.random.Generator, defect: np.ndarray | None = None) -> np.ndarray:
         """`image` lit and framed like a photo; the table is left out where it would cover the
-        defect of `mask`, so every defective image shows its defect."""
+        `defect` mask, so every defective image shows its defect (its mask stays exact)."""
         height, width = image.shape[:2]
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
         angle = rng.uniform(0, 2 * np.pi)
@@ -212,9 +212,9 @@ class Scene:
                 cut = max(1, int(share * height))
                 table[:cut, :] = True
             table = table if side % 2 == 0 else table[::-1, ::-1]
-            if mask is None or not (mask & table).any():  # never hide a defect under the table
+            if defect is None or not (defect & table).any():  # never hide a defect under the table
                 out[table] = np.uint8(rng.integers(8, 40))
-        return out, mask
+        return out
 
 
 def _write_rgb(path: Path, image: np.ndarray, grayscale: bool = False) -> None:
@@ -252,7 +252,7 @@ def generate_category(
 
     def normal(path: Path) -> None:
         image = render_fabric(spec, *shape(), rng)
-        _write_rgb(path, scene.photograph(image, None, rng)[0] if scene is not None else image, grayscale)
+        _write_rgb(path, scene.photograph(image, rng) if scene is not None else image, grayscale)
 
     for i in range(n_train):
         jobs.append(("train", lambda i=i: normal(folder / "train" / "good" / f"{i:03d}.png")))
@@ -264,7 +264,7 @@ def generate_category(
         def defective(i: int = i, kind: str = kind) -> None:
             image, mask = add_defect(render_fabric(spec, *shape(), rng), kind, rng, spec)
             if scene is not None:
-                image, mask = scene.photograph(image, mask, rng)
+                image = scene.photograph(image, rng, mask)
             _write_rgb(folder / "test" / kind / f"{i:03d}.png", image, grayscale)
             mask_path = folder / "ground_truth" / kind / f"{i:03d}_mask.png"
             mask_path.parent.mkdir(parents=True, exist_ok=True)

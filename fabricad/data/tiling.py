@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from fabricad.data.images import image_size, resize
+from fabricad.data.images import image_size, read_mask, resize
 
 SMALLEST_INPUT = 64
 """The smallest side `network_size` gives a network input: at 64 px the stride-32 bottleneck
@@ -119,10 +121,6 @@ def tile_whole_images(samples, side: int) -> list:
     mask where the image has one (else by the image's label), grouped by image so that its score
     is the maximum over its tiles. An image shorter than `side` gives tiles of its own height or
     width, which are resized to the network like any tile."""
-    from dataclasses import replace
-
-    from fabricad.data.images import read_mask
-
     tiles = []
     for sample in samples:
         height, width = image_size(sample.path)

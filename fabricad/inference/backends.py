@@ -14,9 +14,7 @@ import numpy as np
 
 from fabricad.errors import FabricadError
 from fabricad.export.bundle import BundleMeta, read_bundle
-from fabricad.inference.ort_session import SPINNING, Spinning, session_options
-
-__all__ = ["PROVIDER_ORDER", "SPINNING", "OnnxBackend", "Spinning", "TorchBackend", "session_options"]
+from fabricad.inference.ort_session import Spinning, session_options
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,15 @@ from torch import nn
 
 from fabricad.backbones import TeacherEncoder
 from fabricad.config import ModelConfig
+from fabricad.data.fabric_edges import BRIGHT, DARK, FLAT_RANGE, FLAT_WINDOW
 from fabricad.errors import CheckpointError, ConfigError
 from fabricad.models.anomaly_map import AnomalyMapGenerator
 
 Features = list[torch.Tensor]
 
 
-ROI_WINDOW = 9
-"""The fabric ROI's flatness window, in source pixels: a few yarns of any fabric we have seen."""
+ROI_WINDOW = FLAT_WINDOW
+"""The fabric ROI's flatness window, in source pixels (`fabricad.data.fabric_edges.FLAT_WINDOW`)."""
 
 
 def background_mask(x: torch.Tensor, margin: int, window: int = ROI_WINDOW) -> torch.Tensor:
@@ -45,8 +46,8 @@ def flat_saturated(x: torch.Tensor, window: int = ROI_WINDOW) -> torch.Tensor:
     """(B, 1, H, W), 1 where the `window` around a pixel has no texture (gray range under 3/255)
     and the pixel is near white or black: what background looks like, wherever it lies."""
     gray = x.mean(dim=1, keepdim=True)
-    flat = (square_max(gray, window) + square_max(-gray, window)) < 3 / 255  # local max - local min
-    saturated = (gray > 250 / 255) | (gray < 5 / 255)
+    flat = (square_max(gray, window) + square_max(-gray, window)) < FLAT_RANGE / 255  # local max - local min
+    saturated = (gray > BRIGHT / 255) | (gray < DARK / 255)
     return (flat & saturated).to(x.dtype)
 
 

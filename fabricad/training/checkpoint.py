@@ -17,7 +17,7 @@ from fabricad import __version__
 from fabricad.backbones import state_hash
 from fabricad.config import FabricadConfig
 from fabricad.data.tiling import magnification
-from fabricad.errors import CheckpointError, ConfigError, FabricadError
+from fabricad.errors import CheckpointError, ConfigError, FabricadError, did_you_mean
 from fabricad.models import DistillationModel, create_model
 
 CHECKPOINT_FORMAT = 1
@@ -138,10 +138,7 @@ def load_model(path: str | Path, overrides: list[str] | None = None) -> tuple[Di
     if overrides:
         wrong = [o for o in overrides if o.partition("=")[0].strip() not in INFERENCE_SETTINGS]
         if wrong:
-            import difflib
-
-            close = difflib.get_close_matches(wrong[0].partition("=")[0].strip(), INFERENCE_SETTINGS, n=1, cutoff=0.8)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(wrong[0].partition("=")[0].strip(), INFERENCE_SETTINGS, n=1, cutoff=0.8)
             raise ConfigError(f"{', '.join(wrong)}: only {', '.join(INFERENCE_SETTINGS)} can change after training{hint}")
         checkpoint.config = checkpoint.config.with_overrides(overrides)
     return build_model(checkpoint), checkpoint

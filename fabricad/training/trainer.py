@@ -39,7 +39,7 @@ from fabricad.models.loss import distillation_loss
 from fabricad.training.checkpoint import build_model, read_checkpoint, save_checkpoint
 from fabricad.training.device import select_device
 from fabricad.training.distributed import DistillationStep, DistributedContext
-from fabricad.training.premises import check_premises
+from fabricad.training.premises import check_premises, sources_of
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +169,7 @@ def train(
 def texture_reference(samples: list[Sample], most: int = 32) -> TextureReference | None:
     """The weave spectrum of the training images (at most `most` of them, evenly spread), saved
     with the model so inference can align scans whose weave runs at another angle."""
-    sources = list({s.path: s for s in samples}.values())
-    picked = sources[:: max(1, math.ceil(len(sources) / most))]
-    return TextureReference.from_images([s.load_source() for s in picked])
+    return TextureReference.from_images([s.load_source() for s in sources_of(samples, most)])
 
 
 def whole_images_reflected(config: FabricadConfig, tile: list[int] | None) -> FabricadConfig:
