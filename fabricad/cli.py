@@ -171,10 +171,17 @@ def predict(
     """Inspect images or videos; writes overlays (heatmap + red defect contours) and JSON/CSV results.
 
     A file that cannot be read is reported and skipped; the rest of the batch goes on."""
+    from fabricad.export.bundle import is_bundle
     from fabricad.inference.engine import InferenceEngine
     from fabricad.inference.predict import run_predict
 
-    engine = InferenceEngine.load(model, backend=backend, providers=provider, threads=threads, align=align)
+    if backend == "torch" or (backend == "auto" and not is_bundle(model)):
+        require_module("torch")  # a checkpoint runs on PyTorch; a line PC without it runs bundles
+        from fabricad.training.torch_backend import load_engine
+
+        engine = load_engine(model, backend="torch", threads=threads, align=align)
+    else:
+        engine = InferenceEngine.load(model, backend=backend, providers=provider, threads=threads, align=align)
     if threshold is not None:
         engine.set_threshold(threshold)
     summary = run_predict(engine, inputs, out, every=every, progress=not quiet)

@@ -74,3 +74,14 @@ def test_the_runtime_never_loads_torch():
             "print(sorted(m for m in ('torch', 'timm', 'sklearn', 'albumentations', 'matplotlib') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_import_linter_contracts_hold():
+    """pyproject.toml's contracts: the runtime modules and the service never import the training
+    side (models, backbones, training, the evaluation loop, ONNX export), torch or timm, not even
+    through another module or inside a function."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint)] if lint.exists() else [sys.executable, "-m", "importlinter.cli"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "0 broken" in result.stdout

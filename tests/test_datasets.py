@@ -144,12 +144,12 @@ def test_aitex_models_are_served_by_tiles_of_the_training_size(fake_aitex, tmp_p
     """A model trained on AITEX's 256² tiles resized to another input size (here 64², a quarter)
     is served by 256² tiles of the scan, each resized as training resized it, its map resized back."""
     from fabricad.data.images import read_image
-    from fabricad.inference.engine import InferenceEngine
     from fabricad.training import load_model, train
+    from fabricad.training.torch_backend import load_engine
     from tests.conftest import quick_config
 
     train(quick_config(fake_aitex, **{"data.category": "02", "train.max_steps": "2"}), tmp_path / "run", progress=False)
-    engine = InferenceEngine.load(tmp_path / "run", backend="torch")
+    engine = load_engine(tmp_path / "run", backend="torch")
     assert engine.meta.preprocess.mode == "tile" and tuple(engine.meta.preprocess.tile) == (256, 256)
     assert load_model(tmp_path / "run")[0].roi_scale == 0.25  # the fabric ROI's sizes follow the tile too
     network, shapes = engine.backend, []
@@ -175,13 +175,14 @@ def test_tile_context_from_training_to_both_engines(fake_aitex, tmp_path):
     from fabricad.export.onnx_export import export_bundle
     from fabricad.inference.engine import InferenceEngine
     from fabricad.training import load_model, train
+    from fabricad.training.torch_backend import load_engine
     from tests.conftest import quick_config
 
     overrides = {"data.category": "02", "train.max_steps": "2", "model.tile_context": "true", "model.pad": "16"}
     train(quick_config(fake_aitex, **overrides), tmp_path / "run", progress=False)
     model, ckpt = load_model(tmp_path / "run")
     export_bundle(model, ckpt, tmp_path / "bundle", progress=False)
-    torch_engine = InferenceEngine.load(tmp_path / "run", backend="torch", align=False)
+    torch_engine = load_engine(tmp_path / "run", backend="torch", align=False)
     onnx_engine = InferenceEngine.load(tmp_path / "bundle", align=False)
     assert onnx_engine.meta.preprocess.context == 16 and onnx_engine.meta.graph_input == (96, 96)
     network, shapes = torch_engine.backend, []

@@ -98,3 +98,48 @@ def test_eval_warns_when_the_fabric_is_not_the_one_trained_on(trained_run, fabri
         assert not caplog.records
         evaluate_checkpoint(trained_run, tmp_path / "other-eval", other, progress=False)
     assert ["trained on 'plain'" in r.getMessage() and "'twill'" in r.getMessage() for r in caplog.records] == [True]
+
+
+@pytest.mark.parametrize("whole_images", ["resize", "tile"])
+def test_eval_scores_what_the_exported_bundle_serves(tmp_path, whole_images):
+    """One scoring path: every score `fabricad eval` reports (scores.csv) is the score the
+    exported bundle gives the same image on ONNX Runtime, and the threshold it ships is the one
+    eval's held-out images give. Whole images resized (eval once scored the network-sized map,
+    the service the map on the image's pixels) and scans cut into tiles with their neighbours as
+    context and a bright strip beyond the fabric edge (export once calibrated without the edges)."""
+    import csv
+
+    import cv2
+
+    from fabricad.data.images import read_image
+    from fabricad.data.synthetic import generate_category
+    from fabricad.evaluation import evaluate_checkpoint
+    from fabricad.export.onnx_export import export_checkpoint
+    from fabricad.inference.engine import InferenceEngine
+    from fabricad.training import train
+    from tests.conftest import quick_config
+
+    size = (96, 96) if whole_images == "resize" else (64, 256)
+    data = generate_category(tmp_path / "data", "twill", size=size, n_train=16, n_test_good=3, n_test_defect=3,
+                             progress=False)
+    if whole_images == "tile":
+        for path in data.rglob("*.png"):
+            if "ground_truth" not in path.parts:
+                image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+                image[:, :40] = 250  # the scanner's white beyond the fabric's edge
+                cv2.imwrite(str(path), image)
+    train(quick_config(data, **{"data.whole_images": whole_images, "data.holdout_fraction": "0.25"}),
+          tmp_path / "run", progress=False)
+    bundle = export_checkpoint(tmp_path / "run", tmp_path / "bundle", progress=False)
+    metrics = evaluate_checkpoint(tmp_path / "run", tmp_path / "eval", progress=False)
+
+    evaluated: dict[str, float] = {}
+    with (tmp_path / "eval" / "scores.csv").open() as f:
+        for row in csv.DictReader(f):  # an image's score is its tiles' maximum, as served
+            evaluated[row["image"]] = max(evaluated.get(row["image"], 0.0), float(row["score"]))
+    assert len(evaluated) == 6
+    engine = InferenceEngine.load(bundle)
+    served = {image: engine.inspect(read_image(image)).score for image in evaluated}
+    for image, score in evaluated.items():
+        assert served[image] == pytest.approx(score, rel=2e-5, abs=1e-6), image
+    assert engine.threshold.value == pytest.approx(metrics["threshold_1pct_fpr"], rel=2e-5)

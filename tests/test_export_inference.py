@@ -17,10 +17,10 @@ from fabricad.data.images import resize
 from fabricad.errors import CheckpointError, ConfigError, FabricadError
 from fabricad.export.bundle import read_bundle
 from fabricad.export.onnx_export import export_bundle
-from fabricad.inference.backends import TorchBackend
 from fabricad.inference.engine import InferenceEngine, blend_window
 from fabricad.inference.thresholds import normalise
 from fabricad.training import load_model, read_checkpoint, train
+from fabricad.training.torch_backend import TorchBackend, load_engine
 from tests.conftest import quick_config
 
 ort = pytest.importorskip("onnxruntime")
@@ -216,7 +216,7 @@ def test_verdict_regions_and_runtime_threshold(exported):
 def test_torch_and_onnx_engines_agree(exported, fabric_category):
     run, bundle = exported["dbfad-lite0"]
     image = load_dataset(fabric_category).test[-1].load()
-    a = InferenceEngine.load(run).inspect(image)
+    a = load_engine(run).inspect(image)
     b = InferenceEngine.load(bundle).inspect(image)
     assert a.score == pytest.approx(b.score, abs=1e-4)
     assert a.is_defect == b.is_defect
@@ -233,10 +233,10 @@ def test_requested_gpu_provider_is_never_silently_cpu(exported):
 def test_pytorch_fp16_is_refused_without_cuda(exported):
     run, _ = exported["rd-resnet18"]
     with pytest.raises(FabricadError, match="fp16 inference needs a CUDA device"):
-        TorchBackend(run, "cpu", precision="fp16")
+        TorchBackend.from_checkpoint(run, "cpu", precision="fp16")
     with pytest.raises(FabricadError, match="fp32 or fp16"):
-        TorchBackend(run, "cpu", precision="int8")
-    assert TorchBackend(run, "cpu").name == "pytorch[cpu]"
+        TorchBackend.from_checkpoint(run, "cpu", precision="int8")
+    assert TorchBackend.from_checkpoint(run, "cpu").name == "pytorch[cpu]"
 
 
 runner = CliRunner()

@@ -438,8 +438,8 @@ def test_calibration_scores_what_inference_scores(trained_run, fabric_category, 
     dataset = ImageDataset([Sample(p) for p in paths], ckpt.config.data.image_size, context=model.context)
     with torch.no_grad():
         inference = model(torch.stack([dataset[i] for i in range(len(dataset))]))[1].numpy()
-    calibration = holdout_scores(model, dataset, 4, torch.device("cpu"))
-    bare = holdout_scores(plain, dataset, 4, torch.device("cpu"))
+    calibration = holdout_scores(model, dataset.samples, 4, torch.device("cpu"), ckpt.config)
+    bare = holdout_scores(plain, dataset.samples, 4, torch.device("cpu"), ckpt.config)
     np.testing.assert_allclose(calibration, inference, rtol=1e-5)
     assert np.mean(bare) > np.mean(calibration) * 1.05  # the strip mattered
 

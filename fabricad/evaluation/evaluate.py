@@ -1,16 +1,17 @@
 """`fabricad eval`: run a detector over a test split and measure it like a mill would.
 
-The detector is any callable `batch (B,3,H,W) in [0,1] -> (maps (B,1,H,W), scores (B,))`, so the
-PyTorch model, an ONNX Runtime session and the PatchCore baseline are all measured by the same
-code.
+Everything is scored through the inference engine (`fabricad.inference.scoring`), so what eval
+measures is what a bundle serves. The detector is any callable `batch (B,3,H,W) in [0,1] ->
+(maps (B,1,H,W), scores (B,))` (the PyTorch model, the PatchCore baseline) on the engine's
+PyTorch backend.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +19,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from fabricad.data import ImageDataset, Sample
+from fabricad.data import Sample
 from fabricad.data.alignment import Alignment, TextureReference
-from fabricad.data.fabric_edges import keep_columns
-from fabricad.data.images import resize
-from fabricad.data.tiling import as_trained, cut_window, tile_starts
-from fabricad.data.torch_dataset import to_tensor
+from fabricad.data.tiling import as_trained
+from fabricad.data.torch_dataset import ImageDataset
 from fabricad.evaluation import metrics as M
 from fabricad.evaluation import visualize as V
+from fabricad.inference.engine import InferenceEngine
+from fabricad.inference.scoring import score_samples
 from fabricad.inference.thresholds import FEW_CALIBRATION_IMAGES
+from fabricad.training.torch_backend import (
+    checkpoint_engine,
+    evaluating,
+    scoring_engine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,47 +60,30 @@ def mask_at(sample: Sample, size: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-@torch.inference_mode()
 def predict(detector: Detector, samples: list[Sample], size: tuple[int, int], batch_size: int = 8,
             device: torch.device | str = "cpu", progress: bool = True,
             reference: TextureReference | None = None, fabric_edges: bool = False) -> Predictions:
-    """Maps and scores of `samples`. With a texture `reference` (the checkpoint's), each source
-    scan whose weave is sheared or mirrored against the training scans is scored aligned, as the
-    inference engine does, and its tiles' maps are cut from the map moved back onto its pixels.
-    With `fabric_edges`, the columns beyond each source scan's fabric edges score zero, as the
-    engine scores a scan."""
-    context = getattr(detector, "context", 0)
-    dataset = ImageDataset(samples, size, context=context)
-    n = len(samples)
-    maps = np.zeros((n, *size), np.float16)
-    masks = np.zeros((n, *size), bool)
-    scores = np.zeros(n, np.float64)
-    aligned = scan_alignments(samples, reference) if reference is not None else {}
-    plain = [i for i, s in enumerate(samples) if s.path not in aligned]
-    elapsed = 0.0
-    for start in tqdm(range(0, len(plain), batch_size), desc="evaluating", unit="batch", disable=not progress):
-        index = plain[start : start + batch_size]
-        batch = torch.stack([dataset[i] for i in index]).to(device)
-        began = time.perf_counter()
-        amap, score = detector(batch)
-        elapsed += time.perf_counter() - began
-        maps[index] = amap[:, 0].float().cpu().numpy()
-        scores[index] = score.float().cpu().numpy()
-    for path, alignment in tqdm(aligned.items(), desc="aligned scans", unit="scan", disable=not progress or not aligned):
-        index = [i for i, s in enumerate(samples) if s.path == path]
-        began = time.perf_counter()
-        scan_maps = aligned_scan_maps(detector, [samples[i] for i in index], alignment, size, batch_size, device, context)
-        elapsed += time.perf_counter() - began
-        maps[index] = scan_maps
-        scores[index] = scan_maps.reshape(len(index), -1).max(axis=1)
-    if fabric_edges:
-        maps *= keep_columns(samples, size[1])[:, None, :].astype(maps.dtype)
-        scores = maps.reshape(n, -1).max(axis=1).astype(np.float64)
+    """Maps and scores of `samples` by any detector, through the inference engine. With a
+    texture `reference` (the checkpoint's), each source scan whose weave is sheared or mirrored
+    against the training scans is scored aligned, as the engine serves it; with `fabric_edges`,
+    the columns beyond each source scan's fabric edges score zero."""
+    roi = bool(getattr(getattr(detector, "config", None), "fabric_roi", False))
+    engine = scoring_engine(detector, device, size, fabric_edges=fabric_edges, fabric_roi=roi, reference=reference,
+                            batch_size=batch_size)
+    return predictions_of(engine, samples, size, progress)
+
+
+def predictions_of(engine: InferenceEngine, samples: list[Sample], size: tuple[int, int],
+                   progress: bool = True) -> Predictions:
+    """`samples` scored by `engine` (`fabricad.inference.scoring`), with their masks at `size`."""
+    with evaluating(getattr(engine.backend, "model", None)):
+        scored = score_samples(engine, samples, tuple(size), progress, desc="evaluating")
+    masks = np.zeros((len(samples), *size), bool)
     for i, sample in enumerate(samples):
         if sample.label and sample.mask_paths:
             masks[i] = mask_at(sample, size)
     labels = np.array([s.label for s in samples], dtype=int)
-    return Predictions(samples, labels, scores, maps, masks, elapsed / max(n, 1))
+    return Predictions(samples, labels, scored.scores, scored.maps, masks, scored.seconds / max(len(samples), 1))
 
 
 def scan_alignments(samples: list[Sample], reference: TextureReference) -> dict[Path, Alignment]:
@@ -103,31 +91,6 @@ def scan_alignments(samples: list[Sample], reference: TextureReference) -> dict[
     first = {s.path: s for s in reversed(samples)}
     found = {path: reference.align(sample.load_source()) for path, sample in first.items()}
     return {path: a for path, a in found.items() if not a.identity}
-
-
-def aligned_scan_maps(detector: Detector, samples: list[Sample], alignment: Alignment, size: tuple[int, int],
-                      batch_size: int, device: torch.device | str, context: int = 0) -> np.ndarray:
-    """Maps, at `size`, of `samples` (all from one source image) scored on the aligned image: the
-    whole aligned image is scored in tiles of the samples' own size (so every pixel the map is
-    moved back from was seen), its map is moved back and each sample's crop is cut from it."""
-    source = alignment.apply(samples[0].load_source())
-    height, width = source.shape[:2]
-    crop = samples[0].crop
-    th, tw = (crop[3], crop[2]) if crop is not None else (height, width)
-    boxes = [(x, y) for y in tile_starts(height, th, th) for x in tile_starts(width, tw, tw)]
-    canvas = np.zeros((height, width), np.float32)
-    for start in range(0, len(boxes), batch_size):
-        chunk = boxes[start : start + batch_size]
-        batch = torch.stack([to_tensor(cut_window(source, (x, y, tw, th), size, context)) for x, y in chunk]).to(device)
-        amap, _ = detector(batch)
-        for (x, y), m in zip(chunk, amap[:, 0].float().cpu().numpy()):
-            canvas[y : y + th, x : x + tw] = cv2.resize(m, (tw, th), interpolation=cv2.INTER_LINEAR) if m.shape != (th, tw) else m
-    back = alignment.undo(canvas)
-    out = []
-    for s in samples:
-        x, y, w, h = s.crop if s.crop is not None else (0, 0, width, height)
-        out.append(resize(back[y : y + h, x : x + w], size))
-    return np.stack(out)
 
 
 def compute_metrics(p: Predictions, calibration_scores: list[float] | None) -> dict:
@@ -172,6 +135,7 @@ def write_report(out: Path, p: Predictions, result: dict, title: str, max_exampl
     """metrics.json, report.md and the pictures it links."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    write_scores(out / "scores.csv", p)
     threshold = result.get("threshold_1pct_fpr") or result.get("threshold_f1") or float(np.median(p.scores))
     pictures = []
     if result["image_auroc"] is not None:
@@ -207,6 +171,17 @@ def write_report(out: Path, p: Predictions, result: dict, title: str, max_exampl
     lines += ["", f"Threshold used in the pictures: {threshold:.4f}", ""]
     lines += [f"## {caption}\n\n![{caption}]({name})\n" for caption, name in pictures]
     (out / "report.md").write_text("\n".join(lines))
+
+
+def write_scores(path: Path, p: Predictions) -> None:
+    """Every test image's (or tile's) score, where it came from and its label: what a person
+    sorts to find the misses, and what the served bundle must reproduce."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "x", "y", "width", "height", "label", "defect_type", "score"])
+        for sample, label, score in zip(p.samples, p.labels, p.scores):
+            box = sample.crop or ("", "", "", "")
+            writer.writerow([str(sample.path), *box, int(label), sample.defect_type, f"{score:.6f}"])
 
 
 def example_rows(labels: np.ndarray, scores: np.ndarray, threshold: float, most: int) -> list[tuple[str, np.ndarray]]:
@@ -248,7 +223,6 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     from fabricad.errors import FabricadError
     from fabricad.training import load_model
     from fabricad.training.device import select_device
-    from fabricad.training.trainer import holdout_scores
 
     detector, ckpt = load_model(model, overrides)
     data_path = data or ckpt.config.data.path
@@ -269,15 +243,16 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     target = select_device(device)
     detector.teacher.use_runtime(ckpt.config.train.teacher_runtime, target)
     size = ckpt.config.data.image_size
-    edges = detector.config.fabric_edges
-    predictions = predict(detector.to(target), split.test, size, batch_size, target, progress, texture_of(ckpt), edges)
+    # The checkpoint's own engine: what `fabricad predict` and its exported bundle serve.
+    engine = checkpoint_engine(detector.to(target), ckpt, target, batch_size)
+    predictions = predictions_of(engine, split.test, size, progress)
     calibration = ckpt.score_stats.get("scores")
     _, holdout = holdout_split(split.train, ckpt.config) if split.train else ([], [])
     if holdout:
         # Re-score the held-out normal images rather than trust the scores saved at training:
         # an inference setting (--set, or a default changed since) may have changed the map.
-        calibration = holdout_scores(detector, ImageDataset(holdout, size, context=detector.context), batch_size, target,
-                                     edges)
+        with evaluating(detector):
+            calibration = score_samples(engine, holdout).scores.tolist()
     result = compute_metrics(predictions, calibration)
     if dataset_info.get("whole_images_tile"):
         # Tiles of whole images: an image's score is its tiles' maximum, as the engine scores it.

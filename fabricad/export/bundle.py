@@ -118,6 +118,12 @@ def write_meta(folder: Path, meta: BundleMeta) -> Path:
     return path
 
 
+def is_bundle(path: str | Path) -> bool:
+    """Whether `path` is a bundle folder (or its model.json) rather than a checkpoint."""
+    path = Path(path)
+    return (path / META_FILE).is_file() or (path.name == META_FILE and path.is_file())
+
+
 def read_bundle(folder: str | Path, verify: bool = True) -> tuple[BundleMeta, Path]:
     """Validated metadata and the path of the graph; refuses a bundle whose graph changed."""
     folder = Path(folder)

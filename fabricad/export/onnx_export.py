@@ -14,20 +14,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fabricad import __version__
 from fabricad.backbones.static_padding import freeze_same_padding
-from fabricad.config import ModelConfig
 from fabricad.data import ImageDataset, Sample
 from fabricad.errors import FabricadError
-from fabricad.export.bundle import (
-    OPSET,
-    BundleMeta,
-    InputSpec,
-    Preprocess,
-    sha256_file,
-    write_meta,
-)
-from fabricad.inference import thresholds
+from fabricad.export.bundle import OPSET, sha256_file, write_meta
+from fabricad.export.meta import bundle_meta, checkpoint_meta
+from fabricad.inference.backends import OnnxBackend
+from fabricad.inference.engine import InferenceEngine
+from fabricad.inference.scoring import score_samples
 from fabricad.models import DistillationModel
 from fabricad.training.checkpoint import Checkpoint
 
@@ -173,9 +167,12 @@ def export_bundle(
             bar.update(1)
     normal = checkpoint.score_stats.get("scores") or []
     if holdout_samples and precision != "fp16":
-        # Score the held-out normal images with the exported graph itself: an INT8 graph's
-        # scores are not the fp32 model's, and its threshold must come from its own.
-        normal = _graph_scores(onnx_path, holdout_samples, size, model.context)
+        # Score the held-out normal images with the exported graph itself, through the engine
+        # that will serve it: an INT8 graph's scores are not the fp32 model's, and its threshold
+        # must come from its own.
+        graph = checkpoint_meta(checkpoint, precision=precision)
+        engine = InferenceEngine(OnnxBackend(None, ["cpu"], graph=(graph, onnx_path)), graph)
+        normal = score_samples(engine, holdout_samples).scores.tolist()
     meta = bundle_meta(checkpoint, normal, name=name or out.name, sha256=sha256_file(onnx_path), precision=precision)
     write_meta(out, meta)
     bar.update(1)
@@ -183,56 +180,6 @@ def export_bundle(
     if precision == "fp16":
         log.warning("fp16 bundle: threshold from fp32 scores (fp16 runs on GPUs); recalibrate on site if scores shift")
     return out
-
-
-def bundle_meta(checkpoint: Checkpoint, normal_scores: list[float], *, name: str, sha256: str = "",
-                precision: str = "fp32", opset: int = OPSET) -> BundleMeta:
-    """The metadata of a model made from `checkpoint`, thresholded on `normal_scores`; also what
-    the PyTorch backend uses, so a checkpoint and its bundle carry the same contract."""
-    if not normal_scores:
-        raise FabricadError("the checkpoint holds no held-out normal scores to calibrate a threshold from; retrain with data.holdout_fraction > 0")
-    dataset_info = checkpoint.training.get("dataset", {})
-    size = checkpoint.config.data.image_size
-    return BundleMeta(
-        name=name,
-        sha256=sha256,
-        precision=precision,
-        opset=opset,
-        input=InputSpec(height=size[0], width=size[1]),
-        preprocess=_preprocess(dataset_info, size, checkpoint.config.model),
-        threshold=thresholds.from_normal_scores(normal_scores),
-        score_scale=thresholds.score_scale(normal_scores),
-        normal_scores=list(normal_scores),
-        teacher=checkpoint.teacher,
-        model=checkpoint.config.model.model_dump(mode="json"),
-        training_data=dataset_info,
-        texture=(checkpoint.texture or {}) if checkpoint.config.model.align_texture else {},
-        fabricad_version=__version__,
-    )
-
-
-def _preprocess(dataset_info: dict, size: tuple[int, int], model: ModelConfig) -> Preprocess:
-    """How a served image is cut, from how the training images were: tiled datasets are served
-    by tiles of their own native size (recorded by training since tiles could be magnified),
-    with the context the model was trained with."""
-    context = model.context
-    if not dataset_info.get("tiled"):
-        return Preprocess(mode="resize", context=context)
-    tile = dataset_info.get("tile")
-    return Preprocess(mode="tile", tile=tuple(tile) if tile and tuple(tile) != tuple(size) else None, context=context)
-
-
-def _graph_scores(onnx_path: Path, samples: list[Sample], size: tuple[int, int], context: int = 0,
-                  batch: int = 8) -> list[float]:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    dataset = ImageDataset(samples, size, context=context)
-    scores: list[float] = []
-    for start in range(0, len(dataset), batch):
-        images = np.stack([dataset.image(i) for i in range(start, min(start + batch, len(dataset)))])
-        scores.extend(float(s) for s in session.run(["score"], {"image": images})[0])
-    return scores
 
 
 def export_checkpoint(model: Path, out: Path, precision: str = "fp32", data: Path | None = None,

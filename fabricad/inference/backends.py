@@ -1,4 +1,5 @@
-"""Backends run a batch of uint8 NHWC RGB images through a model: PyTorch or ONNX Runtime.
+"""Backends run a batch of uint8 NHWC RGB images through a model: ONNX Runtime here, PyTorch in
+`fabricad.training.torch_backend` (the training side; this runtime never imports torch).
 
 Both return (maps (B, H, W) float32, scores (B,) float32) for input-sized images; tiling,
 thresholds and regions live in the engine above them, identical for every backend.
@@ -7,7 +8,6 @@ thresholds and regions live in the engine above them, identical for every backen
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +23,14 @@ PROVIDER_ALIASES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExe
 
 
 class OnnxBackend:
-    def __init__(self, bundle: str | Path, providers: list[str] | None = None, threads: int | None = None,
-                 trt_cache: str | Path | None = None, spinning: Spinning = "during_run"):
+    def __init__(self, bundle: str | Path | None, providers: list[str] | None = None, threads: int | None = None,
+                 trt_cache: str | Path | None = None, spinning: Spinning = "during_run",
+                 graph: tuple[BundleMeta, Path] | None = None):
+        """`bundle`: an exported bundle folder; or `graph`: the metadata and graph file of one
+        being written (export calibrates the threshold on the graph it ships)."""
         import onnxruntime as ort
 
-        self.meta, model_path = read_bundle(bundle)
+        self.meta, model_path = graph if graph is not None else read_bundle(bundle)
         available = ort.get_available_providers()
         wanted = [PROVIDER_ALIASES.get(p.lower(), p) for p in providers] if providers else None
         if wanted:
@@ -61,43 +64,3 @@ class OnnxBackend:
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         maps, scores = self.session.run(["anomaly_map", "score"], {"image": images})
         return maps[:, 0].astype(np.float32, copy=False), scores.astype(np.float32, copy=False)
-
-
-class TorchBackend:
-    def __init__(self, checkpoint: str | Path, device: str = "auto", threads: int | None = None,
-                 precision: str = "fp32"):
-        import torch
-
-        from fabricad.training import load_model
-        from fabricad.training.device import select_device
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.device = select_device(device)
-        if precision not in ("fp32", "fp16"):
-            raise FabricadError(f"PyTorch precision must be fp32 or fp16 (got {precision!r}); int8 is an ONNX bundle's")
-        if precision == "fp16" and self.device.type != "cuda":
-            raise FabricadError("fp16 inference needs a CUDA device; on CPUs export an int8 ONNX bundle instead")
-        # Autocast rather than .half(): BatchNorm statistics and the map's blur and score stay in fp32.
-        self.half = precision == "fp16"
-        self.model, self.checkpoint = load_model(checkpoint)
-        self.model.to(self.device).eval()
-        self.name = f"pytorch[{self.device.type}{', fp16' if self.half else ''}]"
-        self.input_size = tuple(self.checkpoint.config.data.image_size)
-
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import torch  # here, not at the top: ONNX-only processes (the service) never load torch
-
-        with torch.inference_mode():
-            x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
-                maps, scores = self.model(x)
-            return maps[:, 0].float().cpu().numpy(), scores.float().cpu().numpy()
-
-    def meta(self) -> BundleMeta:
-        """Bundle-equivalent metadata, so the engine treats both backends alike."""
-        from fabricad.export.onnx_export import bundle_meta
-
-        ckpt = self.checkpoint
-        name = Path(os.fspath(ckpt.config.data.path or "model")).name
-        return bundle_meta(ckpt, ckpt.score_stats.get("scores") or [], name=name, opset=0)

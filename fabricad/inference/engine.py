@@ -21,9 +21,9 @@ from fabricad.data.fabric_edges import background_columns, only_background
 from fabricad.data.images import resize, to_rgb_uint8
 from fabricad.data.tiling import cut_window, reflect_pad, tile_starts
 from fabricad.errors import FabricadError
-from fabricad.export.bundle import BundleMeta, Threshold
+from fabricad.export.bundle import BundleMeta, Threshold, is_bundle
 from fabricad.inference import thresholds as T
-from fabricad.inference.backends import OnnxBackend, TorchBackend
+from fabricad.inference.backends import OnnxBackend
 from fabricad.inference.ort_session import Spinning
 
 
@@ -79,6 +79,11 @@ def blend_window(height: int, width: int) -> np.ndarray:
     return (np.outer(wy, wx) + 1e-3).astype(np.float32)
 
 
+def to_shape(amap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A network-sized map on an image's own `shape` (bilinear, as every served map is)."""
+    return amap if amap.shape == tuple(shape) else cv2.resize(amap, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
 def _outline(component: np.ndarray, x: int, y: int, max_points: int = 64) -> list[list[int]]:
     contours, _ = cv2.findContours(component.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     contour = max(contours, key=cv2.contourArea)
@@ -115,7 +120,7 @@ def find_regions(anomaly_map: np.ndarray, threshold: float, min_area: int = 1) -
 
 class InferenceEngine:
     def __init__(self, backend, meta: BundleMeta, batch_size: int = 16, mode: str | None = None,
-                 overlap: float | None = None, align: bool = True):
+                 overlap: float | None = None, align: bool = True, reference: TextureReference | None = None):
         self.backend = backend
         self.meta = meta
         self.batch_size = batch_size
@@ -130,25 +135,23 @@ class InferenceEngine:
         self._window = blend_window(*self.tile_size)
         # A scan whose weave runs at another angle than the training scans' is scored aligned
         # to them, and its map moved back (fabricad.data.alignment).
-        self.texture = TextureReference.decode(meta.texture) if align else None
+        # `reference`: one in memory (a model being trained or evaluated has no bundle yet).
+        self.texture = reference if reference is not None else TextureReference.decode(meta.texture) if align else None
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", providers: list[str] | None = None,
-             threads: int | None = None, device: str = "auto", spinning: Spinning = "during_run", **kwargs) -> InferenceEngine:
-        """A bundle folder (ONNX Runtime) or a checkpoint (PyTorch)."""
+             threads: int | None = None, spinning: Spinning = "during_run", **kwargs) -> InferenceEngine:
+        """An exported bundle on ONNX Runtime. A checkpoint runs on PyTorch, which this runtime
+        never imports: `fabricad.training.torch_backend.load_engine` opens either."""
         path = Path(path)
-        is_bundle = (path / "model.json").is_file() or path.name == "model.json"
-        if backend == "auto":
-            backend = "onnx" if is_bundle else "torch"
-        if backend == "onnx":
-            if not is_bundle:
-                raise FabricadError(f"{path} is not an exported bundle; run `fabricad export` first or use the torch backend")
-            runner = OnnxBackend(path, providers, threads, spinning=spinning)
-            return cls(runner, runner.meta, **kwargs)
-        if backend == "torch":
-            runner = TorchBackend(path, device, threads)
-            return cls(runner, runner.meta(), **kwargs)
-        raise FabricadError(f"unknown backend {backend!r}: use auto, onnx or torch")
+        if backend not in ("auto", "onnx"):
+            raise FabricadError(f"backend {backend!r}: this runtime runs bundles on ONNX Runtime; a checkpoint on "
+                                "PyTorch opens with fabricad.training.torch_backend.load_engine")
+        if not is_bundle(path):
+            raise FabricadError(f"{path} is not an exported bundle; run `fabricad export` first, or open the "
+                                "checkpoint with fabricad.training.torch_backend.load_engine (PyTorch)")
+        runner = OnnxBackend(path, providers, threads, spinning=spinning)
+        return cls(runner, runner.meta, **kwargs)
 
     # --- threshold -----------------------------------------------------------------------------
     @property
@@ -174,13 +177,17 @@ class InferenceEngine:
         return self._threshold
 
     # --- inference -----------------------------------------------------------------------------
-    def _plan(self, image: np.ndarray) -> tuple[list[np.ndarray], list[tuple[int, int, int, int]] | None, tuple[int, int]]:
+    def _plan(self, image: np.ndarray, tile: tuple[int, int] | None = None
+              ) -> tuple[list[np.ndarray], list[tuple[int, int, int, int]] | None, tuple[int, int]]:
         """Network-sized crops of `image` and where they go back (None = one resized view).
-        Resized exactly as the training images were (`fabricad.data.images.resize`)."""
-        if self.mode == "resize" or image.shape[:2] == self.tile_size:
+        Resized exactly as the training images were (`fabricad.data.images.resize`). `tile`:
+        cut into tiles of that size whatever the model's mode (an aligned scan's windows)."""
+        whole = tile is None and self.mode == "resize"
+        tile = tile or self.tile_size
+        if whole or image.shape[:2] == tile:
             return [reflect_pad(resize(image, self.input_size), self.context)], None, image.shape[:2]
         # Tiles at native scale; an image smaller than a tile in a dimension is padded by reflection.
-        height, width = self.tile_size
+        height, width = tile
         ph, pw = max(height - image.shape[0], 0), max(width - image.shape[1], 0)
         canvas = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REFLECT_101) if ph or pw else image
         ys = tile_starts(canvas.shape[0], height, max(1, round(height * (1 - self.overlap))))
@@ -192,61 +199,112 @@ class InferenceEngine:
 
     def _assemble(self, maps: list[np.ndarray], boxes, shape: tuple[int, int]) -> np.ndarray:
         if boxes is None:
-            amap = maps[0]
-            return cv2.resize(amap, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) if amap.shape != shape else amap
+            return to_shape(maps[0], shape)
         height = max(y + h for _, y, _, h in boxes)
         width = max(x + w for x, _, w, _ in boxes)
         total = np.zeros((height, width), np.float32)
         weight = np.zeros((height, width), np.float32)
         for amap, (x, y, w, h) in zip(maps, boxes):
-            if amap.shape != (h, w):
-                amap = cv2.resize(amap, (w, h), interpolation=cv2.INTER_LINEAR)
-            total[y : y + h, x : x + w] += amap * self._window
-            weight[y : y + h, x : x + w] += self._window
+            window = self._window if (h, w) == self._window.shape else blend_window(h, w)
+            total[y : y + h, x : x + w] += to_shape(amap, (h, w)) * window
+            weight[y : y + h, x : x + w] += window
         return (total / weight)[: shape[0], : shape[1]]
 
-    def predict(self, images: list[np.ndarray]) -> list[Result]:
+    def predict(self, images: list[np.ndarray], regions: bool = True) -> list[Result]:
         """Inspect several RGB images (any size; gray, RGB, RGBA, 8 or 16 bit)."""
         started = time.perf_counter()
         rgb = [to_rgb_uint8(np.asarray(img), order="rgb") for img in images]
         alignments = [self.texture.align(img) if self.texture is not None else IDENTITY for img in rgb]
         plans = [self._plan(a.apply(img)) for a, img in zip(alignments, rgb)]
-        crops = [c for crops, _, _ in plans for c in crops]
+        maps = self._run([crops for crops, _, _ in plans])
+        elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(images), 1)
+        results = []
+        for (_, boxes, shape), image_maps, alignment, image in zip(plans, maps, alignments, rgb):
+            amap = alignment.undo(self._assemble(image_maps, boxes, shape))
+            background, empty = self._not_fabric(image)
+            results.append(self._judge(amap, background, empty, alignment, elapsed_ms, regions))
+        return results
+
+    def predict_windows(self, sources: list[tuple[np.ndarray, list[tuple[int, int, int, int]]]],
+                        regions: bool = True) -> list[list[Result]]:
+        """Inspect given windows (x, y, width, height) of each source image, each window a result
+        of its own: how evaluation and calibration score the tiles of a scan, through the very
+        steps `predict` takes (alignment, the network at the trained scale, the fabric edges and
+        ROI of the whole source). A window is cut from the source with its real neighbours as
+        context; on a scan that needs aligning, the whole aligned scan is scored, its map moved
+        back, and the windows cut from that map."""
+        started = time.perf_counter()
+        rgb = [to_rgb_uint8(np.asarray(img), order="rgb") for img, _ in sources]
+        alignments = [self.texture.align(img) if self.texture is not None else IDENTITY for img in rgb]
+        plans = []
+        for image, alignment, (_, windows) in zip(rgb, alignments, sources):
+            if alignment.identity:
+                plans.append(([cut_window(image, box, self.input_size, self.context) for box in windows], None, None))
+            else:
+                height, width = windows[0][3], windows[0][2]
+                plans.append(self._plan(alignment.apply(image), (height, width)))
+        maps = self._run([crops for crops, _, _ in plans])
+        elapsed_ms = (time.perf_counter() - started) * 1000 / max(sum(len(w) for _, w in sources), 1)
+        results = []
+        for (_, boxes, shape), image_maps, alignment, image, (_, windows) in zip(plans, maps, alignments, rgb, sources):
+            if shape is None:  # each window scored on its own
+                window_maps = [to_shape(m, (h, w)) for m, (_, _, w, h) in zip(image_maps, windows)]
+            else:
+                whole = alignment.undo(self._assemble(image_maps, boxes, shape))
+                window_maps = [whole[y : y + h, x : x + w] for x, y, w, h in windows]
+            background, empty = self._not_fabric(image)
+            results.append([self._judge(m.copy(), None if background is None else background[x : x + w], empty,
+                                        alignment, elapsed_ms, regions)
+                            for m, (x, _, w, _) in zip(window_maps, windows)])
+        return results
+
+    def _run(self, crop_lists: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+        """The backend's maps of every crop, batched across images; grouped as given."""
+        crops = [c for crops in crop_lists for c in crops]
         maps: list[np.ndarray] = []
         for start in range(0, len(crops), self.batch_size):
             batch = np.ascontiguousarray(np.stack(crops[start : start + self.batch_size]))
             batch_maps, _ = self.backend(batch)
             maps.extend(batch_maps)
-        elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(images), 1)
-        results, k = [], 0
-        threshold = self._threshold.value
-        roi = bool(self.meta.model.get("fabric_roi"))
+        grouped, k = [], 0
+        for crops in crop_lists:
+            grouped.append(maps[k : k + len(crops)])
+            k += len(crops)
+        return grouped
+
+    def _not_fabric(self, image: np.ndarray) -> tuple[np.ndarray | None, bool]:
+        """The columns of `image` beyond its fabric edges (None when the model has no edges), and
+        whether a model without the ROI sees nothing but bare background in it."""
         edges = bool(self.meta.model.get("fabric_edges"))  # absent from bundles exported before it
-        for (crops_, boxes, shape), alignment, image in zip(plans, alignments, rgb):
-            amap = alignment.undo(self._assemble(maps[k : k + len(crops_)], boxes, shape))
-            k += len(crops_)
-            if edges:  # the map is on the scan's own pixels (Alignment.undo restores its shape)
-                amap[:, background_columns(image)] = 0.0
-            # A model without the ROI (its training images showed no background) still tells a
-            # frame of bare background from fabric: a web break is not inspected cloth.
-            empty = not roi and only_background(image)
-            if empty:
-                amap[:] = 0.0
-            score = float(amap.max())
-            is_defect = score > threshold
-            results.append(Result(
-                score=score,
-                normalized_score=T.normalise(score, threshold, self.meta.score_scale),
-                is_defect=is_defect,
-                threshold=threshold,
-                regions=find_regions(amap, threshold) if is_defect else [],
-                anomaly_map=amap,
-                latency_ms=elapsed_ms,
-                alignment=alignment,
-                # The ROI zeroes background exactly; a map of fabric is never zero everywhere.
-                fabric_in_view=not empty and (not (roi or edges) or bool(np.any(amap))),
-            ))
-        return results
+        roi = bool(self.meta.model.get("fabric_roi"))
+        # A model without the ROI (its training images showed no background) still tells a
+        # frame of bare background from fabric: a web break is not inspected cloth.
+        return (background_columns(image) if edges else None), (not roi and only_background(image))
+
+    def _judge(self, amap: np.ndarray, background: np.ndarray | None, empty: bool, alignment: Alignment,
+               latency_ms: float, regions: bool) -> Result:
+        """The verdict on a map on the image's own pixels: the background beyond the fabric
+        edges and a frame without fabric score zero, the score is the map's maximum."""
+        if background is not None:
+            amap[:, background] = 0.0
+        if empty:
+            amap[:] = 0.0
+        score = float(amap.max())
+        threshold = self._threshold.value
+        is_defect = score > threshold
+        edges_or_roi = background is not None or bool(self.meta.model.get("fabric_roi"))
+        return Result(
+            score=score,
+            normalized_score=T.normalise(score, threshold, self.meta.score_scale),
+            is_defect=is_defect,
+            threshold=threshold,
+            regions=find_regions(amap, threshold) if is_defect and regions else [],
+            anomaly_map=amap,
+            latency_ms=latency_ms,
+            alignment=alignment,
+            # The ROI zeroes background exactly; a map of fabric is never zero everywhere.
+            fabric_in_view=not empty and (not edges_or_roi or bool(np.any(amap))),
+        )
 
     def inspect(self, image: np.ndarray) -> Result:
         return self.predict([image])[0]

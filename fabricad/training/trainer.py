@@ -7,7 +7,7 @@ import logging
 import math
 import random
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,6 @@ from tqdm import tqdm
 from fabricad.config import FabricadConfig
 from fabricad.data import ImageDataset, Sample, load_dataset, read_image
 from fabricad.data.alignment import TextureReference
-from fabricad.data.fabric_edges import keep_columns
 from fabricad.data.holdout import holdout_split
 from fabricad.data.images import image_size
 from fabricad.data.tiling import (
@@ -33,6 +32,8 @@ from fabricad.data.tiling import (
     whole_image_tile,
 )
 from fabricad.errors import ConfigError, DataError
+from fabricad.export.meta import preprocess_of
+from fabricad.inference.scoring import score_samples
 from fabricad.inference.thresholds import FEW_CALIBRATION_IMAGES
 from fabricad.models import DistillationModel, create_model
 from fabricad.models.loss import distillation_loss
@@ -40,6 +41,7 @@ from fabricad.training.checkpoint import build_model, read_checkpoint, save_chec
 from fabricad.training.device import select_device
 from fabricad.training.distributed import DistillationStep, DistributedContext
 from fabricad.training.premises import check_premises, sources_of
+from fabricad.training.torch_backend import evaluating, scoring_engine
 
 log = logging.getLogger(__name__)
 
@@ -78,48 +80,30 @@ def check_readable(samples: list[Sample], progress: bool) -> None:
         raise DataError(f"{len(bad)} training image(s) cannot be read; fix or remove them:\n  {listed}")
 
 
-@contextmanager
-def _evaluating(model: DistillationModel):
-    """Eval mode and no autograd for a pass over held-out images, the model's own mode restored
-    afterwards, so training (between epochs) and evaluation can both run one."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
 def holdout_loss(model: DistillationModel, dataset: ImageDataset, batch_size: int, device: torch.device,
                  hard_fraction: float = 1.0) -> float:
     """The training objective on held-out normal images: what early stopping watches. No maps:
     they would cost every epoch and tell the loss nothing."""
     total = 0.0
-    with _evaluating(model):
+    with evaluating(model), torch.no_grad():
         for batch in DataLoader(dataset, batch_size=batch_size):
             teacher, student = model.distill(batch.to(device))
             total += distillation_loss(teacher, student, hard_fraction).item() * len(batch)
     return total / max(len(dataset), 1)
 
 
-def holdout_scores(model: DistillationModel, dataset: ImageDataset, batch_size: int, device: torch.device,
-                   fabric_edges: bool = False) -> list[float]:
-    """Image scores of held-out normal images, as inference scores them: the fabric ROI applied
-    and, with `fabric_edges`, the columns beyond each image's scan edges left out, so a threshold
+def holdout_scores(model: DistillationModel, samples: list[Sample], batch_size: int, device: torch.device,
+                   config: FabricadConfig, texture: TextureReference | None = None,
+                   dataset_info: dict | None = None) -> list[float]:
+    """Image scores of held-out normal images through the inference engine, as a bundle of this
+    model will score them (its cut, fabric ROI and edges, texture alignment), so a threshold
     calibrated on them fits what inference reports."""
-    scores: list[float] = []
-    with _evaluating(model):
-        for start, batch in zip(range(0, len(dataset), batch_size), DataLoader(dataset, batch_size=batch_size)):
-            batch = batch.to(device)
-            teacher, student = model.distill(batch)
-            amap, score = model.on_fabric(batch, *model.map_and_score(teacher, student, model.image_size(batch)))
-            if fabric_edges:
-                columns = torch.from_numpy(keep_columns(dataset.samples[start : start + len(batch)], amap.shape[-1]))
-                columns = columns.to(amap.device, amap.dtype)
-                score = torch.amax(amap * columns[:, None, None, :], dim=(1, 2, 3))
-            scores.extend(score.float().cpu().tolist())
-    return scores
+    size = tuple(config.data.image_size)
+    engine = scoring_engine(model, device, size, batch_size=batch_size, reference=texture,
+                            preprocess=preprocess_of(dataset_info or {}, size, model.config.context),
+                            fabric_edges=model.config.fabric_edges, fabric_roi=model.config.fabric_roi)
+    with evaluating(model):
+        return score_samples(engine, samples).scores.tolist()
 
 
 def score_statistics(scores: list[float]) -> dict:
@@ -381,8 +365,8 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
 
     model.load_trainable_state_dict(best_state)
     calibration = holdout_samples or train_samples  # no holdout: the best we have, flagged below
-    scores = holdout_scores(model, ImageDataset(calibration, size, context=context), batch_size, device,
-                            model.config.fabric_edges)
+    scores = holdout_scores(model, calibration, batch_size, device, config, texture,
+                            {"tiled": tile is not None, "tile": tile})
     save(epoch, scores)
     if not holdout_samples:
         log.warning("no held-out images: score statistics come from training images and are optimistic")
