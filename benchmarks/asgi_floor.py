@@ -21,8 +21,8 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fabricad.data.images import decode_image  # noqa: E402
-from fabricad.inference.backends import SPINNING  # noqa: E402
 from fabricad.inference.engine import InferenceEngine  # noqa: E402
+from fabricad.inference.ort_session import SPINNING  # noqa: E402
 
 
 def make_app(engine: InferenceEngine):

@@ -28,9 +28,10 @@ import torch
 from fabricad.data import load_dataset
 from fabricad.export.onnx_export import export_bundle
 from fabricad.export.tensorrt import tensorrt_route
-from fabricad.inference.backends import OnnxBackend, TorchBackend
+from fabricad.inference.backends import OnnxBackend
 from fabricad.inference.engine import InferenceEngine
 from fabricad.training import load_model
+from fabricad.training.torch_backend import TorchBackend
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,12 +68,12 @@ def main() -> None:
     export_bundle(model, ckpt, tmp / "fp16", precision="fp16", holdout_samples=holdout)
 
     candidates = {
-        "PyTorch CUDA fp32": lambda: TorchBackend(args.model, "cuda"),
-        "PyTorch CUDA fp16 (autocast)": lambda: TorchBackend(args.model, "cuda", precision="fp16"),
+        "PyTorch CUDA fp32": lambda: TorchBackend.from_checkpoint(args.model, "cuda"),
+        "PyTorch CUDA fp16 (autocast)": lambda: TorchBackend.from_checkpoint(args.model, "cuda", precision="fp16"),
         "ONNX Runtime CUDA fp32": lambda: OnnxBackend(tmp / "fp32", ["cuda"]),
         "ONNX Runtime CUDA fp16": lambda: OnnxBackend(tmp / "fp16", ["cuda"]),
         "ONNX Runtime TensorRT fp16": lambda: OnnxBackend(tmp / "fp16", ["tensorrt"], trt_cache=tmp / "trt"),
-        "PyTorch CPU fp32": lambda: TorchBackend(args.model, "cpu", threads),
+        "PyTorch CPU fp32": lambda: TorchBackend.from_checkpoint(args.model, "cpu", threads),
         "ONNX Runtime CPU fp32": lambda: OnnxBackend(tmp / "fp32", ["cpu"], threads),
     }
     h, w = ckpt.config.data.image_size

@@ -26,9 +26,10 @@ from fabricad.data import load_dataset
 from fabricad.data.images import decode_image
 from fabricad.evaluation.metrics import auroc
 from fabricad.export.onnx_export import export_bundle
-from fabricad.inference.backends import OnnxBackend, TorchBackend
+from fabricad.inference.backends import OnnxBackend
 from fabricad.inference.engine import InferenceEngine
 from fabricad.training import load_model
+from fabricad.training.torch_backend import TorchBackend
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -91,7 +92,7 @@ def main() -> None:
     export_bundle(model, ckpt, tmp / "int8", precision="int8", calibration_samples=train_samples, holdout_samples=holdout)
 
     backends = {
-        "PyTorch eager": TorchBackend(args.model, "cpu", args.threads),
+        "PyTorch eager": TorchBackend.from_checkpoint(args.model, "cpu", args.threads),
         "ONNX Runtime fp32": OnnxBackend(tmp / "fp32", ["cpu"], args.threads),
         "ONNX Runtime INT8": OnnxBackend(tmp / "int8", ["cpu"], args.threads),
     }

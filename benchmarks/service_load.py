@@ -33,8 +33,8 @@ import httpx
 import numpy as np
 
 from fabricad.data.images import decode_image
-from fabricad.inference.backends import SPINNING
 from fabricad.inference.engine import InferenceEngine
+from fabricad.inference.ort_session import SPINNING
 from service.settings import ServiceSettings
 
 KEY = "bench-admin"

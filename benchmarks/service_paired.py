@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from fabricad.data.images import decode_image
-from fabricad.inference.backends import SPINNING
 from fabricad.inference.engine import InferenceEngine
+from fabricad.inference.ort_session import SPINNING
 from service.settings import ServiceSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
