@@ -13,7 +13,6 @@ FROM python:${PYTHON_VERSION}-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY fabricad ./fabricad
-COPY service ./service
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # ---- the two bases: a Python, and for the GPU the CUDA runtime ---------------------------------

@@ -25,11 +25,12 @@ import torch
 
 from fabricad.baselines import PatchCore
 from fabricad.config import FabricadConfig
-from fabricad.data import ImageDataset, load_dataset
+from fabricad.data import load_dataset
 from fabricad.data.aitex import CATEGORIES
 from fabricad.data.tiling import magnification, tile_of
 from fabricad.evaluation import compute_metrics, predict, texture_of, write_report
 from fabricad.training import load_model, train
+from fabricad.training.dataset import ImageDataset
 from fabricad.training.trainer import holdout_split, select_device
 
 KEYS = ("image_auroc", "pixel_auroc", "aupro", "full_image_auroc")
@@ -113,7 +114,7 @@ def test_truth(split, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, li
 
 def map_metrics(amap: np.ndarray, scores: np.ndarray, truth: tuple[np.ndarray, np.ndarray, list[str], np.ndarray]) -> dict[str, float]:
     """The four protocol figures (`KEYS`) of one variant's maps and tile scores."""
-    from fabricad.evaluation import metrics as M
+    from fabricad.inference import metrics as M
 
     labels, masks, groups, full_image_labels = truth
     image_labels, image_scores = M.group_max(groups, full_image_labels, scores)
@@ -126,7 +127,7 @@ def score_variants(fabric: str, candidates: dict[str, tuple[np.ndarray, np.ndarr
     """Each variant's (test maps, held-out normal maps): the protocol figures, and the recall and
     test false-alarm rate at the threshold its held-out maps calibrate for 1 % (`recall`,
     `test_fpr`), printed as they come."""
-    from fabricad.evaluation import metrics as M
+    from fabricad.inference import metrics as M
 
     results = {}
     for variant, (amap, normal) in candidates.items():

@@ -10,7 +10,7 @@ tiles' false-alarm rate at it:
 
 - maximum (before 2026-12-01): the empirical quantile;
 - Gaussian 99 %: mean + 2.326 standard deviations, a fit that uses every score, not only the top;
-- the larger of the two (shipped since, `fabricad.evaluation.metrics.threshold_for_fpr`): never
+- the larger of the two (shipped since, `fabricad.inference.metrics.threshold_for_fpr`): never
   below a score seen on normal fabric;
 - Gumbel 99 %: the extreme-value fit (moments) of the scores, each itself a maximum over a tile;
 - maximum + 1 standard deviation.
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fabricad.data import load_dataset
-from fabricad.evaluation import metrics as M
+from fabricad.inference import metrics as M
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aitex import evaluate_runs, evaluation_parser, rates_table  # noqa: E402

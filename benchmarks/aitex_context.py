@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from fabricad.data import load_dataset
-from fabricad.data.torch_dataset import to_tensor
 from fabricad.evaluation import predict, texture_of
 from fabricad.models.base import fabric_keep
 from fabricad.training import load_model
+from fabricad.training.dataset import to_tensor
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

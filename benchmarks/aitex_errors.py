@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from fabricad.data import load_dataset
-from fabricad.evaluation import metrics as M
+from fabricad.inference import metrics as M
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aitex import evaluation_parser, test_truth, trained_fabrics  # noqa: E402

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from fabricad.data import load_dataset
-from fabricad.evaluation import metrics as M
+from fabricad.inference import metrics as M
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aitex as bench  # noqa: E402

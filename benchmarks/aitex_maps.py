@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fabricad.data import ImageDataset, load_dataset
+from fabricad.data import load_dataset
 from fabricad.models.anomaly_map import AnomalyMapGenerator, GaussianBlur
 from fabricad.training import load_model
+from fabricad.training.dataset import ImageDataset
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

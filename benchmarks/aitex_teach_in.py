@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fabricad.data import load_dataset
-from fabricad.evaluation import metrics as M
+from fabricad.inference import metrics as M
 from fabricad.training import load_model
 from fabricad.training.trainer import holdout_split
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fabricad.data import ImageDataset, load_dataset
+from fabricad.data import load_dataset
 from fabricad.training import load_model
+from fabricad.training.dataset import ImageDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aitex import data_root  # noqa: E402

@@ -22,8 +22,9 @@ def measure(fabric: str, way: str) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from aitex import data_root
 
-    from fabricad.data import ImageDataset, load_dataset
+    from fabricad.data import load_dataset
     from fabricad.data.images import resize
+    from fabricad.training.dataset import ImageDataset
 
     split = load_dataset(data_root(), fabric)
     dataset = ImageDataset(split.test, (256, 256))

@@ -20,8 +20,8 @@ import torch
 
 from fabricad.data import load_dataset
 from fabricad.data.synthetic import FABRICS, generate_category
-from fabricad.data.torch_dataset import to_tensor
 from fabricad.models.base import ROI_WINDOW, background_mask, flat_saturated, square_max
+from fabricad.training.dataset import to_tensor
 
 
 def any_window(x: torch.Tensor, margin: int) -> torch.Tensor:

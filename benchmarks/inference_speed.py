@@ -24,10 +24,10 @@ import torch
 
 from fabricad.data import load_dataset
 from fabricad.data.images import decode_image
-from fabricad.evaluation.metrics import auroc
 from fabricad.export.onnx_export import export_bundle
 from fabricad.inference.backends import OnnxBackend
 from fabricad.inference.engine import InferenceEngine
+from fabricad.inference.metrics import auroc
 from fabricad.training import load_model
 from fabricad.training.torch_backend import TorchBackend
 from fabricad.training.trainer import holdout_split

@@ -20,9 +20,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from fabricad.data import ImageDataset, load_dataset
+from fabricad.data import load_dataset
 from fabricad.export.onnx_export import export_fp32, quantize_int8
 from fabricad.training import load_model
+from fabricad.training.dataset import ImageDataset
 from fabricad.training.trainer import holdout_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

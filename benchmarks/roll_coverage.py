@@ -22,8 +22,8 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from service.defect_log import DefectLog  # noqa: E402
-from service.rolls import RollSpec, RollTracker  # noqa: E402
+from fabricad.service.defect_log import DefectLog  # noqa: E402
+from fabricad.service.rolls import RollSpec, RollTracker  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from service_load import emit  # noqa: E402

@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asgi_floor  # noqa: E402
 from service_load import prepare_workdir  # noqa: E402
 
-import service.routers.inspect as inspect_router  # noqa: E402
+import fabricad.service.routers.inspect as inspect_router  # noqa: E402
 from fabricad.data.images import decode_image  # noqa: E402
 from fabricad.inference.engine import InferenceEngine  # noqa: E402
-from service.app import create_app  # noqa: E402
-from service.settings import ServiceSettings  # noqa: E402
+from fabricad.service.app import create_app  # noqa: E402
+from fabricad.service.settings import ServiceSettings  # noqa: E402
 
 
 class CannedEngine:

@@ -35,7 +35,7 @@ import numpy as np
 from fabricad.data.images import decode_image
 from fabricad.inference.engine import InferenceEngine
 from fabricad.inference.ort_session import SPINNING
-from service.settings import ServiceSettings
+from fabricad.service.settings import ServiceSettings
 
 KEY = "bench-admin"
 
@@ -125,7 +125,7 @@ def start_service(models: Path, work: Path, spinning: str | None = None, flags: 
            "FABRICAD_API_KEYS": f'{{"{KEY}": "admin"}}', **(env or {})}
     if spinning:
         settings["FABRICAD_ORT_SPINNING"] = spinning
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "fabricad.service.app:create_app", "--factory", "--port", str(port),
                                 "--log-level", "warning", *flags], env=settings)
     return process, port
 

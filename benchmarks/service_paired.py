@@ -33,7 +33,7 @@ import numpy as np
 from fabricad.data.images import decode_image
 from fabricad.inference.engine import InferenceEngine
 from fabricad.inference.ort_session import SPINNING
-from service.settings import ServiceSettings
+from fabricad.service.settings import ServiceSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from service_load import (  # noqa: E402

@@ -1,4 +1,4 @@
-"""What starting the service costs before it serves: importing `service.app` in a fresh
+"""What starting the service costs before it serves: importing `fabricad.service.app` in a fresh
 interpreter, its wall time and the resident memory it leaves, for this checkout and, side by side
 in alternating rounds, for another commit of the repository (e.g. the one before a change).
 
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROBE = (
     "import json, resource, sys, time\n"
     "started = time.perf_counter()\n"
-    "import service.app, fabricad\n"
+    "import fabricad.service.app, fabricad\n"
     "seconds = time.perf_counter() - started\n"
     "heavy = sorted(m for m in ('torch', 'sklearn', 'matplotlib', 'albumentations') if m in sys.modules)\n"
     "print(json.dumps({'seconds': seconds, 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,\n"
@@ -66,7 +66,7 @@ def main() -> None:
     lines = [
         f"Command: `python benchmarks/service_startup.py --against {args.against} --rounds {args.rounds}` "
         f"({date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU threads; medians of {args.rounds} alternating rounds)\n",
-        "| code | import service.app, s | peak RSS, MB | heavy modules loaded |", "|---|---|---|---|",
+        "| code | import fabricad.service.app, s | peak RSS, MB | heavy modules loaded |", "|---|---|---|---|",
     ]
     for name, rows in runs.items():
         lines.append(f"| {name} | {statistics.median(r['seconds'] for r in rows):.2f} | "

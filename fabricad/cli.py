@@ -171,7 +171,7 @@ def predict(
     """Inspect images or videos; writes overlays (heatmap + red defect contours) and JSON/CSV results.
 
     A file that cannot be read is reported and skipped; the rest of the batch goes on."""
-    from fabricad.export.bundle import is_bundle
+    from fabricad.inference.bundle import is_bundle
     from fabricad.inference.engine import InferenceEngine
     from fabricad.inference.predict import run_predict
 
@@ -210,8 +210,8 @@ def serve(
 
     import uvicorn
 
-    from service.app import create_app
-    from service.settings import load_settings
+    from fabricad.service.app import create_app
+    from fabricad.service.settings import load_settings
 
     if config is not None:
         if not config.is_file():
@@ -281,7 +281,7 @@ def info(checkpoint: Annotated[Path, typer.Argument(help="model.ckpt or its fold
 
 def bundle_summary(folder: Path) -> dict:
     """What `fabricad info` shows of an exported bundle (its normal scores as a count)."""
-    from fabricad.export.bundle import read_bundle
+    from fabricad.inference.bundle import read_bundle
 
     meta, graph = read_bundle(folder)  # refuses a graph that does not match its sha256
     summary = meta.model_dump(mode="json", exclude={"normal_scores", "texture", "format", "model_file"})

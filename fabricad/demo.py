@@ -153,8 +153,8 @@ def api_key(plan: DemoPlan) -> str:
 
 
 def service_settings(plan: DemoPlan, name: str, key: str, fps: float):
-    from service.cameras import CameraSpec
-    from service.settings import load_settings
+    from fabricad.service.cameras import CameraSpec
+    from fabricad.service.settings import load_settings
 
     return load_settings(
         models_dir=plan.models_dir, active_model=name, database_url=f"sqlite:///{plan.workdir / 'fabricad.db'}",
@@ -177,7 +177,7 @@ def run_demo(plan: DemoPlan, serve: bool = True, host: str = "127.0.0.1", port: 
         return
     import uvicorn
 
-    from service.app import create_app
+    from fabricad.service.app import create_app
 
     key = api_key(plan)
     shown = "localhost" if host in ("0.0.0.0", "127.0.0.1") else host

@@ -44,7 +44,7 @@ class Server:
         }
         self.log = open(workdir / f"server-{self.port}.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "uvicorn", "fabricad.service.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(self.port)],
             env=environment, stdout=self.log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
         )
         deadline = time.time() + 180  # seconds on an idle machine; generous for a loaded CI box

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fabricad.data import load_dataset
-from service.cameras import CameraManager, CameraSpec
+from fabricad.service.cameras import CameraManager, CameraSpec
 
 httpx = pytest.importorskip("httpx")
 websockets_sync = pytest.importorskip("websockets.sync.client")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.settings import ServiceSettings
+from fabricad.service.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def test_variants_user_ports_and_healthcheck(dockerfile):
     from typer.main import get_command
 
     from fabricad.cli import app
-    from service.app import create_app
+    from fabricad.service.app import create_app
 
     assert {"build", "base-cpu", "base-gpu", "runtime"} <= set(dockerfile)
     assert instruction(dockerfile["runtime"], "FROM")[0].startswith("base-${VARIANT}")

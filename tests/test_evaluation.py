@@ -37,7 +37,7 @@ def test_eval_recalibrates_when_an_inference_setting_changes_the_map(trained_run
     """The 1 % FPR threshold comes from held-out normals scored with the map being evaluated,
     not from the scores saved at training (which came from the map of that time)."""
     from fabricad.evaluation import evaluate_checkpoint
-    from fabricad.evaluation.metrics import threshold_for_fpr
+    from fabricad.inference.metrics import threshold_for_fpr
     from fabricad.training.checkpoint import read_checkpoint
 
     saved = threshold_for_fpr(np.asarray(read_checkpoint(trained_run).score_stats["scores"]), 0.01)

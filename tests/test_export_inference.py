@@ -15,8 +15,8 @@ from fabricad.data import load_dataset
 from fabricad.data.holdout import holdout_split
 from fabricad.data.images import resize
 from fabricad.errors import CheckpointError, ConfigError, FabricadError
-from fabricad.export.bundle import read_bundle
 from fabricad.export.onnx_export import export_bundle
+from fabricad.inference.bundle import read_bundle
 from fabricad.inference.engine import InferenceEngine, blend_window
 from fabricad.inference.thresholds import normalise
 from fabricad.training import load_model, read_checkpoint, train
@@ -75,7 +75,7 @@ def test_fp32_parity_on_real_images(exported, fabric_category, name):
 @pytest.mark.slow
 def test_int8_bundle_is_smaller_and_keeps_detection_quality(trained_run, fabric_category, tmp_path):
     """INT8 on the really trained model: a quarter of the size, and defects still rank first."""
-    from fabricad.evaluation.metrics import auroc
+    from fabricad.inference.metrics import auroc
 
     model, ckpt = load_model(trained_run)
     split = load_dataset(fabric_category)
@@ -459,8 +459,8 @@ def test_a_runtime_install_without_the_training_extra_serves_bundles(exported, t
     serve = RUNTIME_ONLY + (
         "import numpy as np\n"
         "from fastapi.testclient import TestClient\n"
-        "from service.app import create_app\n"
-        "from service.settings import ServiceSettings\n"
+        "from fabricad.service.app import create_app\n"
+        "from fabricad.service.settings import ServiceSettings\n"
         "from fabricad.inference.engine import InferenceEngine\n"
         f"engine = InferenceEngine.load({str(bundle)!r})\n"
         "assert engine.inspect(np.full((64, 300, 3), 128, np.uint8)).anomaly_map.shape == (64, 300)\n"
@@ -536,7 +536,7 @@ def test_onnx_thread_spinning_modes(exported):
 
 
 def test_service_spinning_setting_accepts_old_booleans(monkeypatch):
-    from service.settings import ServiceSettings
+    from fabricad.service.settings import ServiceSettings
 
     assert ServiceSettings().ort_spinning == "never"
     for old, new in (("true", "always"), ("false", "never"), ("during_run", "during_run")):

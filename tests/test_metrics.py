@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from fabricad.evaluation import metrics as M
+from fabricad.inference import metrics as M
 
 
 def test_auroc_and_undefined_cases():

@@ -160,7 +160,7 @@ def test_stretches_no_camera_saw_are_reported_kept_across_a_crash_and_fail_the_r
     fail the roll: a grade must not vouch for fabric no camera saw."""
     from pypdf import PdfReader
 
-    from service.rolls import RollTracker
+    from fabricad.service.rolls import RollTracker
     from tests.live_server import png
 
     strip, _ = render_roll("plain", FRAME, FRAME, [], seed=3)
@@ -211,8 +211,8 @@ def test_a_roll_table_from_an_earlier_version_gains_the_coverage_column(tmp_path
     import sqlite3
 
     from fabricad.rolls.coverage import RollCoverage
-    from service.defect_log import DefectLog
-    from service.rolls import RollSpec, RollTracker
+    from fabricad.service.defect_log import DefectLog
+    from fabricad.service.rolls import RollSpec, RollTracker
 
     url = f"sqlite:///{tmp_path / 'defects.db'}"
     spec = RollSpec(id="R-old", article="plain", width_mm=FRAME, cameras=[{"camera_id": "cam-o"}])
@@ -237,8 +237,8 @@ def test_a_camera_finds_its_roll_as_soon_as_the_roll_starts_while_other_cameras_
     ended (seen once in CI: an upload right after a roll started came back without its roll)."""
     import threading
 
-    from service.defect_log import DefectLog
-    from service.rolls import RollSpec, RollTracker
+    from fabricad.service.defect_log import DefectLog
+    from fabricad.service.rolls import RollSpec, RollTracker
 
     tracker = RollTracker(DefectLog(f"sqlite:///{tmp_path / 'defects.db'}", tmp_path / "images"))
     tracker.start(RollSpec(id="R-line", article="plain", width_mm=FRAME, cameras=[{"camera_id": "loom"}]))

@@ -72,10 +72,10 @@ def test_triton_repository_matches_the_graph(run_dir, tmp_path):
 
 
 def test_unreachable_or_missing_engines_say_why(run_dir, tmp_path):
-    from fabricad.export.bundle import read_bundle
     from fabricad.export.onnx_export import export_checkpoint
+    from fabricad.inference.bundle import read_bundle
     from fabricad.inference.remote import RayServeBackend, TritonBackend
-    from service.settings import ServiceSettings
+    from fabricad.service.settings import ServiceSettings
 
     meta, _ = read_bundle(export_checkpoint(run_dir, tmp_path / "b", progress=False))
     port = _free_port()  # nothing listens there

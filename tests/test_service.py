@@ -112,7 +112,7 @@ def test_a_defect_log_from_an_earlier_version_is_upgraded_in_place(tmp_path):
     """A database written before a column existed gets it added; its records stay readable."""
     import sqlite3
 
-    from service.defect_log import DefectLog
+    from fabricad.service.defect_log import DefectLog
 
     url, image = f"sqlite:///{tmp_path / 'defects.db'}", np.zeros((8, 8, 3), np.uint8)
     result = {"score": 0.9, "normalized_score": 0.7, "threshold": 0.5, "regions": []}
@@ -353,9 +353,9 @@ def test_killed_server_loses_no_logged_defect(models_dir, tmp_path, fabric_png):
 def test_a_threshold_set_for_one_bundle_version_is_not_given_to_another(tmp_path):
     """Kept in a real SQLite file; a model exported again (another graph hash) has scores of its
     own and keeps its bundle's threshold; forgetting removes it."""
-    from fabricad.export.bundle import Threshold
-    from service.defect_log import DefectLog
-    from service.thresholds import ThresholdStore
+    from fabricad.inference.bundle import Threshold
+    from fabricad.service.defect_log import DefectLog
+    from fabricad.service.thresholds import ThresholdStore
 
     url = f"sqlite:///{tmp_path / 'line.db'}"
     ThresholdStore(DefectLog(url, tmp_path / "img")).save("denim", "abc123", Threshold(value=0.7, method="manual"))
@@ -370,9 +370,9 @@ def test_a_teach_in_in_progress_survives_a_restart(tmp_path):
     """Kept in a real SQLite file every SAVE_EVERY frames: a restart part-way resumes with the
     frames saved (the last few may be lost), the bundle version it started on, and its camera;
     a finished one is gone."""
-    from service.defect_log import DefectLog
-    from service.teach_in import SAVE_EVERY, TeachIns
-    from service.thresholds import ThresholdStore
+    from fabricad.service.defect_log import DefectLog
+    from fabricad.service.teach_in import SAVE_EVERY, TeachIns
+    from fabricad.service.thresholds import ThresholdStore
 
     url = f"sqlite:///{tmp_path / 'line.db'}"
 
@@ -407,7 +407,7 @@ def test_a_teach_in_is_not_applied_to_a_model_exported_again(models_dir, tmp_pat
 
     import onnx
 
-    from fabricad.export.bundle import sha256_file
+    from fabricad.inference.bundle import sha256_file
 
     folder = tmp_path / "models"
     shutil.copytree(models_dir / "plain-a", folder / "fabric")
@@ -449,7 +449,7 @@ def test_not_ready_without_models(tmp_path):
     port = _free_port()
     env = {**os.environ, "FABRICAD_MODELS_DIR": str(empty), "FABRICAD_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
            "FABRICAD_IMAGE_STORE": str(tmp_path / "img")}
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "fabricad.service.app:create_app", "--factory", "--port", str(port)],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
     try:
         for _ in range(100):
@@ -469,8 +469,8 @@ def test_uploads_run_at_most_inspect_workers_at_once(tmp_path):
     """More clients than workers wait in line instead of splitting the cores among all of them."""
     import asyncio
 
-    from service.dependencies import AppState
-    from service.settings import ServiceSettings
+    from fabricad.service.dependencies import AppState
+    from fabricad.service.settings import ServiceSettings
 
     state = AppState(ServiceSettings(inspect_workers=2, models_dir=tmp_path), None, None, None)
     running, peak, lock = [0], [0], threading.Lock()

@@ -15,9 +15,9 @@ from fabricad.cli import app
 from fabricad.data import load_dataset
 from fabricad.data.alignment import TextureReference
 from fabricad.data.synthetic import FABRICS, add_defect
-from fabricad.data.torch_dataset import to_tensor
 from fabricad.errors import CheckpointError, DataError
 from fabricad.training import load_model, read_checkpoint, save_checkpoint, train
+from fabricad.training.dataset import to_tensor
 from tests.conftest import quick_config
 
 
@@ -285,7 +285,7 @@ def test_data_flip_controls_mirroring(flip):
     """`data.flip=false` (the default: a twill's mirror image is a defect) never mirrors a
     training image; `data.flip=true` does, about half the time per axis."""
     from fabricad.data.samples import Sample
-    from fabricad.data.torch_dataset import ImageDataset
+    from fabricad.training.dataset import ImageDataset
 
     ramp = np.broadcast_to(np.linspace(0, 255, 64, dtype=np.float32)[None, :, None], (64, 64, 3)).astype(np.uint8)
 
@@ -303,7 +303,7 @@ def test_random_window_never_neglects_the_ends():
     """Clamped starts make the first and last pixels of a scan as likely to be seen as its
     middle (plain uniform starts would show pixel 0 once in ~length draws), the rest of the end
     windows at most twice as likely."""
-    from fabricad.data.torch_dataset import random_window
+    from fabricad.training.dataset import random_window
 
     torch.manual_seed(0)
     length, size, draws = 40, 8, 20_000
@@ -324,7 +324,7 @@ def test_random_tiles_cut_training_tiles_anywhere(tmp_path, random_tiles):
     """With `data.random_tiles`, a grid tile of a wide scan comes back from ever new offsets of
     its source image; without it, always from its own box."""
     from fabricad.data.samples import Sample
-    from fabricad.data.torch_dataset import ImageDataset
+    from fabricad.training.dataset import ImageDataset
 
     # A 32x128 scan whose columns encode their x position; grid tile 1 is x = 32..63.
     scan = np.broadcast_to((np.arange(128, dtype=np.uint8) * 2)[None, :, None], (32, 128, 3))
@@ -344,7 +344,7 @@ def test_skew_shears_a_tile_with_the_fabric_beside_it(tmp_path):
     """`data.skew` moves a tile's rows sideways in proportion to their height, filling them from
     the scan beside the tile (not by reflecting the tile), and leaves about half the draws alone."""
     from fabricad.data.samples import Sample
-    from fabricad.data.torch_dataset import ImageDataset
+    from fabricad.training.dataset import ImageDataset
 
     # A 32x128 scan whose columns encode their x position; the tile is x = 64..95.
     scan = np.broadcast_to(np.arange(128, dtype=np.uint8)[None, :, None], (32, 128, 3))
@@ -379,7 +379,7 @@ def test_tiles_of_one_scan_share_one_decode(tmp_path, monkeypatch):
     """Every tile of a wide scan is cut from one decode of it, and the cached tiles hold no more
     than that one decoded scan (a tile per decode once kept 16 whole scans alive per AITEX scan)."""
     from fabricad.data import Sample
-    from fabricad.data.torch_dataset import ImageDataset
+    from fabricad.training.dataset import ImageDataset
 
     rng = np.random.default_rng(0)
     scan = rng.integers(0, 256, (32, 256, 3), dtype=np.uint8)
@@ -424,7 +424,8 @@ def test_calibration_scores_what_inference_scores(trained_run, fabric_category, 
     """Held-out normal images are scored for the threshold exactly as inference scores them: with
     the fabric ROI, which blanks a white strip beyond the fabric edge (before, calibration scored
     the bare map, whose strip and edge inference never reports)."""
-    from fabricad.data import ImageDataset, Sample
+    from fabricad.data import Sample
+    from fabricad.training.dataset import ImageDataset
     from fabricad.training.trainer import holdout_scores
 
     paths = []
@@ -448,8 +449,9 @@ def test_holdout_loss_is_the_mean_over_images_and_keeps_the_mode(trained_run, fa
     """Early stopping watches the held-out loss between epochs: it must not depend on how the
     images fall into batches, it must not build autograd graphs, and the model must go on
     training afterwards."""
-    from fabricad.data import ImageDataset, Sample
+    from fabricad.data import Sample
     from fabricad.models.loss import distillation_loss
+    from fabricad.training.dataset import ImageDataset
     from fabricad.training.trainer import holdout_loss
 
     model, ckpt = load_model(trained_run)

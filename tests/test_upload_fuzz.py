@@ -7,7 +7,7 @@ from fastapi import HTTPException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.uploads import decode_upload
+from fabricad.service.uploads import decode_upload
 
 rng = np.random.default_rng(0)
 _image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)

@@ -84,7 +84,7 @@ class OnnxTeacher:
         import onnxruntime as ort
 
         # Imported here: both modules import the backbones package, which imports this one.
-        from fabricad.export.bundle import OPSET
+        from fabricad.inference.bundle import OPSET
         from fabricad.inference.ort_session import session_options
 
         example = x[:1].detach()

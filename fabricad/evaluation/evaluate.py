@@ -23,12 +23,12 @@ import torch
 from fabricad.data import Sample
 from fabricad.data.alignment import Alignment, TextureReference
 from fabricad.data.tiling import as_trained
-from fabricad.data.torch_dataset import ImageDataset
-from fabricad.evaluation import metrics as M
-from fabricad.evaluation import visualize as V
+from fabricad.inference import metrics as M
+from fabricad.inference import visualize as V
 from fabricad.inference.engine import InferenceEngine
 from fabricad.inference.scoring import score_samples
 from fabricad.inference.thresholds import FEW_CALIBRATION_IMAGES
+from fabricad.training.dataset import ImageDataset
 from fabricad.training.torch_backend import (
     checkpoint_engine,
     evaluating,

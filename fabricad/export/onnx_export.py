@@ -15,15 +15,16 @@ from torch import nn
 from tqdm import tqdm
 
 from fabricad.backbones.static_padding import freeze_same_padding
-from fabricad.data import ImageDataset, Sample
+from fabricad.data import Sample
 from fabricad.errors import FabricadError
-from fabricad.export.bundle import OPSET, sha256_file, write_meta
-from fabricad.export.meta import bundle_meta, checkpoint_meta
 from fabricad.inference.backends import OnnxBackend
+from fabricad.inference.bundle import OPSET, sha256_file, write_meta
+from fabricad.inference.bundle_meta import bundle_meta, checkpoint_meta
 from fabricad.inference.engine import InferenceEngine
 from fabricad.inference.scoring import score_samples
 from fabricad.models import DistillationModel
 from fabricad.training.checkpoint import Checkpoint
+from fabricad.training.dataset import ImageDataset
 
 log = logging.getLogger(__name__)
 class UInt8Graph(nn.Module):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from fabricad.errors import FabricadError
-from fabricad.export.bundle import read_bundle
+from fabricad.inference.bundle import read_bundle
 
 
 def tensorrt_route() -> str | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import onnx
 
 from fabricad.errors import FabricadError
-from fabricad.export.bundle import read_bundle
+from fabricad.inference.bundle import read_bundle
 
 ONNX_TO_TRITON = {
     onnx.TensorProto.UINT8: "TYPE_UINT8", onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16",

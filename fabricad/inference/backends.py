@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fabricad.errors import FabricadError
-from fabricad.export.bundle import BundleMeta, read_bundle
+from fabricad.inference.bundle import BundleMeta, read_bundle
 from fabricad.inference.ort_session import Spinning, session_options
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from fabricad.data.fabric_edges import background_columns, only_background
 from fabricad.data.images import resize, to_rgb_uint8
 from fabricad.data.tiling import cut_window, reflect_pad, tile_starts
 from fabricad.errors import FabricadError
-from fabricad.export.bundle import BundleMeta, Threshold, is_bundle
 from fabricad.inference import thresholds as T
 from fabricad.inference.backends import OnnxBackend
+from fabricad.inference.bundle import BundleMeta, Threshold, is_bundle
 from fabricad.inference.ort_session import Spinning
 
 

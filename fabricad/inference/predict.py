@@ -14,8 +14,8 @@ from tqdm import tqdm
 from fabricad.data.alignment import Alignment
 from fabricad.data.images import IMAGE_EXTENSIONS, check_inspectable, read_image
 from fabricad.errors import FabricadError, ImageReadError
-from fabricad.evaluation.visualize import caption, overlay, save_rgb
 from fabricad.inference.engine import InferenceEngine
+from fabricad.inference.visualize import caption, overlay, save_rgb
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm"}
 

@@ -12,7 +12,7 @@ import io
 import numpy as np
 
 from fabricad.errors import FabricadError
-from fabricad.export.bundle import BundleMeta
+from fabricad.inference.bundle import BundleMeta
 
 
 class TritonBackend:

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from fabricad.evaluation.metrics import f1_max, threshold_for_fpr
-from fabricad.export.bundle import Threshold
+from fabricad.inference.bundle import Threshold
+from fabricad.inference.metrics import f1_max, threshold_for_fpr
 
 DEFAULT_TARGET_FPR = 0.01
 

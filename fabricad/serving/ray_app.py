@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fabricad.errors import FabricadError
-from fabricad.export.bundle import read_bundle
+from fabricad.inference.bundle import read_bundle
 
 
 def require_ray():

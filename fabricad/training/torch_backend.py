@@ -15,8 +15,8 @@ import torch
 
 from fabricad.data.alignment import TextureReference
 from fabricad.errors import FabricadError
-from fabricad.export.bundle import Preprocess, is_bundle
-from fabricad.export.meta import bundle_meta, checkpoint_meta, scoring_meta
+from fabricad.inference.bundle import Preprocess, is_bundle
+from fabricad.inference.bundle_meta import bundle_meta, checkpoint_meta, scoring_meta
 from fabricad.inference.engine import InferenceEngine
 from fabricad.inference.ort_session import Spinning
 from fabricad.training.checkpoint import Checkpoint, load_model

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from fabricad.config import FabricadConfig
-from fabricad.data import ImageDataset, Sample, load_dataset, read_image
+from fabricad.data import Sample, load_dataset, read_image
 from fabricad.data.alignment import TextureReference
 from fabricad.data.holdout import holdout_split
 from fabricad.data.images import image_size
@@ -32,12 +32,13 @@ from fabricad.data.tiling import (
     whole_image_tile,
 )
 from fabricad.errors import ConfigError, DataError
-from fabricad.export.meta import preprocess_of
+from fabricad.inference.bundle_meta import preprocess_of
 from fabricad.inference.scoring import score_samples
 from fabricad.inference.thresholds import FEW_CALIBRATION_IMAGES
 from fabricad.models import DistillationModel, create_model
 from fabricad.models.loss import distillation_loss
 from fabricad.training.checkpoint import build_model, read_checkpoint, save_checkpoint
+from fabricad.training.dataset import ImageDataset
 from fabricad.training.device import select_device
 from fabricad.training.distributed import DistillationStep, DistributedContext
 from fabricad.training.premises import check_premises, sources_of

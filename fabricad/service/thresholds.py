@@ -17,10 +17,10 @@ from sqlalchemy import DateTime, Float, Integer, String, Text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from fabricad.export.bundle import Threshold
+from fabricad.inference.bundle import Threshold
 from fabricad.inference.engine import InferenceEngine
-from service.defect_log import Base, DefectLog
-from service.teach_in import TeachIn
+from fabricad.service.defect_log import Base, DefectLog
+from fabricad.service.teach_in import TeachIn
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class LineScoresRecord(Base):
 
 
 class TeachInRecord(Base):
-    """A teach-in in progress (`service.teach_in`), so a restart part-way does not lose it."""
+    """A teach-in in progress (`fabricad.service.teach_in`), so a restart part-way does not lose it."""
 
     __tablename__ = "teach_ins"
 

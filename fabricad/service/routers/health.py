@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from service.dependencies import AppState, api_key_header, get_state, role_of
-from service.schemas import WhoAmI
+from fabricad.service.dependencies import AppState, api_key_header, get_state, role_of
+from fabricad.service.schemas import WhoAmI
 
 router = APIRouter(tags=["health"])
 

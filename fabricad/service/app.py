@@ -14,16 +14,16 @@ from fastapi.staticfiles import StaticFiles
 
 from fabricad import __version__
 from fabricad.errors import FabricadError
-from service.cameras import CameraManager
-from service.defect_log import DefectLog
-from service.dependencies import AppState
-from service.metrics import ServiceMetrics
-from service.registry import ModelRegistry, UnknownModel
-from service.rolls import RollTracker
-from service.routers import cameras, defects, health, inspect, models, rolls
-from service.settings import ServiceSettings, load_settings
-from service.teach_in import TeachIns
-from service.thresholds import ThresholdStore
+from fabricad.service.cameras import CameraManager
+from fabricad.service.defect_log import DefectLog
+from fabricad.service.dependencies import AppState
+from fabricad.service.metrics import ServiceMetrics
+from fabricad.service.registry import ModelRegistry, UnknownModel
+from fabricad.service.rolls import RollTracker
+from fabricad.service.routers import cameras, defects, health, inspect, models, rolls
+from fabricad.service.settings import ServiceSettings, load_settings
+from fabricad.service.teach_in import TeachIns
+from fabricad.service.thresholds import ThresholdStore
 
 log = logging.getLogger("fabricad.service")
 DASHBOARD = Path(__file__).parent / "static"

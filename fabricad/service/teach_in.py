@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fabricad.export.bundle import Threshold
 from fabricad.inference import thresholds as T
+from fabricad.inference.bundle import Threshold
 
 log = logging.getLogger(__name__)
 SAVE_EVERY = 10

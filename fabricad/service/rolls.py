@@ -24,7 +24,7 @@ from fabricad.errors import FabricadError
 from fabricad.rolls.coverage import RollCoverage, Stretch, uninspected
 from fabricad.rolls.geometry import CameraPlacement, RollBox, merge_into, region_on_roll
 from fabricad.rolls.grading import GradedDefect, GradingRules, RollGrade, grade_roll
-from service.defect_log import Base, DefectLog
+from fabricad.service.defect_log import Base, DefectLog
 
 RollStatus = Literal["running", "ended"]
 

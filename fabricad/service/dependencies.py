@@ -11,14 +11,14 @@ import anyio.to_thread
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
 
-from service.cameras import CameraManager
-from service.defect_log import DefectLog
-from service.metrics import ServiceMetrics
-from service.registry import ModelRegistry
-from service.rolls import RollTracker
-from service.settings import ServiceSettings
-from service.teach_in import TeachIns
-from service.thresholds import ThresholdStore
+from fabricad.service.cameras import CameraManager
+from fabricad.service.defect_log import DefectLog
+from fabricad.service.metrics import ServiceMetrics
+from fabricad.service.registry import ModelRegistry
+from fabricad.service.rolls import RollTracker
+from fabricad.service.settings import ServiceSettings
+from fabricad.service.teach_in import TeachIns
+from fabricad.service.thresholds import ThresholdStore
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 ROLE_RANK = {"operator": 1, "admin": 2}

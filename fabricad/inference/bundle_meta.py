@@ -11,8 +11,14 @@ import math
 
 from fabricad import __version__
 from fabricad.errors import FabricadError
-from fabricad.export.bundle import OPSET, BundleMeta, InputSpec, Preprocess, Threshold
 from fabricad.inference import thresholds
+from fabricad.inference.bundle import (
+    OPSET,
+    BundleMeta,
+    InputSpec,
+    Preprocess,
+    Threshold,
+)
 
 UNCALIBRATED = Threshold(value=math.inf, method="uncalibrated")
 """The threshold of a model scored before calibration (evaluation, calibration itself): nothing

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from fabricad.rolls.grading import FALSE_ALARM
-from service.dependencies import AppState, get_state, reader, require
-from service.schemas import (
+from fabricad.service.dependencies import AppState, get_state, reader, require
+from fabricad.service.schemas import (
     CalibrationOut,
     ModelOut,
     TeachInIn,
@@ -16,7 +16,7 @@ from service.schemas import (
     ThresholdIn,
     ThresholdOut,
 )
-from service.teach_in import line_threshold
+from fabricad.service.teach_in import line_threshold
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(reader)])
 

@@ -17,7 +17,7 @@ from pydantic_settings import (
 from fabricad.config import validation_message
 from fabricad.errors import ConfigError, did_you_mean
 from fabricad.inference.ort_session import Spinning
-from service.cameras import CameraSpec
+from fabricad.service.cameras import CameraSpec
 
 Role = Literal["operator", "admin"]
 

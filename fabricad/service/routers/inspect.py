@@ -18,11 +18,11 @@ from fastapi import (
     UploadFile,
 )
 
-from fabricad.evaluation import visualize
+from fabricad.inference import visualize
 from fabricad.rolls.geometry import region_on_roll
-from service.dependencies import AppState, get_state, reader
-from service.schemas import BatchOut, ErrorItem, InspectionOut
-from service.uploads import decode_upload, read_limited
+from fabricad.service.dependencies import AppState, get_state, reader
+from fabricad.service.schemas import BatchOut, ErrorItem, InspectionOut
+from fabricad.service.uploads import decode_upload, read_limited
 
 router = APIRouter(prefix="/v1", tags=["inspection"], dependencies=[Depends(reader)])
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from fabricad.export.bundle import Threshold
+from fabricad.inference.bundle import Threshold
 
 
 class RegionOut(BaseModel):

@@ -9,8 +9,8 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from fabricad.errors import FabricadError
-from service.cameras import Camera, CameraSpec
-from service.dependencies import AppState, get_state, reader, require, role_of
+from fabricad.service.cameras import Camera, CameraSpec
+from fabricad.service.dependencies import AppState, get_state, reader, require, role_of
 
 router = APIRouter(prefix="/v1/cameras", tags=["cameras"])
 

@@ -15,9 +15,9 @@ from starlette.concurrency import run_in_threadpool
 
 from fabricad.errors import FabricadError
 from fabricad.rolls import report
-from service.dependencies import AppState, get_state, reader, require
-from service.rolls import RollRecord, RollSpec
-from service.schemas import AckIn
+from fabricad.service.dependencies import AppState, get_state, reader, require
+from fabricad.service.rolls import RollRecord, RollSpec
+from fabricad.service.schemas import AckIn
 
 router = APIRouter(prefix="/v1/rolls", tags=["rolls"], dependencies=[Depends(reader)])
 RollId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="roll number")]

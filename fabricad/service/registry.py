@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fabricad.errors import FabricadError
-from fabricad.export.bundle import BundleMeta, read_bundle
+from fabricad.inference.bundle import BundleMeta, read_bundle
 from fabricad.inference.engine import InferenceEngine
 from fabricad.inference.ort_session import Spinning
 
@@ -68,7 +68,7 @@ class ModelRegistry:
         self.models_dir = Path(models_dir)
         self.on_load = on_load
         """Called with (name, version, engine) for every engine loaded, before it serves: the
-        service gives it back the threshold set on the line (`service.thresholds`)."""
+        service gives it back the threshold set on the line (`fabricad.service.thresholds`)."""
         self.providers = providers
         self.threads = threads
         self.engine_kind = engine

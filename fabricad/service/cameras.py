@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from fabricad.data.images import IMAGE_EXTENSIONS, read_image
 from fabricad.errors import FabricadError, ImageReadError
-from fabricad.evaluation.visualize import overlay
+from fabricad.inference.visualize import overlay
 
 log = logging.getLogger(__name__)
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
