@@ -18,6 +18,37 @@ from fabricad.data.synthetic import generate_category
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_addoption(parser):
+    parser.addoption("--database", choices=["sqlite", "postgresql"], default="sqlite",
+                     help="what the service tests store in: a SQLite file each (default), or a database each "
+                          "on a PostgreSQL server this session starts (Debian's postgresql)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_server(request):
+    """With `--database postgresql`: one PostgreSQL server for the session; every service a test
+    starts gets a database of its own on it (tests/databases.py)."""
+    if request.config.getoption("--database") != "postgresql":
+        yield None
+        return
+    from tests.databases import SERVER_URL, PostgresServer, postgres_binaries
+
+    binaries = postgres_binaries()
+    if binaries is None:
+        pytest.skip("--database postgresql: PostgreSQL is not installed (apt-get install postgresql)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("--database postgresql: the psycopg driver is not installed (pip install 'psycopg[binary]')")
+    server = PostgresServer(binaries)
+    os.environ[SERVER_URL] = server.url
+    try:
+        yield server
+    finally:
+        os.environ.pop(SERVER_URL, None)
+        server.stop()
+
+
 
 @pytest.fixture(scope="session")
 def fabric_category(tmp_path_factory) -> Path:

@@ -15,6 +15,8 @@ import cv2
 import httpx
 import numpy as np
 
+from tests.databases import database_url
+
 ADMIN, OPERATOR = "admin-key-123", "operator-key-456"
 
 
@@ -35,7 +37,7 @@ class Server:
         environment = {
             **os.environ,
             "FABRICAD_MODELS_DIR": str(models),
-            "FABRICAD_DATABASE_URL": f"sqlite:///{workdir / 'defects.db'}",
+            "FABRICAD_DATABASE_URL": database_url(workdir),
             "FABRICAD_IMAGE_STORE": str(workdir / "images"),
             "FABRICAD_REPORT_DIR": str(workdir / "reports"),
             "FABRICAD_API_KEYS": f'{{"{ADMIN}": "admin", "{OPERATOR}": "operator"}}',

@@ -18,10 +18,11 @@ httpx = pytest.importorskip("httpx")
 websockets_sync = pytest.importorskip("websockets.sync.client")
 
 
-class _Result:
+class _Inspected:
+    """What the inspection pipeline hands the camera manager back with each frame's event."""
+
     def __init__(self, image):
-        self.anomaly_map = np.zeros(image.shape[:2], np.float32)
-        self.threshold = 1.0
+        self.overlay = image.copy()
 
 
 def test_overload_drops_oldest_frames_and_counts_them(tmp_path):
@@ -35,7 +36,7 @@ def test_overload_drops_oldest_frames_and_counts_them(tmp_path):
     def slow_batch(model, frames):
         gate.wait(5)  # inference stalls while frames keep arriving
         seen.extend(f.sequence for f in frames)
-        return [({"is_defect": False, "verdict": "OK", "normalized_score": 0.1}, _Result(f.image)) for f in frames]
+        return [({"is_defect": False, "verdict": "OK", "normalized_score": 0.1}, _Inspected(f.image)) for f in frames]
 
     manager = CameraManager(tmp_path / "media", slow_batch, max_batch=2)
     try:

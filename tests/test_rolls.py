@@ -160,7 +160,7 @@ def test_stretches_no_camera_saw_are_reported_kept_across_a_crash_and_fail_the_r
     fail the roll: a grade must not vouch for fabric no camera saw."""
     from pypdf import PdfReader
 
-    from fabricad.service.rolls import RollTracker
+    from fabricad.service.rolls.coverage_book import CoverageBook
     from tests.live_server import png
 
     strip, _ = render_roll("plain", FRAME, FRAME, [], seed=3)
@@ -180,7 +180,7 @@ def test_stretches_no_camera_saw_are_reported_kept_across_a_crash_and_fail_the_r
         frame(server.url, strip, 0.0)
         frame(server.url, strip, 0.128)
         assert frame(server.url, table, 0.256)["fabric_in_view"] is False  # the web broke: nothing inspected
-        time.sleep(RollTracker.SAVE_CHANGE_S)  # a gap that opens is written at once, if nothing was just written
+        time.sleep(CoverageBook.SAVE_CHANGE_S)  # a gap that opens is written at once, if nothing was just written
         frame(server.url, strip, 0.512)
         running = httpx.get(f"{server.url}/v1/rolls/R-3").json()
         assert [(s["along_m"], s["cameras"]) for s in running["uninspected"]] == [([0.256, 0.512], ["cam-c"])]
@@ -211,15 +211,17 @@ def test_a_roll_table_from_an_earlier_version_gains_the_coverage_column(tmp_path
     import sqlite3
 
     from fabricad.rolls.coverage import RollCoverage
-    from fabricad.service.defect_log import DefectLog
-    from fabricad.service.rolls import RollSpec, RollTracker
+    from fabricad.service.database import Database
+    from fabricad.service.rolls import RollTracker
+    from fabricad.service.schemas import RollSpec
 
     url = f"sqlite:///{tmp_path / 'defects.db'}"
     spec = RollSpec(id="R-old", article="plain", width_mm=FRAME, cameras=[{"camera_id": "cam-o"}])
-    RollTracker(DefectLog(url, tmp_path / "images")).start(spec)
-    with sqlite3.connect(tmp_path / "defects.db") as connection:  # as the earlier version left it
+    RollTracker(Database(url)).start(spec)
+    with sqlite3.connect(tmp_path / "defects.db") as connection:  # as the earlier version left it: no migrations
         connection.execute("ALTER TABLE rolls DROP COLUMN coverage_json")
-    tracker = RollTracker(DefectLog(url, tmp_path / "images"))
+        connection.execute("DROP TABLE alembic_version")
+    tracker = RollTracker(Database(url))
     row = tracker.get("R-old")
     assert row.coverage == RollCoverage() and row.status == "running"
     tracker.frame_seen(row, "cam-o", (0.0, 0.128), (0.0, FRAME))
@@ -237,10 +239,12 @@ def test_a_camera_finds_its_roll_as_soon_as_the_roll_starts_while_other_cameras_
     ended (seen once in CI: an upload right after a roll started came back without its roll)."""
     import threading
 
-    from fabricad.service.defect_log import DefectLog
-    from fabricad.service.rolls import RollSpec, RollTracker
+    from fabricad.service.database import Database
+    from fabricad.service.rolls import RollTracker
+    from fabricad.service.schemas import RollSpec
+    from tests.databases import database_url
 
-    tracker = RollTracker(DefectLog(f"sqlite:///{tmp_path / 'defects.db'}", tmp_path / "images"))
+    tracker = RollTracker(Database(database_url(tmp_path)))
     tracker.start(RollSpec(id="R-line", article="plain", width_mm=FRAME, cameras=[{"camera_id": "loom"}]))
     stop = threading.Event()
 

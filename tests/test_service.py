@@ -21,6 +21,7 @@ pytest.importorskip("fastapi")
 from fabricad.data import load_dataset  # noqa: E402
 from fabricad.data.alignment import shear  # noqa: E402
 from fabricad.data.synthetic import FABRICS, render_fabric  # noqa: E402
+from tests.databases import database_url  # noqa: E402
 from tests.live_server import ADMIN, OPERATOR, Server, _free_port  # noqa: E402
 from tests.live_server import png as _png  # noqa: E402
 
@@ -112,15 +113,17 @@ def test_a_defect_log_from_an_earlier_version_is_upgraded_in_place(tmp_path):
     """A database written before a column existed gets it added; its records stay readable."""
     import sqlite3
 
+    from fabricad.service.database import Database
     from fabricad.service.defect_log import DefectLog
 
     url, image = f"sqlite:///{tmp_path / 'defects.db'}", np.zeros((8, 8, 3), np.uint8)
     result = {"score": 0.9, "normalized_score": 0.7, "threshold": 0.5, "regions": []}
-    old_id = DefectLog(url, tmp_path / "images").record(model="m", model_version="v", result=result, image=image,
-                                                         overlay=None)
-    with sqlite3.connect(tmp_path / "defects.db") as connection:  # as the earlier version left it
+    old_id = DefectLog(Database(url), tmp_path / "images").record(model="m", model_version="v", result=result,
+                                                                   image=image, overlay=None)
+    with sqlite3.connect(tmp_path / "defects.db") as connection:  # as the earlier version left it: no migrations
         connection.execute("ALTER TABLE defects DROP COLUMN alignment_json")
-    log = DefectLog(url, tmp_path / "images")
+        connection.execute("DROP TABLE alembic_version")
+    log = DefectLog(Database(url), tmp_path / "images")
     turned = {**result, "alignment": {"mirror": True, "shear": 0.25, "gain": 0.03}}
     new_id = log.record(model="m", model_version="v", result=turned, image=image, overlay=None)
     assert log.get(old_id).alignment_json is None and log.get(old_id).score == 0.9
@@ -351,33 +354,33 @@ def test_killed_server_loses_no_logged_defect(models_dir, tmp_path, fabric_png):
 
 
 def test_a_threshold_set_for_one_bundle_version_is_not_given_to_another(tmp_path):
-    """Kept in a real SQLite file; a model exported again (another graph hash) has scores of its
+    """Kept in a real database; a model exported again (another graph hash) has scores of its
     own and keeps its bundle's threshold; forgetting removes it."""
     from fabricad.inference.bundle import Threshold
-    from fabricad.service.defect_log import DefectLog
+    from fabricad.service.database import Database
     from fabricad.service.thresholds import ThresholdStore
 
-    url = f"sqlite:///{tmp_path / 'line.db'}"
-    ThresholdStore(DefectLog(url, tmp_path / "img")).save("denim", "abc123", Threshold(value=0.7, method="manual"))
-    store = ThresholdStore(DefectLog(url, tmp_path / "img"))  # as after a restart
+    url = database_url(tmp_path)
+    ThresholdStore(Database(url)).save("denim", "abc123", Threshold(value=0.7, method="manual"))
+    store = ThresholdStore(Database(url))  # as after a restart
     assert store.stored("denim", "abc123").value == 0.7
     assert store.stored("denim", "def456") is None and store.stored("twill", "abc123") is None
     store.forget("denim")
-    assert ThresholdStore(DefectLog(url, tmp_path / "img")).stored("denim", "abc123") is None
+    assert ThresholdStore(Database(url)).stored("denim", "abc123") is None
 
 
 def test_a_teach_in_in_progress_survives_a_restart(tmp_path):
-    """Kept in a real SQLite file every SAVE_EVERY frames: a restart part-way resumes with the
+    """Kept in a real database every SAVE_EVERY frames: a restart part-way resumes with the
     frames saved (the last few may be lost), the bundle version it started on, and its camera;
     a finished one is gone."""
-    from fabricad.service.defect_log import DefectLog
+    from fabricad.service.database import Database
     from fabricad.service.teach_in import SAVE_EVERY, TeachIns
     from fabricad.service.thresholds import ThresholdStore
 
-    url = f"sqlite:///{tmp_path / 'line.db'}"
+    url = database_url(tmp_path)
 
     def restarted() -> TeachIns:
-        return TeachIns(ThresholdStore(DefectLog(url, tmp_path / "img")))
+        return TeachIns(ThresholdStore(Database(url)))
 
     running = restarted()
     running.start("denim", 50, 0.01, camera_id="loom3", version="abc123")
@@ -472,7 +475,8 @@ def test_uploads_run_at_most_inspect_workers_at_once(tmp_path):
     from fabricad.service.dependencies import AppState
     from fabricad.service.settings import ServiceSettings
 
-    state = AppState(ServiceSettings(inspect_workers=2, models_dir=tmp_path), None, None, None)
+    state = AppState(ServiceSettings(inspect_workers=2, models_dir=tmp_path), registry=None, database=None, defects=None,
+                     metrics=None, pipeline=None)
     running, peak, lock = [0], [0], threading.Lock()
 
     def work(i: int) -> int:

@@ -15,9 +15,12 @@ from fastapi.staticfiles import StaticFiles
 from fabricad import __version__
 from fabricad.errors import FabricadError
 from fabricad.service.cameras import CameraManager
+from fabricad.service.database import Database
 from fabricad.service.defect_log import DefectLog
 from fabricad.service.dependencies import AppState
 from fabricad.service.metrics import ServiceMetrics
+from fabricad.service.openapi import declare_errors, operation_id
+from fabricad.service.pipeline import InspectionPipeline
 from fabricad.service.registry import ModelRegistry, UnknownModel
 from fabricad.service.rolls import RollTracker
 from fabricad.service.routers import cameras, defects, health, inspect, models, rolls
@@ -34,18 +37,19 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        defect_log = DefectLog(settings.database_url, settings.image_store, settings.image_retention)
-        thresholds = ThresholdStore(defect_log)
+        database = Database(settings.database_url)
+        defect_log = DefectLog(database, settings.image_store, settings.image_retention)
+        thresholds = ThresholdStore(database)
         registry = ModelRegistry(settings.models_dir, settings.providers, settings.threads, settings.engine,
                                  settings.engine_url, settings.ort_spinning, align=settings.align_texture,
                                  on_load=thresholds.restore)
-        state = AppState(settings, registry, defect_log, ServiceMetrics(), rolls=RollTracker(defect_log),
-                         thresholds=thresholds, teach_ins=TeachIns(thresholds))
+        metrics, rolls, teach_ins = ServiceMetrics(), RollTracker(database), TeachIns(thresholds)
+        pipeline = InspectionPipeline(registry, defect_log, rolls, metrics, teach_ins)
+        cameras = CameraManager(settings.media_dir, pipeline.inspect_frames, settings.max_batch,
+                                workers=settings.inference_workers)
+        state = AppState(settings, registry, database, defect_log, metrics, pipeline, cameras=cameras, rolls=rolls,
+                         thresholds=thresholds, teach_ins=teach_ins)
         app.state.fabricad = state
-        state.cameras = CameraManager(
-            settings.media_dir, lambda model, frames: inspect.run_camera_batch(state, model, frames), settings.max_batch,
-            workers=settings.inference_workers,
-        )
         if not activate_default(state):
             log.warning("no model bundles in %s: /readyz will answer 503", settings.models_dir)
         rescan = asyncio.create_task(watch_models(state)) if settings.models_rescan_s > 0 else None
@@ -62,12 +66,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             with suppress(asyncio.CancelledError):
                 await rescan
         state.cameras.shutdown()
+        database.dispose()
 
     app = FastAPI(
         title="fabricad inspection service",
         version=__version__,
         description="Fabric defect inspection: verdicts, heatmaps and the defect log.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
@@ -87,6 +93,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
 
     for router in (health.router, inspect.router, models.router, defects.router, cameras.router, rolls.router):
+        declare_errors(router)
         app.include_router(router)
 
     # The operator dashboard: plain HTML, CSS and JS modules, no build step.

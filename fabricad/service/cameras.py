@@ -29,7 +29,6 @@ from pydantic import BaseModel, Field, field_validator
 
 from fabricad.data.images import IMAGE_EXTENSIONS, read_image
 from fabricad.errors import FabricadError, ImageReadError
-from fabricad.inference.visualize import overlay
 
 log = logging.getLogger(__name__)
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -309,13 +308,15 @@ class CameraManager:
                         if camera is not None:
                             camera.error = f"inference failed: {exc}"
                     continue
-                for frame, (event, result) in zip(frames, outputs):
+                for frame, (event, done) in zip(frames, outputs):
                     try:
-                        self._fan_out(frame, event, result)
+                        self._fan_out(frame, event, done.overlay)
                     except Exception:  # one bad frame must not end the loop for every camera
                         log.exception("fan-out failed for camera %s", frame.camera_id)
 
-    def _fan_out(self, frame: Frame, event: dict, result) -> None:
+    def _fan_out(self, frame: Frame, event: dict, annotated: np.ndarray) -> None:
+        """`annotated`: the frame's overlay, drawn once by the inspection pipeline (the defect log
+        stored it before this); the live view adds the verdict on top."""
         camera = self.cameras.get(frame.camera_id)
         if camera is None:
             return
@@ -326,7 +327,6 @@ class CameraManager:
             newest = frame.sequence > (camera.last_result or {}).get("sequence", 0)
             if newest:  # with several workers a frame can finish after a newer one
                 camera.last_result = event
-        annotated = overlay(frame.image, result.anomaly_map, result.threshold)
         colour = (255, 40, 40) if event["is_defect"] else (40, 200, 40)
         cv2.putText(annotated, f"{event['verdict']} {event['normalized_score']:.2f}", (8, 24),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2)

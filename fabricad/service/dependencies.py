@@ -12,8 +12,10 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
 
 from fabricad.service.cameras import CameraManager
+from fabricad.service.database import Database
 from fabricad.service.defect_log import DefectLog
 from fabricad.service.metrics import ServiceMetrics
+from fabricad.service.pipeline import InspectionPipeline
 from fabricad.service.registry import ModelRegistry
 from fabricad.service.rolls import RollTracker
 from fabricad.service.settings import ServiceSettings
@@ -28,8 +30,10 @@ ROLE_RANK = {"operator": 1, "admin": 2}
 class AppState:
     settings: ServiceSettings
     registry: ModelRegistry
+    database: Database
     defects: DefectLog
     metrics: ServiceMetrics
+    pipeline: InspectionPipeline
     cameras: CameraManager | None = None
     rolls: RollTracker | None = None
     thresholds: ThresholdStore | None = None
@@ -85,6 +89,7 @@ def require(role: str):
             raise HTTPException(403, f"this action needs the {role} role")
         return actual
 
+    check.required_role = role  # read by fabricad.service.openapi to declare the 401/403 answers
     return check
 
 

@@ -8,6 +8,9 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from fabricad.inference.bundle import Threshold
+from fabricad.rolls.geometry import CameraPlacement
+from fabricad.rolls.grading import GradingRules
+from fabricad.service.cameras import CameraSpec, CameraState
 
 
 class RegionOut(BaseModel):
@@ -151,3 +154,120 @@ class AckIn(BaseModel):
 
 
 BatchOut.model_rebuild()
+
+
+class RollSpec(BaseModel):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="the mill's roll number")
+    article: str = Field(min_length=1, max_length=128, description="article / fabric name")
+    model: str | None = Field(None, max_length=128, description="model for this article; the cameras' own when omitted")
+    width_mm: float = Field(gt=0, le=20_000, description="usable width")
+    speed_m_per_min: float | None = Field(None, gt=0, le=1000, description="line speed, when no encoder feed")
+    cameras: list[CameraPlacement] = Field(min_length=1, max_length=32)
+    rules: GradingRules = GradingRules()
+    merge_gap_mm: float = Field(10.0, ge=0, le=1000, description="sightings closer than this are one defect")
+    coverage_tolerance_mm: float = Field(10.0, ge=0, le=1000, description="gaps between a camera's frames (or "
+                                         "between camera lanes) narrower than this are jitter, not uninspected fabric")
+
+
+# --- rolls: requests ---------------------------------------------------------------------------
+class PositionIn(BaseModel):
+    along_m: float = Field(ge=0, le=1e6, description="encoder reading: metres of this roll past the cameras")
+
+
+class EndIn(BaseModel):
+    length_m: float | None = Field(None, gt=0, le=1e6, description="measured roll length; the inspected length when omitted")
+
+
+# --- rolls: answers ----------------------------------------------------------------------------
+class StretchOut(BaseModel):
+    along_m: list[float] = Field(description="[start, end] of a stretch some camera did not see, metres")
+    length_m: float
+    cameras: list[str] = Field(description="the cameras that did not see it")
+
+
+class GradeOut(BaseModel):
+    points: int
+    points_per_100_m2: float
+    limit_per_100_m2: float
+    passed: bool
+    reasons: list[str]
+    defect_points: dict[str, int] = Field(description="roll-defect id → points")
+    metre_points: dict[str, int] = Field(description="metre of the roll → points there (capped per metre)")
+    area_m2: float = Field(description="inspected area the points are counted over")
+    uninspected_m: float
+    uncovered_mm: float
+
+
+class RollOut(BaseModel):
+    id: str
+    article: str
+    model: str | None
+    status: Literal["running", "ended"]
+    width_mm: float
+    speed_m_per_min: float | None
+    length_m: float
+    started_at: datetime
+    ended_at: datetime | None
+    cameras: list[CameraPlacement]
+    rules: GradingRules
+    defects: int | None = Field(description="roll defects (sightings merged)")
+    grade: GradeOut | None
+    uninspected: list[StretchOut]
+    uncovered_across_mm: list[list[float]] = Field(description="bands of the width in no camera's lane, [from, to] mm")
+
+
+class RollDefectOut(BaseModel):
+    id: int
+    roll_id: str
+    created_at: datetime
+    across_mm: list[float] = Field(description="[from, to] mm from the roll's left edge")
+    along_m: list[float] = Field(description="[from, to] metres from the roll's start")
+    width_mm: float
+    length_mm: float
+    outline: list[list[float]] = Field(description="polygon, [across mm, along m] points")
+    sightings: list[int] = Field(description="defect-log ids of the frames it was seen in")
+    cameras: list[str]
+    max_score: float
+    label: str | None
+    points: int | None = Field(description="4-point-system points (with the roll's grade)")
+
+
+class RollDetailOut(RollOut):
+    defect_list: list[RollDefectOut]
+
+
+class PositionOut(BaseModel):
+    roll_id: str
+    along_m: float
+
+
+# --- cameras, health ---------------------------------------------------------------------------
+class CameraModelIn(BaseModel):
+    model: str | None = Field(None, max_length=128, description="model name; null follows the active model")
+
+
+class CameraOut(CameraSpec):
+    state: CameraState
+    error: str | None
+    frames_captured: int
+    frames_processed: int
+    frames_dropped: int
+    defects: int
+    queue_depth: int
+    last_result: dict | None = Field(description="the newest frame's event (as on the events WebSocket)")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    model: str | None = Field(description="the active model")
+    problems: list[str] = Field(description="why the service is not ready (503)")
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx answer: what was wrong, in words."""
+
+    detail: str | list = Field(description="the reason; for a malformed request, pydantic's list of errors")

@@ -13,81 +13,34 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Float, Integer, String, Text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fabricad.inference.bundle import Threshold
 from fabricad.inference.engine import InferenceEngine
-from fabricad.service.defect_log import Base, DefectLog
+from fabricad.service.database import Database
+from fabricad.service.records import (
+    LineScoresRecord,
+    TeachInRecord,
+    TeachInScoreRecord,
+    ThresholdRecord,
+)
 from fabricad.service.teach_in import TeachIn
 
 log = logging.getLogger(__name__)
 
 
-class ThresholdRecord(Base):
-    __tablename__ = "thresholds"
-
-    model: Mapped[str] = mapped_column(String(128), primary_key=True)
-    model_version: Mapped[str] = mapped_column(String(64))
-    value: Mapped[float] = mapped_column(Float)
-    method: Mapped[str] = mapped_column(String(32))
-    target_fpr: Mapped[float | None] = mapped_column(Float)
-    calibration_count: Mapped[int] = mapped_column(Integer, default=0)
-    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class LineScoresRecord(Base):
-    """The scores a teach-in collected on the line's good fabric, kept so the threshold slider can
-    preview false alarms against the line rather than against a few held-out training images."""
-
-    __tablename__ = "line_scores"
-
-    model: Mapped[str] = mapped_column(String(128), primary_key=True)
-    model_version: Mapped[str] = mapped_column(String(64))
-    scores_json: Mapped[str] = mapped_column(Text)
-    collected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class TeachInRecord(Base):
-    """A teach-in in progress (`fabricad.service.teach_in`), so a restart part-way does not lose it."""
-
-    __tablename__ = "teach_ins"
-
-    model: Mapped[str] = mapped_column(String(128), primary_key=True)
-    model_version: Mapped[str] = mapped_column(String(64))
-    frames: Mapped[int] = mapped_column(Integer)
-    target_fpr: Mapped[float] = mapped_column(Float)
-    camera_id: Mapped[str | None] = mapped_column(String(128))
-    started_at: Mapped[float] = mapped_column(Float)
-
-
-class TeachInScoreRecord(Base):
-    """One score of a teach-in in progress. A row each, so a save writes only the scores that
-    came in since the last one: rewriting them all would grow with the teach-in (up to 100 000
-    frames) on the inspection path."""
-
-    __tablename__ = "teach_in_scores"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model: Mapped[str] = mapped_column(String(128), index=True)
-    score: Mapped[float] = mapped_column(Float)
-
-
 class ThresholdStore:
-    def __init__(self, defects: DefectLog):
-        self.engine = defects.engine
-        Base.metadata.create_all(self.engine)
-        defects.add_new_columns()
+    def __init__(self, database: Database):
+        self.database = database
 
     def save(self, model: str, version: str, threshold: Threshold) -> None:
-        with Session(self.engine) as session, session.begin():
+        with self.database.session(write=True) as session:
             session.merge(ThresholdRecord(model=model, model_version=version, value=threshold.value,
                                           method=threshold.method, target_fpr=threshold.target_fpr,
                                           calibration_count=threshold.calibration_count, set_at=datetime.now(UTC)))
 
     def forget(self, model: str) -> None:
-        with Session(self.engine) as session, session.begin():
+        with self.database.session(write=True) as session:
             record = session.get(ThresholdRecord, model)
             if record is not None:
                 session.delete(record)
@@ -95,7 +48,7 @@ class ThresholdStore:
     def stored(self, model: str, version: str) -> Threshold | None:
         """The threshold last set for this model's bundle `version`; None if none was, or it was
         set for another version."""
-        with Session(self.engine) as session:
+        with self.database.session() as session:
             record = session.get(ThresholdRecord, model)
         if record is None or record.model_version != version:
             return None
@@ -103,13 +56,13 @@ class ThresholdStore:
                          calibration_count=record.calibration_count)
 
     def save_line_scores(self, model: str, version: str, scores: list[float]) -> None:
-        with Session(self.engine) as session, session.begin():
+        with self.database.session(write=True) as session:
             session.merge(LineScoresRecord(model=model, model_version=version, scores_json=json.dumps(scores),
                                            collected_at=datetime.now(UTC)))
 
     def line_scores(self, model: str, version: str) -> list[float] | None:
         """The last teach-in's scores for this bundle version; None if it had none."""
-        with Session(self.engine) as session:
+        with self.database.session() as session:
             record = session.get(LineScoresRecord, model)
         return json.loads(record.scores_json) if record is not None and record.model_version == version else None
 
@@ -118,7 +71,7 @@ class ThresholdStore:
         with none saved yet, it is new: its record replaces any earlier one for the model.
         False if the database could not be written (the teach-in goes on in memory)."""
         try:
-            with Session(self.engine) as session, session.begin():
+            with self.database.session(write=True) as session:
                 if teach_in.saved == 0:
                     session.query(TeachInScoreRecord).filter_by(model=teach_in.model).delete()
                     session.merge(TeachInRecord(model=teach_in.model, model_version=teach_in.version, frames=teach_in.frames,
@@ -132,7 +85,7 @@ class ThresholdStore:
 
     def drop_teach_in(self, model: str) -> None:
         try:
-            with Session(self.engine) as session, session.begin():
+            with self.database.session(write=True) as session:
                 session.query(TeachInScoreRecord).filter_by(model=model).delete()
                 session.query(TeachInRecord).filter_by(model=model).delete()
         except SQLAlchemyError as exc:
@@ -141,7 +94,7 @@ class ThresholdStore:
     def teach_ins(self) -> list[TeachIn]:
         """The teach-ins that were running when the service last stopped."""
         try:
-            with Session(self.engine) as session:
+            with self.database.session() as session:
                 records = session.query(TeachInRecord).all()
                 scores = {r.model: [] for r in records}
                 for model, score in session.query(TeachInScoreRecord.model, TeachInScoreRecord.score).order_by(TeachInScoreRecord.id):

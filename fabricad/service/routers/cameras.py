@@ -6,11 +6,11 @@ import asyncio
 
 from fastapi import APIRouter, Depends, HTTPException, WebSocket
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
 
 from fabricad.errors import FabricadError
 from fabricad.service.cameras import Camera, CameraSpec
 from fabricad.service.dependencies import AppState, get_state, reader, require, role_of
+from fabricad.service.schemas import CameraModelIn, CameraOut
 
 router = APIRouter(prefix="/v1/cameras", tags=["cameras"])
 
@@ -22,7 +22,8 @@ def _camera(state: AppState, camera_id: str) -> Camera:
         raise HTTPException(404, f"no camera {camera_id!r}") from None
 
 
-@router.post("", status_code=201, dependencies=[Depends(require("admin"))])
+@router.post("", status_code=201, response_model=CameraOut, dependencies=[Depends(require("admin"))],
+             responses={409: {"description": "a camera with this id exists"}})
 def add_camera(spec: CameraSpec, start: bool = True, state: AppState = Depends(get_state)) -> dict:
     if spec.model is not None:
         state.registry.entry(spec.model)  # 404 now rather than a failing camera later
@@ -32,23 +33,23 @@ def add_camera(spec: CameraSpec, start: bool = True, state: AppState = Depends(g
         raise HTTPException(409, str(exc)) from None
 
 
-@router.get("", dependencies=[Depends(reader)])
+@router.get("", response_model=list[CameraOut], dependencies=[Depends(reader)])
 def list_cameras(state: AppState = Depends(get_state)) -> list[dict]:
     return [c.status() for c in state.cameras.cameras.values()]
 
 
-@router.get("/{camera_id}", dependencies=[Depends(reader)])
+@router.get("/{camera_id}", response_model=CameraOut, dependencies=[Depends(reader)])
 def get_camera(camera_id: str, state: AppState = Depends(get_state)) -> dict:
     return _camera(state, camera_id).status()
 
 
-@router.post("/{camera_id}/start", dependencies=[Depends(require("admin"))])
+@router.post("/{camera_id}/start", response_model=CameraOut, dependencies=[Depends(require("admin"))])
 def start_camera(camera_id: str, state: AppState = Depends(get_state)) -> dict:
     _camera(state, camera_id)
     return state.cameras.start(camera_id).status()
 
 
-@router.post("/{camera_id}/stop", dependencies=[Depends(require("admin"))])
+@router.post("/{camera_id}/stop", response_model=CameraOut, dependencies=[Depends(require("admin"))])
 def stop_camera(camera_id: str, state: AppState = Depends(get_state)) -> dict:
     _camera(state, camera_id)
     return state.cameras.stop(camera_id).status()
@@ -60,11 +61,7 @@ def delete_camera(camera_id: str, state: AppState = Depends(get_state)) -> None:
     state.cameras.remove(camera_id)
 
 
-class CameraModelIn(BaseModel):
-    model: str | None = Field(None, max_length=128, description="model name; null follows the active model")
-
-
-@router.put("/{camera_id}/model", dependencies=[Depends(require("admin"))])
+@router.put("/{camera_id}/model", response_model=CameraOut, dependencies=[Depends(require("admin"))])
 def set_camera_model(camera_id: str, body: CameraModelIn, state: AppState = Depends(get_state)) -> dict:
     """Switch the model one camera (line) runs; the others keep theirs. Takes effect with the next frame."""
     camera = _camera(state, camera_id)

@@ -11,12 +11,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse, Response
 
-from fabricad.service.defect_log import DefectRecord
 from fabricad.service.dependencies import AppState, get_state, reader, require
+from fabricad.service.records import RECORD_ID_MAX, DefectRecord
 from fabricad.service.schemas import AckIn, DefectOut, DefectPage
 
 router = APIRouter(prefix="/v1/defects", tags=["defects"], dependencies=[Depends(reader)])
-DefectId = Annotated[int, Path(ge=1, le=2**63 - 1, description="defect-log record id")]  # SQL integers are 64-bit
+DefectId = Annotated[int, Path(ge=1, le=RECORD_ID_MAX, description="defect-log record id")]
 
 
 def _out(row: DefectRecord) -> DefectOut:

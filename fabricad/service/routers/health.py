@@ -6,17 +6,17 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from fabricad.service.dependencies import AppState, api_key_header, get_state, role_of
-from fabricad.service.schemas import WhoAmI
+from fabricad.service.schemas import HealthOut, ReadyOut, WhoAmI
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=HealthOut)
 def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut, "description": "not ready: see problems"}})
 def readyz(state: AppState = Depends(get_state)) -> JSONResponse:
     problems = []
     active = state.registry.active
@@ -25,7 +25,7 @@ def readyz(state: AppState = Depends(get_state)) -> JSONResponse:
         problems += [f"model {name} cannot be loaded: {error}" for name, error in state.registry.errors.items()]
     elif state.registry.entry(active).engine is None:
         problems.append(f"model {active} not loaded")
-    if not state.defects.ping():
+    if not state.database.ping():
         problems.append("defect database unreachable")
     body = {"ready": not problems, "model": active, "problems": problems}
     return JSONResponse(body, status_code=200 if not problems else 503)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 
 import cv2
 import numpy as np
@@ -19,12 +18,24 @@ from fastapi import (
 )
 
 from fabricad.inference import visualize
-from fabricad.rolls.geometry import region_on_roll
 from fabricad.service.dependencies import AppState, get_state, reader
 from fabricad.service.schemas import BatchOut, ErrorItem, InspectionOut
 from fabricad.service.uploads import decode_upload, read_limited
 
 router = APIRouter(prefix="/v1", tags=["inspection"], dependencies=[Depends(reader)])
+UPLOAD_BODY = {
+    "required": True,
+    "description": "the image (PNG, JPEG, TIFF, BMP; 8 or 16 bit; gray, RGB or RGBA)",
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                           "properties": {"file": {"type": "string", "format": "binary"}}}},
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+"""`POST /v1/inspect` reads its body itself (a raw image or a multipart upload, without the copy
+FastAPI's form parsing would make), so its request body is declared here for the OpenAPI
+schema: Swagger UI then offers a file picker."""
 
 
 def _png_b64(rgb: np.ndarray) -> str:
@@ -32,68 +43,18 @@ def _png_b64(rgb: np.ndarray) -> str:
     return base64.b64encode(buffer.tobytes()).decode()
 
 
-def record_result(state: AppState, entry, image: np.ndarray, result, camera_id: str | None,
-                  want_overlay: bool = False, captured_at: float | None = None,
-                  along_m: float | None = None) -> tuple[dict, int | None, np.ndarray | None]:
-    """Metrics, the roll position and, for a defect, the log entry: shared by uploads and cameras.
-    `along_m` is the frame's own roll position when its source knows it (an encoder-stamped frame)."""
-    data = result.as_dict()
-    state.metrics.latency.labels(entry.name).observe(result.latency_ms / 1000)
-    state.metrics.inspections.labels(entry.name, data["verdict"]).inc()
-    if not result.fabric_in_view:
-        state.metrics.no_fabric.labels(entry.name).inc()
-    else:
-        state.teach_ins.offer(entry.name, camera_id, result.score)
-    placed = state.rolls.roll_for_camera(camera_id)
-    if placed is not None:
-        roll, placement = placed
-        if along_m is None:
-            along_m = state.rolls.frame_position(roll, time.time() if captured_at is None else captured_at)
-        if result.fabric_in_view:  # a frame of the bare table inspects nothing: the roll's coverage shows it
-            state.rolls.frame_seen(roll, placement.camera_id, (along_m, along_m + image.shape[0] * placement.mm_per_px / 1000),
-                                   (placement.offset_mm, placement.offset_mm + image.shape[1] * placement.mm_per_px))
-        data.update(roll_id=roll.id, along_m=along_m)
-    picture = visualize.overlay(image, result.anomaly_map, result.threshold) if (want_overlay or result.is_defect) else None
-    defect_id = None
-    if result.is_defect:
-        where = {}
-        if placed is not None:
-            top = region_on_roll(data["regions"][0], along_m, placement)
-            where = {"roll_id": roll.id, "across_mm": top.centre[0], "along_m": top.centre[1]}
-        defect_id = state.defects.record(model=entry.name, model_version=entry.version, result=data, image=image,
-                                         overlay=picture, camera_id=camera_id, **where)
-        state.metrics.defects.labels(entry.name).inc()
-        if placed is not None:
-            data["roll_defect_ids"] = state.rolls.observe(roll, placement, along_m, image.shape[0], data["regions"], defect_id)
-    return data, defect_id, picture
-
-
-def run_camera_batch(state: AppState, model: str | None, frames: list) -> list[tuple[dict, object]]:
-    """The camera manager's inference call: one engine call for a micro-batch of frames."""
-    entry, engine = state.registry.engine(model)
-    results = engine.predict([f.image for f in frames])
-    events = []
-    for frame, result in zip(frames, results):
-        data, defect_id, _ = record_result(state, entry, frame.image, result, frame.camera_id,
-                                           captured_at=frame.captured_at)
-        events.append(({**data, "camera_id": frame.camera_id, "sequence": frame.sequence, "model": entry.name,
-                        "model_version": entry.version, "defect_id": defect_id, "captured_at": frame.captured_at}, result))
-    return events
-
-
 def inspect_image(state: AppState, image: np.ndarray, *, model: str | None, want_overlay: bool, want_heatmap: bool,
                   camera_id: str | None = None, along_m: float | None = None) -> InspectionOut:
-    """Run one image through the (active or named) model and log it if defective. Blocking:
-    call from a worker thread."""
-    entry, engine = state.registry.engine(model)
-    result = engine.inspect(image)
-    data, defect_id, picture = record_result(state, entry, image, result, camera_id, want_overlay, along_m=along_m)
+    """The answer to one upload. Blocking: call from a worker thread."""
+    done = state.pipeline.inspect(image, model=model, camera_id=camera_id, along_m=along_m, want_overlay=want_overlay)
+    data, result = done.data, done.result
     return InspectionOut(
         **{k: data[k] for k in ("verdict", "is_defect", "score", "normalized_score", "threshold", "regions", "latency_ms",
                                 "alignment", "fabric_in_view")},
-        model=entry.name, model_version=entry.version, width=image.shape[1], height=image.shape[0], defect_id=defect_id,
-        roll_id=data.get("roll_id"), along_m=data.get("along_m"), roll_defect_ids=data.get("roll_defect_ids"),
-        overlay_png_base64=_png_b64(picture) if want_overlay and picture is not None else None,
+        model=done.entry.name, model_version=done.entry.version, width=image.shape[1], height=image.shape[0],
+        defect_id=done.defect_id, roll_id=data.get("roll_id"), along_m=data.get("along_m"),
+        roll_defect_ids=data.get("roll_defect_ids"),
+        overlay_png_base64=_png_b64(done.overlay) if want_overlay and done.overlay is not None else None,
         heatmap_png_base64=_png_b64(visualize.heatmap(result.anomaly_map, result.threshold)) if want_heatmap else None,
     )
 
@@ -104,6 +65,7 @@ def inspect_image(state: AppState, image: np.ndarray, *, model: str | None, want
     summary="Inspect one image",
     description="Send the image as multipart field `file`, or as the raw request body (Content-Type image/*).",
     responses={400: {"description": "unreadable image"}, 413: {"description": "too large"}, 415: {"description": "not an image"}},
+    openapi_extra={"requestBody": UPLOAD_BODY},
 )
 async def inspect(
     request: Request,

@@ -10,27 +10,27 @@ import cv2
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from fabricad.errors import FabricadError
 from fabricad.rolls import report
 from fabricad.service.dependencies import AppState, get_state, reader, require
-from fabricad.service.rolls import RollRecord, RollSpec
-from fabricad.service.schemas import AckIn
+from fabricad.service.records import RECORD_ID_MAX, RollRecord
+from fabricad.service.schemas import (
+    AckIn,
+    EndIn,
+    PositionIn,
+    PositionOut,
+    RollDefectOut,
+    RollDetailOut,
+    RollOut,
+    RollSpec,
+)
 
 router = APIRouter(prefix="/v1/rolls", tags=["rolls"], dependencies=[Depends(reader)])
 RollId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="roll number")]
 START_DELAY_S = 0.3
 """Simulated (media) cameras restart their file this long after the roll starts, all at once."""
-
-
-class PositionIn(BaseModel):
-    along_m: float = Field(ge=0, le=1e6, description="encoder reading: metres of this roll past the cameras")
-
-
-class EndIn(BaseModel):
-    length_m: float | None = Field(None, gt=0, le=1e6, description="measured roll length; the inspected length when omitted")
 
 
 def _row(state: AppState, roll_id: str) -> RollRecord:
@@ -71,7 +71,8 @@ def _thumbnails(state: AppState, defects: list[dict], size: int = 160, pad: int 
     return pictures
 
 
-@router.post("", status_code=201, dependencies=[Depends(require("operator"))])
+@router.post("", status_code=201, response_model=RollOut, dependencies=[Depends(require("operator"))],
+             responses={409: {"description": "the roll exists, or a camera inspects another roll"}})
 def start_roll(spec: RollSpec, state: AppState = Depends(get_state)) -> dict:
     if spec.model is not None:
         state.registry.entry(spec.model)  # 404 for an unknown model, before anything starts
@@ -91,19 +92,20 @@ def start_roll(spec: RollSpec, state: AppState = Depends(get_state)) -> dict:
     return state.rolls.summary(row)
 
 
-@router.get("")
+@router.get("", response_model=list[RollOut])
 def list_rolls(status: Literal["running", "ended"] | None = None, limit: int = Query(100, ge=1, le=1000),
                state: AppState = Depends(get_state)) -> list[dict]:
     return [roll_document(state, row.id)[0] for row in state.rolls.list(status, limit)]
 
 
-@router.get("/{roll_id}")
+@router.get("/{roll_id}", response_model=RollDetailOut)
 def get_roll(roll_id: RollId, state: AppState = Depends(get_state)) -> dict:
     summary, defects = roll_document(state, roll_id)
     return {**summary, "defect_list": defects}
 
 
-@router.post("/{roll_id}/position", dependencies=[Depends(require("operator"))])
+@router.post("/{roll_id}/position", response_model=PositionOut, dependencies=[Depends(require("operator"))],
+             responses={409: {"description": "the roll has ended"}})
 def encoder_position(roll_id: RollId, body: PositionIn, state: AppState = Depends(get_state)) -> dict:
     _row(state, roll_id)
     try:
@@ -113,7 +115,8 @@ def encoder_position(roll_id: RollId, body: PositionIn, state: AppState = Depend
     return {"roll_id": row.id, "along_m": body.along_m}
 
 
-@router.post("/{roll_id}/end", dependencies=[Depends(require("operator"))])
+@router.post("/{roll_id}/end", response_model=RollDetailOut, dependencies=[Depends(require("operator"))],
+             responses={409: {"description": "the roll has ended already"}})
 async def end_roll(roll_id: RollId, body: EndIn | None = None, state: AppState = Depends(get_state)) -> dict:
     _row(state, roll_id)
     try:
@@ -126,8 +129,9 @@ async def end_roll(roll_id: RollId, body: EndIn | None = None, state: AppState =
     return {**summary, "defect_list": defects}
 
 
-@router.post("/{roll_id}/defects/{roll_defect_id}/label", dependencies=[Depends(require("operator"))])
-def label_roll_defect(roll_id: RollId, roll_defect_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: AckIn,
+@router.post("/{roll_id}/defects/{roll_defect_id}/label", response_model=RollDefectOut,
+             dependencies=[Depends(require("operator"))])
+def label_roll_defect(roll_id: RollId, roll_defect_id: Annotated[int, Path(ge=1, le=RECORD_ID_MAX)], body: AckIn,
                       state: AppState = Depends(get_state)) -> dict:
     _row(state, roll_id)
     try:

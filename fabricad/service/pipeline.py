@@ -1,0 +1,96 @@
+"""What happens to a frame once the engine has judged it, for uploads and cameras alike:
+metrics, the teach-in, its place on the running roll, the overlay (drawn once), the defect log
+and the roll's defects. The routers and the camera manager hand frames in; nothing here knows
+about HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fabricad.inference.engine import Result
+from fabricad.inference.visualize import overlay
+from fabricad.rolls.geometry import region_on_roll
+from fabricad.service.defect_log import DefectLog
+from fabricad.service.metrics import ServiceMetrics
+from fabricad.service.registry import ModelEntry, ModelRegistry
+from fabricad.service.rolls import RollTracker
+from fabricad.service.teach_in import TeachIns
+
+
+@dataclass
+class Inspected:
+    """One frame after the pipeline: the answer's fields (`result.as_dict()` plus the roll's
+    `roll_id`, `along_m`, `roll_defect_ids` where a roll runs), the defect-log id of a defect, and
+    the overlay when one was drawn (always for a defect; for an OK frame when asked)."""
+
+    entry: ModelEntry
+    result: Result
+    data: dict
+    defect_id: int | None
+    overlay: np.ndarray | None
+
+
+class InspectionPipeline:
+    def __init__(self, registry: ModelRegistry, defects: DefectLog, rolls: RollTracker, metrics: ServiceMetrics,
+                 teach_ins: TeachIns):
+        self.registry, self.defects, self.rolls = registry, defects, rolls
+        self.metrics, self.teach_ins = metrics, teach_ins
+
+    def inspect(self, image: np.ndarray, *, model: str | None = None, camera_id: str | None = None,
+                along_m: float | None = None, want_overlay: bool = False) -> Inspected:
+        """One image through the (active or named) model, then `record`. Blocking: call it from
+        a worker thread. `along_m`: the frame's own roll position when its sender knows it."""
+        entry, engine = self.registry.engine(model)
+        return self.record(entry, image, engine.inspect(image), camera_id, want_overlay, along_m=along_m)
+
+    def inspect_frames(self, model: str | None, frames: list) -> list[tuple[dict, Inspected]]:
+        """The camera manager's call: one engine call for a micro-batch of one model's frames;
+        each comes back with its live event and an overlay for the live view."""
+        entry, engine = self.registry.engine(model)
+        results = engine.predict([f.image for f in frames])
+        out = []
+        for frame, result in zip(frames, results):
+            done = self.record(entry, frame.image, result, frame.camera_id, want_overlay=True,
+                               captured_at=frame.captured_at)
+            event = {**done.data, "camera_id": frame.camera_id, "sequence": frame.sequence, "model": entry.name,
+                     "model_version": entry.version, "defect_id": done.defect_id, "captured_at": frame.captured_at}
+            out.append((event, done))
+        return out
+
+    def record(self, entry: ModelEntry, image: np.ndarray, result: Result, camera_id: str | None,
+               want_overlay: bool = False, captured_at: float | None = None, along_m: float | None = None) -> Inspected:
+        data = result.as_dict()
+        self.metrics.latency.labels(entry.name).observe(result.latency_ms / 1000)
+        self.metrics.inspections.labels(entry.name, data["verdict"]).inc()
+        if not result.fabric_in_view:
+            self.metrics.no_fabric.labels(entry.name).inc()
+        else:
+            self.teach_ins.offer(entry.name, camera_id, result.score)
+        placed = self.rolls.roll_for_camera(camera_id)
+        if placed is not None:
+            roll, placement = placed
+            if along_m is None:
+                along_m = self.rolls.frame_position(roll, time.time() if captured_at is None else captured_at)
+            if result.fabric_in_view:  # a frame of the bare table inspects nothing: the roll's coverage shows it
+                self.rolls.frame_seen(roll, placement.camera_id,
+                                      (along_m, along_m + image.shape[0] * placement.mm_per_px / 1000),
+                                      (placement.offset_mm, placement.offset_mm + image.shape[1] * placement.mm_per_px))
+            data.update(roll_id=roll.id, along_m=along_m)
+        picture = overlay(image, result.anomaly_map, result.threshold) if (want_overlay or result.is_defect) else None
+        defect_id = None
+        if result.is_defect:
+            where = {}
+            if placed is not None:
+                top = region_on_roll(data["regions"][0], along_m, placement)
+                where = {"roll_id": roll.id, "across_mm": top.centre[0], "along_m": top.centre[1]}
+            defect_id = self.defects.record(model=entry.name, model_version=entry.version, result=data, image=image,
+                                            overlay=picture, camera_id=camera_id, **where)
+            self.metrics.defects.labels(entry.name).inc()
+            if placed is not None:
+                data["roll_defect_ids"] = self.rolls.observe(roll, placement, along_m, image.shape[0], data["regions"],
+                                                             defect_id)
+        return Inspected(entry, result, data, defect_id, picture)
