@@ -1,9 +1,9 @@
 """AITEX-256 benchmark: the default fabricad model vs a PatchCore-style baseline, per fabric.
 
-    python benchmarks/aitex.py                       # all six fabrics, writes runs/bench-aitex/
-    python benchmarks/aitex.py --fabrics 02 03 --set model.name=dbfad --no-baseline
-    python benchmarks/aitex.py --write BENCHMARKS.md # also put the table into BENCHMARKS.md
-    python benchmarks/aitex.py --out runs/bench-aitex --tabulate   # the table of finished runs again
+    python -m benchmarks.aitex                       # all six fabrics, writes runs/bench-aitex/
+    python -m benchmarks.aitex --fabrics 02 03 --set model.name=dbfad --no-baseline
+    python -m benchmarks.aitex --write BENCHMARKS.md # also put the table into BENCHMARKS.md
+    python -m benchmarks.aitex --out runs/bench-aitex --tabulate   # the table of finished runs again
 
 Both methods use the same split (the AITEX-256 protocol), the same teacher and the same
 evaluation code. Data: FABRICAD_DATA (default ../shared/data) / aitex.
@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -94,116 +93,6 @@ def fit_patchcore(config: FabricadConfig, train_samples: list, size: tuple[int, 
     return core
 
 
-def trained_fabrics(runs: Path, fabrics: list[str] | None) -> list[str]:
-    """The fabrics asked for, or every fabric with a trained model under `runs`."""
-    found = fabrics or sorted(p.parent.parent.name for p in runs.glob("*/rd/model.ckpt"))
-    if not found:
-        sys.exit(f"no trained runs under {runs} (run benchmarks/aitex.py first)")
-    return found
-
-
-def test_truth(split, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
-    """Labels, masks at the network's size, source images of a split's test tiles, and each
-    tile's full-image label (`Sample.full_image_label`)."""
-    from fabricad.evaluation.evaluate import mask_at
-
-    labels = np.array([s.label for s in split.test], dtype=int)
-    masks = np.stack([mask_at(s, size) if s.label and s.mask_paths else np.zeros(size, bool) for s in split.test])
-    return labels, masks, [s.group or str(s.path) for s in split.test], np.array([s.full_image_label for s in split.test])
-
-
-def map_metrics(amap: np.ndarray, scores: np.ndarray, truth: tuple[np.ndarray, np.ndarray, list[str], np.ndarray]) -> dict[str, float]:
-    """The four protocol figures (`KEYS`) of one variant's maps and tile scores."""
-    from fabricad.inference import metrics as M
-
-    labels, masks, groups, full_image_labels = truth
-    image_labels, image_scores = M.group_max(groups, full_image_labels, scores)
-    return {"image_auroc": M.auroc(labels, scores), "pixel_auroc": M.pixel_auroc(masks, amap),
-            "aupro": M.aupro(masks, amap), "full_image_auroc": M.auroc(image_labels, image_scores)}
-
-
-def score_variants(fabric: str, candidates: dict[str, tuple[np.ndarray, np.ndarray]],
-                   truth: tuple[np.ndarray, np.ndarray, list[str], np.ndarray]) -> dict[str, dict]:
-    """Each variant's (test maps, held-out normal maps): the protocol figures, and the recall and
-    test false-alarm rate at the threshold its held-out maps calibrate for 1 % (`recall`,
-    `test_fpr`), printed as they come."""
-    from fabricad.inference import metrics as M
-
-    results = {}
-    for variant, (amap, normal) in candidates.items():
-        scores = amap.reshape(len(amap), -1).max(1).astype(np.float64)
-        results[variant] = map_metrics(amap, scores, truth)
-        threshold = M.threshold_for_fpr(normal.reshape(len(normal), -1).max(1), 0.01)
-        recall, false_alarms = M.rates_at(truth[0], scores, threshold)
-        results[variant].update(recall=recall, test_fpr=false_alarms)
-        print(fabric, variant, {k: round(v, 4) for k, v in results[variant].items()}, flush=True)
-    return results
-
-
-def recall_lines(by_fabric: dict[str, dict[str, dict]], names: list[str]) -> list[str]:
-    """Markdown lines: the `score_variants` recall (test false-alarm rate) of each variant and fabric."""
-    fabrics = list(by_fabric)
-    rates = {v: [(by_fabric[f][v]["recall"], by_fabric[f][v]["test_fpr"]) for f in fabrics] for v in names}
-    return ["", "Recall at the threshold for 1 % false alarms on the held-out tiles (test false-alarm rate):", "",
-            *rates_table("variant", rates, fabrics)]
-
-
-def evaluation_parser(doc: str, runs: Path | None = None) -> argparse.ArgumentParser:
-    """The command line every evaluation-only comparison shares: --runs, --data, --fabrics, --write."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, default=runs, required=runs is None)
-    parser.add_argument("--data", type=Path, default=data_root(), help="AITEX folder (default: $FABRICAD_DATA/aitex)")
-    parser.add_argument("--fabrics", nargs="*")
-    parser.add_argument("--write", type=Path)
-    return parser
-
-
-def evaluate_runs(args: argparse.Namespace, evaluate_fabric, *extra) -> tuple[list[str], dict[str, dict]]:
-    """The fabrics chosen on the command line (or every trained one under --runs), and for each
-    `evaluate_fabric(run, data, fabric, *extra)`, with gradients off: what every evaluation-only
-    comparison does before it tabulates."""
-    torch.set_grad_enabled(False)
-    fabrics = trained_fabrics(args.runs, args.fabrics)
-    return fabrics, {fabric: evaluate_fabric(args.runs / fabric / "rd", args.data, fabric, *extra) for fabric in fabrics}
-
-
-def rates_table(name: str, rows: dict[str, list[tuple[float, float]]], fabrics: list[str], fpr_digits: int = 2) -> list[str]:
-    """Markdown lines: per row (a variant, a rule) and fabric, defect recall and in brackets the
-    test's false-alarm rate at a calibrated threshold, then their means."""
-    lines = [f"| {name} | " + " | ".join(fabrics) + " | mean |", "|---|" + "---|" * (len(fabrics) + 1)]
-    for row, cells in rows.items():
-        cells = [*cells, tuple(float(np.mean(c)) for c in zip(*cells))]
-        lines.append(f"| {row} | " + " | ".join(f"{r:.2f} ({f:.{fpr_digits}f})" for r, f in cells) + " |")
-    return lines
-
-
-def variant_tables(by_fabric: dict[str, dict[str, dict]], names: list[str]) -> list[str]:
-    """Markdown lines: the variants' means over the fabrics, then every fabric's cells
-    (tile / pixel / AUPRO / full-image AUROC), for the evaluation-only comparisons."""
-    fabrics = list(by_fabric)
-    lines = ["| variant | tile image AUROC | pixel AUROC | AUPRO | full-image AUROC |", "|---|---|---|---|---|"]
-    for name in names:
-        means = [np.mean([by_fabric[f][name][k] for f in fabrics]) for k in KEYS]
-        lines.append(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
-    lines += ["", "| fabric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for f in fabrics:
-        lines.append(f"| {f} | " + " | ".join("/".join(f"{by_fabric[f][name][k]:.3f}" for k in KEYS) for name in names) + " |")
-    return lines
-
-
-def variant_report(title: str, script: str, options: str, args: argparse.Namespace, fabrics: list[str],
-                   by_fabric: dict[str, dict[str, dict]], names: list[str]) -> str:
-    """The Markdown of an evaluation-only comparison: heading with date and machine, the command
-    that reproduces it (`script` with --runs, `options` and --fabrics when chosen), the tables."""
-    chosen = f" --fabrics {' '.join(fabrics)}" if args.fabrics else ""
-    return "\n".join([
-        f"\n## AITEX-256: {title} ({date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU threads)\n",
-        f"Command: `python benchmarks/{script} --runs {args.runs}{options}{chosen}` — the trained models, evaluated "
-        f"only; means over fabrics {', '.join(fabrics)}.\n",
-        *variant_tables(by_fabric, names),
-    ])
-
-
 def table(results: dict[str, dict[str, dict]]) -> str:
     """Per fabric and method, and the means. The last column is what a mill would see on the line:
     defect recall with the threshold set on held-out normal training tiles for 1 % false alarms,
@@ -266,7 +155,7 @@ def main() -> None:
         header = (
             f"\n## AITEX-256 ({date.today().isoformat()}, {platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} CPU threads, torch {torch.__version__})\n\n"
-            f"Command: `python benchmarks/aitex.py {' '.join('--set ' + o for o in args.overrides)}`\n\n"
+            f"Command: `python -m benchmarks.aitex {' '.join('--set ' + o for o in args.overrides)}`\n\n"
         )
         with args.write.open("a") as f:
             f.write(header + text + "\n")

@@ -1,6 +1,6 @@
 """The floor under any HTTP inspection service on this machine: a bare ASGI app with no framework.
 
-    python benchmarks/asgi_floor.py --bundle runs/bundles/fabric02 --port 8100 [--spinning never]
+    python -m benchmarks.asgi_floor --bundle runs/bundles/fabric02 --port 8100 [--spinning never]
 
 `POST /v1/inspect` with a raw image body (any GET answers that it is ready): read it, decode and inspect in one worker thread,
 answer the verdict as JSON — no routing, validation, logging or metrics. Run on uvicorn like the
@@ -13,16 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import uvicorn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fabricad.data.images import decode_image  # noqa: E402
-from fabricad.inference.engine import InferenceEngine  # noqa: E402
-from fabricad.inference.ort_session import SPINNING  # noqa: E402
+from fabricad.data.images import decode_image
+from fabricad.inference.engine import InferenceEngine
+from fabricad.inference.ort_session import SPINNING
 
 
 def make_app(engine: InferenceEngine):

@@ -1,7 +1,7 @@
 """GPU inference speed, side by side in one run: PyTorch CUDA fp32 and fp16, ONNX Runtime's CUDA
 and TensorRT providers where installed, and the CPU backends of the same machine for scale.
 
-    python benchmarks/gpu_speed.py --model runs/bench-aitex/02/rd [--data DIR --category C] [--write BENCHMARKS.md]
+    python -m benchmarks.gpu_speed --model runs/bench-aitex/02/rd [--data DIR --category C] [--write BENCHMARKS.md]
 
 A backend that cannot run on the machine gets a row with the reason — the message a user would
 see — never a made-up figure. Per backend: tiles/s at batch 1, 16 and 64, median batch-1
@@ -15,7 +15,6 @@ import argparse
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from datetime import date
@@ -25,6 +24,14 @@ import cv2
 import numpy as np
 import torch
 
+from benchmarks.common import emit
+from benchmarks.inference_speed import (
+    median_ms,
+    scan_latency,
+    test_tiles,
+    throughput,
+    tile_auroc,
+)
 from fabricad.data import load_dataset
 from fabricad.export.onnx_export import export_bundle
 from fabricad.export.tensorrt import tensorrt_route
@@ -33,10 +40,6 @@ from fabricad.inference.engine import InferenceEngine
 from fabricad.training import load_model
 from fabricad.training.torch_backend import TorchBackend
 from fabricad.training.trainer import holdout_split
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_speed import median_ms, scan_latency, test_tiles, throughput, tile_auroc  # noqa: E402
-from service_load import emit  # noqa: E402
 
 
 def machine() -> str:
@@ -78,8 +81,9 @@ def main() -> None:
     }
     h, w = ckpt.config.data.image_size
     tiles = np.stack([cv2.resize(train_samples[i % len(train_samples)].load(), (w, h)) for i in range(64)])
-    wide = next(s.path for s in split.test if s.crop is not None)
-    png = wide.read_bytes()
+    wide = next((s.path for s in split.test if s.crop is not None), None)  # a scan of a tiled dataset
+    noise = np.random.default_rng(0).integers(0, 255, (h, 16 * w, 3), dtype=np.uint8)
+    png = wide.read_bytes() if wide else cv2.imencode(".png", noise)[1].tobytes()
     images, labels = test_tiles(split.test, (h, w))
     rows: dict[str, dict] = {}
     reference = None
@@ -115,7 +119,7 @@ def main() -> None:
     base = next((r for r in rows.values() if "b16" in r), None)
     lines = [
         f"\n## GPU inference speed ({date.today().isoformat()}, {platform.machine()})\n",
-        f"Command: `python benchmarks/gpu_speed.py --model {args.model}` — `{ckpt.config.model.name}` with "
+        f"Command: `python -m benchmarks.gpu_speed --model {args.model}` — `{ckpt.config.model.name}` with "
         f"`{ckpt.teacher['name']}` at {h}x{w}, test tiles of {split.name}. Machine: {machine()}.\n",
         "| backend | tiles/s b1 | tiles/s b16 | tiles/s b64 | ×first row (b64) | b1 latency ms | 4096-wide scan ms | "
         "max Δmap | tile AUROC | first call s |",

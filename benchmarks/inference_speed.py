@@ -1,6 +1,6 @@
 """Inference speed, side by side in one run: PyTorch eager vs ONNX Runtime fp32 vs INT8.
 
-    python benchmarks/inference_speed.py --model runs/bench-aitex/02/rd [--data ../shared/data/aitex --category 02]
+    python -m benchmarks.inference_speed --model runs/bench-aitex/02/rd [--data ../shared/data/aitex --category 02]
 
 Measures throughput at batch 1 and 16 on 256x256 tiles, and a 4096x256 scan end to end (PNG
 bytes -> decode -> tiles -> verdict) through the engine. With --data, also the image-AUROC change
@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from benchmarks.common import emit, machine
 from fabricad.data import load_dataset
 from fabricad.data.images import decode_image
 from fabricad.export.onnx_export import export_bundle
@@ -31,9 +29,6 @@ from fabricad.inference.metrics import auroc
 from fabricad.training import load_model
 from fabricad.training.torch_backend import TorchBackend
 from fabricad.training.trainer import holdout_split
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_load import emit  # noqa: E402
 
 
 def throughput(run, batch: np.ndarray, seconds: float = 8.0) -> float:
@@ -79,6 +74,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path)
     parser.add_argument("--category")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--seconds", type=float, default=8.0, help="per throughput figure")
+    parser.add_argument("--repeats", type=int, default=10, help="scans timed per backend (the median is reported)")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -106,9 +103,9 @@ def main() -> None:
         meta = backend.meta() if isinstance(backend, TorchBackend) else backend.meta
         engine = InferenceEngine(backend, meta, batch_size=16)
         rows[name] = {
-            "b1": throughput(backend, tiles[:1]),
-            "b16": throughput(backend, tiles),
-            "scan_ms": scan_latency(engine, png),
+            "b1": throughput(backend, tiles[:1], args.seconds),
+            "b16": throughput(backend, tiles, args.seconds),
+            "scan_ms": scan_latency(engine, png, args.repeats),
         }
         print(name, rows[name], flush=True)
 
@@ -118,8 +115,8 @@ def main() -> None:
 
     base = rows["PyTorch eager"]
     lines = [
-        f"\n## Inference speed ({date.today().isoformat()}, {platform.machine()}, {args.threads} threads, torch {torch.__version__})\n",
-        f"Command: `python benchmarks/inference_speed.py --model {args.model}` — model `{ckpt.config.model.name}` "
+        f"\n## Inference speed ({machine(args.threads)}, torch {torch.__version__})\n",
+        f"Command: `python -m benchmarks.inference_speed --model {args.model}` — model `{ckpt.config.model.name}` "
         f"with `{ckpt.teacher['name']}` at {h}x{w}, test tiles of {split.name}.\n",
         "| backend | tiles/s batch 1 | tiles/s batch 16 | ×PyTorch (b16) | 4096-wide scan end to end, ms | tile image AUROC |",
         "|---|---|---|---|---|---|",

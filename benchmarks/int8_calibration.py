@@ -1,7 +1,7 @@
 """INT8 calibration variants side by side: which keeps the tile AUROC of the fp32 graph.
 
-    python benchmarks/int8_calibration.py --model runs/bench-lite1-default/02/rd     # every variant, one model
-    python benchmarks/int8_calibration.py --runs runs/bench-lite1-default            # shipped INT8, every fabric
+    python -m benchmarks.int8_calibration --model runs/bench-lite1-default/02/rd     # every variant, one model
+    python -m benchmarks.int8_calibration --runs runs/bench-lite1-default            # shipped INT8, every fabric
 
 Quantises the model's ONNX graph several ways with `fabricad export`'s own `quantize_int8` (ONNX
 Runtime static QDQ, per-channel weights, the anomaly map always in float) and reports tile image
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import tempfile
 from pathlib import Path
 
@@ -20,19 +19,17 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from benchmarks.inference_speed import test_tiles, throughput, tile_auroc
 from fabricad.data import load_dataset
 from fabricad.export.onnx_export import export_fp32, quantize_int8
 from fabricad.training import load_model
 from fabricad.training.dataset import ImageDataset
 from fabricad.training.trainer import holdout_split
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_speed import test_tiles, throughput, tile_auroc  # noqa: E402
-
 SHIPPED = "as shipped: MinMax, first 32 training tiles"
 
 
-def compare(model_path: Path, threads: int, only: list[str] | None = None) -> list[tuple[str, float, float]]:
+def compare(model_path: Path, threads: int, only: list[str] | None = None, seconds: float = 5.0) -> list[tuple[str, float, float]]:
     """(graph, tile AUROC, tiles/s at batch 16) for fp32 and each INT8 variant of one trained model
     (`only`: the shipped one and these)."""
     model, ckpt = load_model(model_path)
@@ -60,7 +57,7 @@ def compare(model_path: Path, threads: int, only: list[str] | None = None) -> li
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         value = tile_auroc(lambda b: session.run(["score"], {"image": b})[0], tiles, labels)
-        return value, throughput(lambda b: session.run(None, {"image": b}), tiles[:16], 5.0)
+        return value, throughput(lambda b: session.run(None, {"image": b}), tiles[:16], seconds)
 
     def images(samples) -> list:
         dataset = ImageDataset(samples, size)
@@ -98,6 +95,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, help="a benchmarks/aitex.py output: fp32 vs the shipped INT8 on each fabric")
     parser.add_argument("--also", nargs="*", default=[], help="with --runs: more variants (by name) beside the shipped one")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per throughput figure")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.runs:
@@ -107,7 +105,7 @@ def main() -> None:
                  "|---|---|---|---|---|---|"]
         deltas: dict[str, list[float]] = {}
         for fabric in fabrics:
-            (_, base, base_speed), *variants = compare(args.runs / fabric / "rd", args.threads, only=args.also)
+            (_, base, base_speed), *variants = compare(args.runs / fabric / "rd", args.threads, only=args.also, seconds=args.seconds)
             for name, value, speed in variants:
                 deltas.setdefault(name, []).append(100 * (value - base))
                 lines.append(f"| {fabric} | {name} | {base:.4f} | {value:.4f} | {deltas[name][-1]:+.2f} | {speed / base_speed:.2f} |")
@@ -117,7 +115,7 @@ def main() -> None:
         return
     if not args.model:
         parser.error("give --model or --runs")
-    rows = compare(args.model, args.threads)
+    rows = compare(args.model, args.threads, seconds=args.seconds)
     base_auroc = rows[0][1]
     lines = [f"Model {args.model}, its category's test tiles, {args.threads} threads.\n",
              "| graph | tile image AUROC | Δ vs fp32 (points) | tiles/s b16 |", "|---|---|---|---|"]

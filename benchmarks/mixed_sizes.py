@@ -2,9 +2,9 @@
 off by hand, since it crashed there), now (the default, each heuristic's premise checked), and
 each image cut into native-scale tiles instead of resized (`data.whole_images=tile`).
 
-    python benchmarks/mixed_sizes.py                          # twill, knit, felt; writes runs/bench-mixed/
-    python benchmarks/mixed_sizes.py --fabrics felt --max-steps 100 --train-images 40
-    python benchmarks/mixed_sizes.py --out runs/bench-mixed-s1 --seed 1 --variants before tiled   # a replicate
+    python -m benchmarks.mixed_sizes                          # twill, knit, felt; writes runs/bench-mixed/
+    python -m benchmarks.mixed_sizes --fabrics felt --max-steps 100 --train-images 40
+    python -m benchmarks.mixed_sizes --out runs/bench-mixed-s1 --seed 1 --variants before tiled   # a replicate
 
 The data are the generator's `Scene` photographs (`fabricad.data.synthetic`): each image a crop
 of its own size (239–400 px a side), lit by a gradient, vignetted, some with a table beside the

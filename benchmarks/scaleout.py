@@ -1,7 +1,7 @@
 """Scale-out on one machine: the service's model in-process vs on Ray Serve with 1 and 2 replicas,
 side by side in one run, under N simulated cameras and under concurrent REST clients.
 
-    python benchmarks/scaleout.py --bundle runs/bundles/fabric02 --image tile.png [--cameras 4] [--seconds 10]
+    python -m benchmarks.scaleout --bundle runs/bundles/fabric02 --image tile.png [--cameras 4] [--seconds 10]
 
 For each engine: a real service (uvicorn) on loopback; for Ray, `fabricad engine ray` beside it
 and the service's `inference_workers` set to the replica count. Cameras are media cameras asking
@@ -27,14 +27,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_load import (  # noqa: E402
+from benchmarks.common import emit, percentile, run_clients
+from benchmarks.service_load import (
     KEY,
-    emit,
     free_port,
-    percentile,
     prepare_workdir,
-    run_clients,
     start_service,
     wait_http,
 )
@@ -136,7 +133,7 @@ def main() -> None:
     h, w = __import__("cv2").imdecode(np.frombuffer(png, np.uint8), 1).shape[:2]
     lines = [
         f"\n## Scale-out: in-process vs Ray Serve ({date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU threads)\n",
-        f"Command: `python benchmarks/scaleout.py --bundle {args.bundle} --image {args.image} --cameras {args.cameras} "
+        f"Command: `python -m benchmarks.scaleout --bundle {args.bundle} --image {args.image} --cameras {args.cameras} "
         f"--clients {args.clients} --seconds {args.seconds:g}` ({w}x{h} frames; cameras ask for 30 fps each).\n",
         f"| engine | {args.cameras} cameras: inferred fps (total) | camera p50 / p99 ms | {args.clients} REST clients: images/s | "
         "REST p50 / p99 ms | throughput vs in-process | vs 1 replica |",

@@ -1,6 +1,6 @@
 """Service overhead and camera throughput, side by side in one run.
 
-    python benchmarks/service_load.py --bundle runs/bundles/fabric02 --image tile.png [--seconds 10]
+    python -m benchmarks.service_load --bundle runs/bundles/fabric02 --image tile.png [--seconds 10]
 
 1. The bare engine (decode + inspect in-process) vs `POST /v1/inspect` on a real uvicorn server
    on loopback, with 1, 4 and 16 concurrent clients: throughput, p50 and p99 latency; then one
@@ -32,39 +32,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.common import emit, percentile, run_clients
 from fabricad.data.images import decode_image
 from fabricad.inference.engine import InferenceEngine
 from fabricad.inference.ort_session import SPINNING
 from fabricad.service.settings import ServiceSettings
 
 KEY = "bench-admin"
-
-
-def run_clients(call, clients: int, seconds: float) -> tuple[float, list[float]]:
-    latencies: list[float] = []
-    lock = threading.Lock()
-    stop = time.perf_counter() + seconds
-
-    def worker():
-        local = []
-        while time.perf_counter() < stop:
-            started = time.perf_counter()
-            call()
-            local.append(time.perf_counter() - started)
-        with lock:
-            latencies.extend(local)
-
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    began = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return len(latencies) / (time.perf_counter() - began), latencies
-
-
-def percentile(values: list[float], q: float) -> float:
-    return 1000 * float(np.percentile(values, q)) if values else float("nan")
 
 
 def free_port() -> int:
@@ -133,17 +107,9 @@ def start_service(models: Path, work: Path, spinning: str | None = None, flags: 
 def start_floor(models: Path, spinning: str) -> tuple[subprocess.Popen, int]:
     """`asgi_floor.py` (the framework-free app) on the bundle `models/bench`, on a free port."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("asgi_floor.py")), "--bundle",
-                                str(models / "bench"), "--port", str(port), "--spinning", spinning])
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.asgi_floor", "--bundle", str(models / "bench"),
+                                "--port", str(port), "--spinning", spinning], cwd=Path(__file__).resolve().parents[1])
     return process, port
-
-
-def emit(text: str, write: Path | None) -> None:
-    """Print the Markdown result; append it to `write` (e.g. BENCHMARKS.md) when given."""
-    print(text)
-    if write:
-        with write.open("a") as f:
-            f.write(text + "\n")
 
 
 def main() -> None:
@@ -236,7 +202,7 @@ def main() -> None:
     bare = {c: r for name, c, r, *_ in rows if name == "bare engine"}
     lines = [
         f"\n## Service load ({date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU threads)\n",
-        f"Command: `python benchmarks/service_load.py --bundle {args.bundle} --image {args.image} "
+        f"Command: `python -m benchmarks.service_load --bundle {args.bundle} --image {args.image} "
         f"--spinning {args.spinning} --http-stack {args.http_stack}` ({args.seconds:g} s per point; the image is a {decode_image(png).shape[1]}x{decode_image(png).shape[0]} PNG).\n",
         "| path | clients | images/s | p50 ms | p99 ms | throughput vs bare engine |",
         "|---|---|---|---|---|---|",

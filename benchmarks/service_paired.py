@@ -1,7 +1,7 @@
 """The service's overhead at one client, measured request block by request block so that the
 machine's drift cancels.
 
-    python benchmarks/service_paired.py --bundle runs/bundles/fabric02 --image tile.png [--cycles 300] [--block 4]
+    python -m benchmarks.service_paired --bundle runs/bundles/fabric02 --image tile.png [--cycles 300] [--block 4]
 
 `service_load.py` compares bare and served in rounds of seconds; on a VM whose speed swings by
 ±15 % between such rounds, one run said 11 % overhead and the next 6 %. Here the three paths take
@@ -23,27 +23,24 @@ import argparse
 import os
 import platform
 import random
-import sys
 import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from fabricad.data.images import decode_image
-from fabricad.inference.engine import InferenceEngine
-from fabricad.inference.ort_session import SPINNING
-from fabricad.service.settings import ServiceSettings
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_load import (  # noqa: E402
-    emit,
+from benchmarks.common import emit
+from benchmarks.service_load import (
     lean_poster,
     prepare_workdir,
     start_floor,
     start_service,
     wait_http,
 )
+from fabricad.data.images import decode_image
+from fabricad.inference.engine import InferenceEngine
+from fabricad.inference.ort_session import SPINNING
+from fabricad.service.settings import ServiceSettings
 
 PATHS = ("bare engine", "service", "floor")
 
@@ -111,7 +108,7 @@ def main() -> None:
     lines = [
         f"\n## Service overhead at one client, paired blocks ({date.today().isoformat()}, {platform.machine()}, "
         f"{os.cpu_count()} CPU threads)\n",
-        f"Command: `python benchmarks/service_paired.py --bundle {args.bundle} --image {args.image} --cycles {args.cycles} "
+        f"Command: `python -m benchmarks.service_paired --bundle {args.bundle} --image {args.image} --cycles {args.cycles} "
         f"--block {args.block} --spinning {args.spinning} --seed {args.seed}` ({elapsed:.0f} s; "
         f"{args.cycles * args.block} requests per path).\n",
         "| path | mean ms | p50 ms | p99 ms | overhead vs bare, all requests (95 % CI) | warm: first of each block left out (95 % CI) |",
