@@ -1,5 +1,5 @@
-"""A real service for tests: `uvicorn service.app:create_app --factory` in a child process on
-loopback, with its own SQLite file and image store."""
+"""A real service for tests: `uvicorn fabricad.service.app:create_app --factory` in a child process
+on loopback, with its own SQLite file and image store; and the waits the tests share."""
 
 from __future__ import annotations
 
@@ -26,8 +26,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for(condition, timeout: float = 20, what: str = "condition", every: float = 0.05):
+    """`condition()`'s first truthy value within `timeout` seconds, else an AssertionError naming `what`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_for_port(port: int, what: str, timeout: float = 10) -> None:
+    """Until something listens on the loopback `port` (a broker, a PLC), else RuntimeError."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start")
+
+
 class Server:
-    """`uvicorn service.app:create_app --factory` in a child process."""
+    """`uvicorn fabricad.service.app:create_app --factory` in a child process."""
 
     def __init__(self, models: Path, workdir: Path, require_ready: bool = True, **env: str):
         """Returns once /readyz answers 200 (or, with `require_ready=False`, answers at all)."""

@@ -11,7 +11,7 @@ import pytest
 
 from fabricad.data.synthetic import PlacedDefect, render_roll, write_frames
 from fabricad.rolls.grading import GradedDefect, GradingRules, grade_roll
-from tests.live_server import ADMIN, OPERATOR, Server
+from tests.live_server import ADMIN, OPERATOR, Server, wait_for
 
 httpx = pytest.importorskip("httpx")
 
@@ -35,13 +35,7 @@ def roll_setup(tmp_path_factory, trained_models):
 
 
 def _wait(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(predicate, timeout, what, every=0.2)
 
 
 def test_simulated_roll_positions_points_and_report(roll_setup, trained_models, tmp_path):
@@ -140,6 +134,12 @@ def test_encoder_feed_places_frames(roll_setup, trained_models, tmp_path):
         second = httpx.post(f"{url}/v1/inspect?camera_id=cam-b", content=png(strip), headers={"content-type": "image/png"},
                             timeout=30).json()
         assert second["along_m"] == pytest.approx(12.5, abs=1e-6)
+        # a later reading places the next frame (extrapolated at the speed between the two readings):
+        # the camera's cached roll must not hold the old reading
+        assert httpx.post(f"{url}/v1/rolls/R-2/position", json={"along_m": 15.0}, headers=operator).status_code == 200
+        third = httpx.post(f"{url}/v1/inspect?camera_id=cam-b", content=png(strip), headers={"content-type": "image/png"},
+                           timeout=30).json()
+        assert 15.0 <= third["along_m"] < 20.0
         # an operator's acknowledgement on the frame-level defect labels the roll defect
         httpx.post(f"{url}/v1/defects/{answer['defect_id']}/ack", json={"label": "hole"}, headers=operator)
         relabelled = httpx.get(f"{url}/v1/rolls/R-2").json()["defect_list"]

@@ -88,8 +88,9 @@ class RollTracker:
             return row
 
     def record_position(self, roll_id: str, along_m: float, at: float | None = None) -> RollRecord:
-        """An encoder reading: the roll has advanced to `along_m` at time `at`."""
-        with self._lock, self.database.session(write=True) as session:
+        """An encoder reading: the roll has advanced to `along_m` at time `at`. The cameras' cache
+        is renewed too, or frames would go on being placed by the readings it holds."""
+        with self._lock, self._changing_rolls() as session:
             row = self._get(session, roll_id)
             if row.status != "running":
                 raise FabricadError(f"roll {roll_id!r} has ended")
