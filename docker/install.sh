@@ -3,8 +3,9 @@
 #   install.sh cpu | gpu
 set -eu
 variant="$1"
-extras="postgres"
-[ "$variant" = gpu ] && extras="postgres,gpu"
+# postgres: the compose deployment's database; line: OPC UA and Modbus to the PLC
+extras="postgres,line"
+[ "$variant" = gpu ] && extras="postgres,line,gpu"
 # No [train] extra: the service runs bundles with ONNX Runtime and never imports PyTorch, so
 # neither it nor SciPy, scikit-learn or matplotlib goes in; models are trained and exported on a
 # workstation and mounted at /data/models.

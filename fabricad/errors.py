@@ -42,6 +42,8 @@ EXTRA_OF_MODULE = {
     "ray": "ray",
     "tritonclient": "triton",
     "psycopg": "postgres",
+    "asyncua": "line",
+    "pymodbus": "line",
 }
 
 

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.plc import MOSQUITTO
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -62,7 +64,7 @@ def test_scaleout(trained_models, tmp_path):
     image = tmp_path / "tile.png"
     cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8))
     out = bench("benchmarks.scaleout", "--bundle", str(trained_models / "plain"), "--image", str(image),
-                "--cameras", "1", "--clients", "1", "--seconds", "0.5", timeout=600)
+                "--cameras", "1", "--clients", "1", "--seconds", "0.5", "--replicas", "1", timeout=600)
     assert "Ray Serve" in out and "in-process" in out
 
 
@@ -80,3 +82,13 @@ def test_aitex_tabulates_finished_runs(tmp_path):
     (tmp_path / "02" / "results.json").write_text(json.dumps({"rd": row, "patchcore": {**row, "recall_at_1pct_fpr": None}}))
     out = bench("benchmarks.aitex", "--out", str(tmp_path), "--fabrics", "02", "--tabulate")
     assert "| 02 | rd | 0.900 | 0.950 | 0.850 | 0.950 |" in out and "| **mean** | patchcore |" in out
+
+
+@pytest.mark.skipif(MOSQUITTO is None, reason="needs mosquitto (apt-get install mosquitto)")
+def test_line_latency(trained_models, tmp_path):
+    image = tmp_path / "tile.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8))
+    out = bench("benchmarks.line_latency", "--bundle", str(trained_models / "plain"), "--image", str(image),
+                "--cameras", "2", "--fps", "10", "--seconds", "2", "--defect-every", "2")
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| camera →") or line.startswith("| REST")]
+    assert rows[:3] == ["camera → MQTT", "camera → OPC UA", "camera → Modbus TCP"] and rows[3].startswith("REST")

@@ -4,6 +4,7 @@ real service with a simulated video camera. Screenshots go to FABRICAD_TEST_ARTI
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -219,3 +220,29 @@ def test_inspect_by_drop_and_operator_limits(live, page):
     page.click('#tabs button[data-tab="models"]')
     expect(page.locator('[data-model="plain"] input[type=range]')).to_be_disabled()  # operators cannot change thresholds
     expect(page.locator('[data-model="plain"] .hint')).to_contain_text("aligns the weave to training")
+
+
+def test_the_live_page_shows_each_line_connection_as_it_comes_and_goes(trained_models, tmp_path, page):
+    """A Modbus PLC that is not there yet shows as disconnected with the reason; once it answers,
+    connected (a real pymodbus server, refreshed by the page on its own)."""
+    from tests.live_server import _free_port
+    from tests.plc import ModbusPlc
+
+    port = _free_port()
+    outputs = [{"kind": "modbus", "name": "loom7-plc", "port": port, "cameras": ["loom7"]}]
+    server = Server(trained_models, tmp_path, FABRICAD_LINE_OUTPUTS=json.dumps(outputs),
+                    FABRICAD_LINE_OUTBOX_DIR=str(tmp_path / "outbox"))
+    plc = None
+    try:
+        page.goto(server.url)
+        row = page.locator('#line-table tr[data-sink="loom7-plc"]')
+        sync_api.expect(row.get_by_test_id("line-state")).to_have_text("disconnected", timeout=15_000)
+        sync_api.expect(row).to_contain_text(f"cannot reach the PLC at 127.0.0.1:{port}")
+        plc = ModbusPlc(port=port)
+        sync_api.expect(row.get_by_test_id("line-state")).to_have_text("connected", timeout=20_000)
+        sync_api.expect(row).to_contain_text("modbus")
+        page.screenshot(path=ARTIFACTS / "dashboard-line.png")
+    finally:
+        server.stop()
+        if plc is not None:
+            plc.stop()

@@ -110,12 +110,14 @@ def test_compose_service_database_and_volumes():
     json.loads(re.search(r"FABRICAD_API_KEYS=(.*)", example).group(1))  # valid JSON, as the setting expects
 
 
-def test_database_driver_is_an_extra():
+def test_database_driver_and_line_protocols_are_extras_the_image_installs():
     import tomllib
 
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(d.startswith("psycopg") for d in extras["postgres"])
-    assert re.search(r'extras="postgres"', (ROOT / "docker" / "install.sh").read_text())
+    assert {d.split(">")[0] for d in extras["line"]} == {"asyncua", "pymodbus"}
+    image = re.search(r'extras="([^"]+)"', (ROOT / "docker" / "install.sh").read_text()).group(1).split(",")
+    assert {"postgres", "line"} <= set(image)
 
 
 def test_hadolint():

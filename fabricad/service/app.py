@@ -18,12 +18,21 @@ from fabricad.service.cameras import CameraManager
 from fabricad.service.database import Database
 from fabricad.service.defect_log import DefectLog
 from fabricad.service.dependencies import AppState
+from fabricad.service.line_io.outputs import LineOutputs
 from fabricad.service.metrics import ServiceMetrics
 from fabricad.service.openapi import declare_errors, operation_id
 from fabricad.service.pipeline import InspectionPipeline
 from fabricad.service.registry import ModelRegistry, UnknownModel
 from fabricad.service.rolls import RollTracker
-from fabricad.service.routers import cameras, defects, health, inspect, models, rolls
+from fabricad.service.routers import (
+    cameras,
+    defects,
+    health,
+    inspect,
+    line,
+    models,
+    rolls,
+)
 from fabricad.service.settings import ServiceSettings, load_settings
 from fabricad.service.teach_in import TeachIns
 from fabricad.service.thresholds import ThresholdStore
@@ -44,12 +53,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                                  settings.engine_url, settings.ort_spinning, align=settings.align_texture,
                                  on_load=thresholds.restore)
         metrics, rolls, teach_ins = ServiceMetrics(), RollTracker(database), TeachIns(thresholds)
-        pipeline = InspectionPipeline(registry, defect_log, rolls, metrics, teach_ins)
+        line = LineOutputs(settings.line_outputs, settings.line_outbox_dir, rolls)
+        pipeline = InspectionPipeline(registry, defect_log, rolls, metrics, teach_ins, line)
         cameras = CameraManager(settings.media_dir, pipeline.inspect_frames, settings.max_batch,
                                 workers=settings.inference_workers)
         state = AppState(settings, registry, database, defect_log, metrics, pipeline, cameras=cameras, rolls=rolls,
-                         thresholds=thresholds, teach_ins=teach_ins)
+                         thresholds=thresholds, teach_ins=teach_ins, line=line)
         app.state.fabricad = state
+        line.start(cameras.states)
         if not activate_default(state):
             log.warning("no model bundles in %s: /readyz will answer 503", settings.models_dir)
         rescan = asyncio.create_task(watch_models(state)) if settings.models_rescan_s > 0 else None
@@ -66,6 +77,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             with suppress(asyncio.CancelledError):
                 await rescan
         state.cameras.shutdown()
+        line.stop()
         database.dispose()
 
     app = FastAPI(
@@ -92,7 +104,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
 
-    for router in (health.router, inspect.router, models.router, defects.router, cameras.router, rolls.router):
+    for router in (health.router, inspect.router, models.router, defects.router, cameras.router, rolls.router,
+                   line.router):
         declare_errors(router)
         app.include_router(router)
 

@@ -213,6 +213,11 @@ class CameraManager:
         with self._lock:
             self.cameras.pop(camera_id, None)
 
+    def states(self) -> dict[str, str]:
+        """Each camera's state (`running`, `reconnecting`, `stopped`, …), for the line outputs."""
+        with self._lock:
+            return {camera_id: camera.state for camera_id, camera in self.cameras.items()}
+
     def shutdown(self) -> None:
         for camera_id in list(self.cameras):
             self.stop(camera_id)

@@ -14,6 +14,7 @@ from fastapi.security import APIKeyHeader
 from fabricad.service.cameras import CameraManager
 from fabricad.service.database import Database
 from fabricad.service.defect_log import DefectLog
+from fabricad.service.line_io.outputs import LineOutputs
 from fabricad.service.metrics import ServiceMetrics
 from fabricad.service.pipeline import InspectionPipeline
 from fabricad.service.registry import ModelRegistry
@@ -38,6 +39,7 @@ class AppState:
     rolls: RollTracker | None = None
     thresholds: ThresholdStore | None = None
     teach_ins: TeachIns = field(default_factory=TeachIns)
+    line: LineOutputs | None = None
     _inspect_limiter: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
 
     def inspect_load(self) -> tuple[int, int]:

@@ -30,9 +30,27 @@ class ServiceMetrics:
         self.inspect_in_flight = Gauge("fabricad_inspect_in_flight", "Uploads being inspected now", registry=self.registry)
         self.inspect_waiting = Gauge("fabricad_inspect_queue_depth", "Uploads waiting for an inspect worker", registry=self.registry)
         self.model_info = Gauge("fabricad_active_model", "1 for the active model", ["model", "version"], registry=self.registry)
+        self.line_connected = Gauge("fabricad_line_connected", "1 while a line output (MQTT broker) is connected",
+                                    ["sink"], registry=self.registry)
+        self.line_queued = Gauge("fabricad_line_queued_messages", "Messages waiting in a line output's outbox",
+                                 ["sink"], registry=self.registry)
+        self.line_sent = Counter("fabricad_line_messages_sent", "Messages a line output's broker acknowledged",
+                                 ["sink"], registry=self.registry)
+        self.line_dropped = Counter("fabricad_line_messages_dropped", "Messages dropped from a full line outbox",
+                                    ["sink"], registry=self.registry)
+        self._line_seen: dict[tuple[str, str], int] = {}
 
-    def render(self, cameras: list[dict] | None = None, uploads: tuple[int, int] = (0, 0)) -> bytes:
-        """`uploads`: (being inspected, waiting), read when scraped."""
+    def render(self, cameras: list[dict] | None = None, uploads: tuple[int, int] = (0, 0),
+               line: list[dict] | None = None) -> bytes:
+        """`uploads`: (being inspected, waiting), `line`: the line outputs' status, read when scraped."""
+        for sink in line or []:
+            self.line_connected.labels(sink["name"]).set(int(sink["state"] == "connected"))
+            self.line_queued.labels(sink["name"]).set(sink["queued"])
+            for key, counter in (("sent", self.line_sent), ("dropped", self.line_dropped)):
+                seen = self._line_seen.get((sink["name"], key), 0)
+                if sink[key] > seen:
+                    counter.labels(sink["name"]).inc(sink[key] - seen)
+                self._line_seen[(sink["name"], key)] = sink[key]
         self.inspect_in_flight.set(uploads[0])
         self.inspect_waiting.set(uploads[1])
         for status in cameras or []:

@@ -15,6 +15,7 @@ from fabricad.inference.engine import Result
 from fabricad.inference.visualize import overlay
 from fabricad.rolls.geometry import region_on_roll
 from fabricad.service.defect_log import DefectLog
+from fabricad.service.line_io.outputs import LineOutputs
 from fabricad.service.metrics import ServiceMetrics
 from fabricad.service.registry import ModelEntry, ModelRegistry
 from fabricad.service.rolls import RollTracker
@@ -36,9 +37,9 @@ class Inspected:
 
 class InspectionPipeline:
     def __init__(self, registry: ModelRegistry, defects: DefectLog, rolls: RollTracker, metrics: ServiceMetrics,
-                 teach_ins: TeachIns):
+                 teach_ins: TeachIns, line: LineOutputs | None = None):
         self.registry, self.defects, self.rolls = registry, defects, rolls
-        self.metrics, self.teach_ins = metrics, teach_ins
+        self.metrics, self.teach_ins, self.line = metrics, teach_ins, line
 
     def inspect(self, image: np.ndarray, *, model: str | None = None, camera_id: str | None = None,
                 along_m: float | None = None, want_overlay: bool = False) -> Inspected:
@@ -81,11 +82,12 @@ class InspectionPipeline:
                                       (placement.offset_mm, placement.offset_mm + image.shape[1] * placement.mm_per_px))
             data.update(roll_id=roll.id, along_m=along_m)
         picture = overlay(image, result.anomaly_map, result.threshold) if (want_overlay or result.is_defect) else None
-        defect_id = None
+        defect_id, boxes = None, None
         if result.is_defect:
             where = {}
             if placed is not None:
-                top = region_on_roll(data["regions"][0], along_m, placement)
+                boxes = [region_on_roll(region, along_m, placement) for region in data["regions"]]
+                top = boxes[0]
                 where = {"roll_id": roll.id, "across_mm": top.centre[0], "along_m": top.centre[1]}
             defect_id = self.defects.record(model=entry.name, model_version=entry.version, result=data, image=image,
                                             overlay=picture, camera_id=camera_id, **where)
@@ -93,4 +95,6 @@ class InspectionPipeline:
             if placed is not None:
                 data["roll_defect_ids"] = self.rolls.observe(roll, placement, along_m, image.shape[0], data["regions"],
                                                              defect_id)
+        if self.line is not None:
+            self.line.frame(camera_id, {**data, "model": entry.name, "captured_at": captured_at}, defect_id, boxes)
         return Inspected(entry, result, data, defect_id, picture)

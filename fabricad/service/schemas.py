@@ -271,3 +271,17 @@ class ErrorOut(BaseModel):
     """Every 4xx answer: what was wrong, in words."""
 
     detail: str | list = Field(description="the reason; for a malformed request, pydantic's list of errors")
+
+
+class LineSinkOut(BaseModel):
+    """One line output (`line_outputs` in the settings) and how its connection stands."""
+
+    name: str
+    kind: Literal["mqtt", "opcua", "modbus"]
+    target: str = Field(description="the broker's or the PLC's host:port, or the OPC UA server's endpoint")
+    state: Literal["connecting", "connected", "disconnected", "stopped"]
+    queued: int = Field(description="messages waiting in its outbox on disk")
+    sent: int = Field(description="messages the broker acknowledged (OPC UA: tag updates; Modbus: pulses) since the service started")
+    resent: int = Field(description="messages sent again after no acknowledgement (the PLC may see them twice, same id)")
+    dropped: int = Field(description="messages dropped: the oldest when the outbox was full, Modbus pulses that came too late")
+    last_error: str | None

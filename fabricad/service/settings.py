@@ -18,6 +18,7 @@ from fabricad.config import validation_message
 from fabricad.errors import ConfigError, did_you_mean
 from fabricad.inference.ort_session import Spinning
 from fabricad.service.cameras import CameraSpec
+from fabricad.service.line_io.specs import SinkSpec
 
 Role = Literal["operator", "admin"]
 
@@ -51,6 +52,12 @@ class ServiceSettings(BaseSettings):
     """Video files and image folders that `media:NAME` camera sources may name (simulated cameras)."""
     cameras: list[CameraSpec] = []
     """Cameras started with the service (more can be added at run time by the API)."""
+    line_outputs: list[SinkSpec] = []
+    """Where verdicts, defects and stop signals go, and roll commands come from: MQTT brokers and
+    an OPC UA server (`fabricad.service.line_io`), e.g. `[{"name": "plc", "host": "10.0.0.5",
+    "stop_rule": {"mode": "any"}}, {"kind": "opcua", "name": "scada", "users": {"plc": "secret"}}]`."""
+    line_outbox_dir: Path = Path("line-outbox")
+    """Each line output's queue on disk (what a broker that is away will get when it is back)."""
     max_batch: int = Field(8, ge=1, le=64)
     """Frames from all cameras inferred together at most."""
     inference_workers: int = Field(1, ge=1, le=64)

@@ -38,7 +38,8 @@ def metrics(state: AppState = Depends(get_state)) -> Response:
     state.metrics.model_info.clear()  # read when scraped: a swap or a bundle exported again in place shows at once
     if active is not None:
         state.metrics.model_info.labels(active, state.registry.entry(active).version).set(1)
-    return Response(state.metrics.render(cameras, state.inspect_load()), media_type="text/plain; version=0.0.4")
+    line = state.line.status() if state.line else []
+    return Response(state.metrics.render(cameras, state.inspect_load(), line), media_type="text/plain; version=0.0.4")
 
 
 @router.get("/v1/whoami", response_model=WhoAmI, tags=["auth"])

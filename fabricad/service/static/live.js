@@ -77,6 +77,7 @@ function connect(id, c) {
 }
 
 export async function refreshCameras() {
+  refreshLine();
   let cameras = [];
   try { cameras = await api("/v1/cameras"); } catch { return; }
   const grid = document.getElementById("cameras");
@@ -96,6 +97,18 @@ export async function refreshCameras() {
   for (const [id, c] of cards) {
     if (!seen.has(id)) { cards.delete(id); c.socket?.close(); c.node.remove(); }
   }
+}
+
+// The PLC side (`line_outputs`): is each broker, PLC or OPC UA server reachable, what waits for it.
+async function refreshLine() {
+  let sinks = [];
+  try { sinks = await api("/v1/line"); } catch { return; }
+  document.getElementById("line").hidden = sinks.length === 0;
+  document.querySelector("#line-table tbody").replaceChildren(...sinks.map((s) => el("tr", { "data-sink": s.name },
+    el("td", {}, s.name), el("td", {}, s.kind), el("td", {}, s.target),
+    el("td", {}, el("span", { class: `conn ${s.state}`, "data-testid": "line-state" }, s.state)),
+    el("td", {}, String(s.queued)), el("td", {}, String(s.sent)), el("td", { class: s.dropped ? "bad" : "" }, String(s.dropped)),
+    el("td", {}, s.last_error ?? "—"))));
 }
 
 export function resetLive() {
