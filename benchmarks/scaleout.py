@@ -92,13 +92,15 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, default=4)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="Ray Serve replica counts to measure")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     png = args.image.read_bytes()
     work, models = prepare_workdir(args.bundle, png)
 
     results = {}
-    for label, replicas in (("in-process ONNX Runtime", 0), ("Ray Serve, 1 replica", 1), ("Ray Serve, 2 replicas", 2)):
+    rows = [("in-process ONNX Runtime", 0)] + [(f"Ray Serve, {n} replica{'s' if n > 1 else ''}", n) for n in args.replicas]
+    for label, replicas in rows:
         engine = None
         remote = {"RAY_USAGE_STATS_ENABLED": "0"}
         if replicas:
