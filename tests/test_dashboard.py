@@ -5,9 +5,7 @@ real service with a simulated video camera. Screenshots go to FABRICAD_TEST_ARTI
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -17,13 +15,12 @@ import pytest
 
 from fabricad.data.alignment import shear
 from fabricad.data.synthetic import FABRICS, PlacedDefect, render_fabric, render_roll
+from tests.browser import ARTIFACTS, browser_missing, browser_page
 from tests.live_server import ADMIN, Server
 
 httpx = pytest.importorskip("httpx")
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
-ARTIFACTS = Path(os.environ.get("FABRICAD_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+pytestmark = pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
 
 
 def _video(path: Path, frames: int = 16) -> Path:
@@ -56,18 +53,8 @@ def live(trained_models, tmp_path):
 
 @pytest.fixture()
 def page():
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        context = browser.new_context(viewport={"width": 1920, "height": 1080})
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with browser_page() as page:
         yield page
-        browser.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def test_dashboard_live_defects_ack_threshold_and_rolls(live, page):

@@ -25,10 +25,11 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from fabricad.data.images import IMAGE_EXTENSIONS, read_image
 from fabricad.errors import FabricadError, ImageReadError
+from fabricad.service.genicam import GenICamSettings, GenICamSource, Grab
 
 log = logging.getLogger(__name__)
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -37,8 +38,11 @@ CameraState = Literal["stopped", "starting", "running", "reconnecting", "finishe
 
 class CameraSpec(BaseModel):
     id: str = Field(pattern=SAFE_ID.pattern)
-    source: str = Field(description="rtsp://… or http(s)://… URL, `usb:N`, or `media:NAME` (a video file or an "
-                                    "image folder inside the service's media folder, e.g. a simulated camera)")
+    source: str = Field(description="rtsp://… or http(s)://… URL, `usb:N`, `gige:NAME` (a GigE Vision / USB3 Vision "
+                                    "camera by serial, device id, model or IP address), or `media:NAME` (a video file "
+                                    "or an image folder inside the service's media folder, e.g. a simulated camera)")
+    genicam: GenICamSettings | None = Field(None, description="gige: sources: region, pixel format, exposure, gain, "
+                                                                "trigger, line rate, line-scan assembly")
     model: str | None = Field(None, description="model name; the active model when omitted")
     fps: float = Field(5.0, gt=0, le=120)
     loop: bool = Field(True, description="media sources: start again at the end")
@@ -47,9 +51,23 @@ class CameraSpec(BaseModel):
     @field_validator("source")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if not re.match(r"^(rtsp|rtsps|http|https)://|^usb:\d+$|^media:[A-Za-z0-9][A-Za-z0-9._-]*$", value):
-            raise ValueError("source must be rtsp(s)://…, http(s)://…, usb:N or media:NAME")
+        if not re.match(r"^(rtsp|rtsps|http|https)://|^usb:\d+$|^media:[A-Za-z0-9][A-Za-z0-9._-]*$"
+                        r"|^gige:[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", value):
+            raise ValueError("source must be rtsp(s)://…, http(s)://…, usb:N, gige:NAME or media:NAME")
         return value
+
+    @model_validator(mode="after")
+    def _genicam_only_for_gige(self) -> CameraSpec:
+        if self.genicam is not None and not self.source.startswith("gige:"):
+            raise ValueError("genicam settings are for gige: sources")
+        return self
+
+
+def open_source(spec: CameraSpec, media_dir: Path):
+    """The source behind a camera spec: a `GenICamSource` for `gige:`, else a `FrameSource`."""
+    if spec.source.startswith("gige:"):
+        return GenICamSource(spec.id, spec.source.removeprefix("gige:"), spec.genicam or GenICamSettings(), spec.fps)
+    return FrameSource(spec, media_dir)
 
 
 class FrameSource:
@@ -124,6 +142,10 @@ class Frame:
     sequence: int
     image: np.ndarray
     captured_at: float
+    odometer_m: float | None = None
+    """A line-scan frame's place: metres of fabric since the camera's acquisition started."""
+    acquisition: int = 0
+    """Counts the source's (re)openings: an odometer starts again at 0 with each."""
 
 
 @dataclass
@@ -143,6 +165,9 @@ class Camera:
     thread: threading.Thread | None = None
     subscribers: list = field(default_factory=list)  # (asyncio loop, asyncio.Queue)
     rewind_at: float | None = None
+    acquisitions: int = 0
+    health: dict = field(default_factory=dict)
+    """What the source reports of itself (GenICam: lost frames and lines, acquired fps, temperature)."""
 
     def status(self) -> dict:
         return {
@@ -150,6 +175,7 @@ class Camera:
             "state": self.state, "error": self.error, "frames_captured": self.frames_captured,
             "frames_processed": self.frames_processed, "frames_dropped": self.frames_dropped,
             "defects": self.defects, "queue_depth": len(self.queue), "last_result": self.last_result,
+            "health": dict(self.health),
         }
 
 
@@ -243,7 +269,9 @@ class CameraManager:
         while not camera.stop_event.is_set():
             try:
                 if source is None:
-                    source = FrameSource(camera.spec, self.media_dir)
+                    source = open_source(camera.spec, self.media_dir)
+                    camera.health = getattr(source, "health", {})
+                    camera.acquisitions += 1
                     camera.state, camera.error, delay = "running", None, 0.5
                     due = time.time()
                 if camera.rewind_at is not None:
@@ -256,13 +284,18 @@ class CameraManager:
                     break
                 now = time.time()
                 stamp = due if source.is_media else now
+                odometer = None
+                if isinstance(image, Grab):  # a camera that stamps its own frames (GenICam)
+                    image, stamp, odometer = image.image, image.captured_at, image.odometer_m
                 sequence += 1
                 camera.frames_captured += 1
                 with self._work:
                     if len(camera.queue) == camera.queue.maxlen:
                         camera.frames_dropped += 1  # deque drops the oldest on append
-                    camera.queue.append(Frame(camera.spec.id, sequence, image, stamp))
+                    camera.queue.append(Frame(camera.spec.id, sequence, image, stamp, odometer, camera.acquisitions))
                     self._work.notify()
+                if isinstance(source, GenICamSource):
+                    continue  # the camera's own trigger or frame rate paces it
                 due += 1.0 / camera.spec.fps
                 if due < now - 1.0:  # far behind (a stalled source): resynchronise rather than burst
                     due = now

@@ -11,6 +11,15 @@ from prometheus_client import (
 )
 
 
+CAMERA_HEALTH = (  # a camera status's `health` key → the gauge that shows it (GenICam cameras)
+    ("frames_lost", "fabricad_camera_frames_lost", "Frames (line-scan: buffers) lost, by the camera's block counter"),
+    ("lines_lost", "fabricad_camera_lines_lost", "Line-scan lines lost: fabric not inspected"),
+    ("buffers_incomplete", "fabricad_camera_buffers_incomplete", "Buffers that came with packets missing"),
+    ("acquired_fps", "fabricad_camera_acquired_fps", "Buffers per second arriving from the camera"),
+    ("temperature_c", "fabricad_camera_temperature_celsius", "The camera's DeviceTemperature"),
+)
+
+
 class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -27,6 +36,7 @@ class ServiceMetrics:
         self.camera_frames = Gauge("fabricad_camera_frames_processed", "Frames inferred per camera", ["camera"], registry=self.registry)
         self.camera_dropped = Gauge("fabricad_camera_frames_dropped", "Frames dropped under overload per camera", ["camera"], registry=self.registry)
         self.camera_queue = Gauge("fabricad_camera_queue_depth", "Frames waiting per camera", ["camera"], registry=self.registry)
+        self.camera_health = {key: Gauge(name, text, ["camera"], registry=self.registry) for key, name, text in CAMERA_HEALTH}
         self.inspect_in_flight = Gauge("fabricad_inspect_in_flight", "Uploads being inspected now", registry=self.registry)
         self.inspect_waiting = Gauge("fabricad_inspect_queue_depth", "Uploads waiting for an inspect worker", registry=self.registry)
         self.model_info = Gauge("fabricad_active_model", "1 for the active model", ["model", "version"], registry=self.registry)
@@ -57,4 +67,8 @@ class ServiceMetrics:
             self.camera_frames.labels(status["id"]).set(status["frames_processed"])
             self.camera_dropped.labels(status["id"]).set(status["frames_dropped"])
             self.camera_queue.labels(status["id"]).set(status["queue_depth"])
+            health = status.get("health") or {}
+            for key, gauge in self.camera_health.items():
+                if health.get(key) is not None:
+                    gauge.labels(status["id"]).set(health[key])
         return generate_latest(self.registry)

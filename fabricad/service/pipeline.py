@@ -56,14 +56,17 @@ class InspectionPipeline:
         out = []
         for frame, result in zip(frames, results):
             done = self.record(entry, frame.image, result, frame.camera_id, want_overlay=True,
-                               captured_at=frame.captured_at)
+                               captured_at=frame.captured_at, odometer=(frame.odometer_m, frame.acquisition))
             event = {**done.data, "camera_id": frame.camera_id, "sequence": frame.sequence, "model": entry.name,
                      "model_version": entry.version, "defect_id": done.defect_id, "captured_at": frame.captured_at}
             out.append((event, done))
         return out
 
     def record(self, entry: ModelEntry, image: np.ndarray, result: Result, camera_id: str | None,
-               want_overlay: bool = False, captured_at: float | None = None, along_m: float | None = None) -> Inspected:
+               want_overlay: bool = False, captured_at: float | None = None, along_m: float | None = None,
+               odometer: tuple[float | None, int] = (None, 0)) -> Inspected:
+        """`odometer`: a line-scan frame's (metres since its camera's acquisition began, which
+        acquisition), the exact way to place it on its roll."""
         data = result.as_dict()
         self.metrics.latency.labels(entry.name).observe(result.latency_ms / 1000)
         self.metrics.inspections.labels(entry.name, data["verdict"]).inc()
@@ -74,8 +77,11 @@ class InspectionPipeline:
         placed = self.rolls.roll_for_camera(camera_id)
         if placed is not None:
             roll, placement = placed
+            at = time.time() if captured_at is None else captured_at
+            if along_m is None and odometer[0] is not None:
+                along_m = self.rolls.odometer_position(roll, placement.camera_id, odometer[0], odometer[1], at)
             if along_m is None:
-                along_m = self.rolls.frame_position(roll, time.time() if captured_at is None else captured_at)
+                along_m = self.rolls.frame_position(roll, at)
             if result.fabric_in_view:  # a frame of the bare table inspects nothing: the roll's coverage shows it
                 self.rolls.frame_seen(roll, placement.camera_id,
                                       (along_m, along_m + image.shape[0] * placement.mm_per_px / 1000),

@@ -255,6 +255,19 @@ class CameraOut(CameraSpec):
     defects: int
     queue_depth: int
     last_result: dict | None = Field(description="the newest frame's event (as on the events WebSocket)")
+    health: dict = Field({}, description="what the source reports (GenICam: device, frames_lost, lines_lost, "
+                                         "buffers_incomplete, acquired_fps, trigger, temperature_c)")
+
+
+class GenICamDeviceOut(BaseModel):
+    """A GenICam camera Aravis found; `gige:` + its serial, id or address opens it."""
+
+    id: str
+    serial: str | None
+    model: str | None
+    vendor: str | None
+    address: str | None
+    protocol: str | None
 
 
 class HealthOut(BaseModel):

@@ -43,6 +43,8 @@ class RollTracker:
         self._lock = threading.Lock()
         self._by_camera: dict[str, tuple[RollRecord, CameraPlacement]] | None = None  # running rolls, cached
         self.coverage_book = CoverageBook()
+        # (roll, camera) → (acquisition, odometer at the roll's 0, the last place given)
+        self._odometers: dict[tuple[str, str], tuple[int, float, float]] = {}
 
     # --- life cycle --------------------------------------------------------------------------
     @contextmanager
@@ -79,6 +81,8 @@ class RollTracker:
             furthest = max(row.length_m, seen.furthest_m)
             self.coverage_book.save(row)
             self.coverage_book.forget(roll_id)
+            for key in [k for k in self._odometers if k[0] == roll_id]:
+                del self._odometers[key]
             # The inspected length when frames were seen (the cameras' own record); else where the
             # encoder or line speed says the roll has got to.
             row.length_m = length_m if length_m is not None else (furthest if furthest > 0 else _position(row, now) or 0.0)
@@ -159,6 +163,24 @@ class RollTracker:
         if position is None:
             raise FabricadError(f"roll {row.id}: no position (no encoder reading, no line speed, none with the frame)")
         return position
+
+    def odometer_position(self, row: RollRecord, camera_id: str, odometer_m: float, acquisition: int,
+                          captured_at: float) -> float:
+        """A line-scan frame's place on the roll from its camera's own line count: exact from
+        frame to frame. The count's zero is tied to the roll at the camera's first frame of the
+        roll, and again after the camera reconnects (its count starts over): where the encoder
+        or the line speed says the roll is then, else at 0 / where the last frame was (the
+        fabric that passed during an outage is then not counted)."""
+        key = (row.id, camera_id)
+        known = self._odometers.get(key)
+        if known is None or known[0] != acquisition:
+            there = _position(row, captured_at)
+            if there is None:
+                there = known[2] if known is not None else 0.0
+            known = (acquisition, odometer_m - there, there)
+        along = odometer_m - known[1]
+        self._odometers[key] = (known[0], known[1], along)
+        return along
 
     def frame_seen(self, row: RollRecord, camera_id: str, along_m: tuple[float, float], across_mm: tuple[float, float]) -> None:
         """A frame with fabric in view covered `along_m` of the roll and `across_mm` of its width.

@@ -10,7 +10,13 @@ from fastapi.responses import Response, StreamingResponse
 from fabricad.errors import FabricadError
 from fabricad.service.cameras import Camera, CameraSpec
 from fabricad.service.dependencies import AppState, get_state, reader, require, role_of
-from fabricad.service.schemas import CameraModelIn, CameraOut
+from fabricad.service.genicam import discover
+from fabricad.service.schemas import (
+    CameraModelIn,
+    CameraOut,
+    ErrorOut,
+    GenICamDeviceOut,
+)
 
 router = APIRouter(prefix="/v1/cameras", tags=["cameras"])
 
@@ -36,6 +42,16 @@ def add_camera(spec: CameraSpec, start: bool = True, state: AppState = Depends(g
 @router.get("", response_model=list[CameraOut], dependencies=[Depends(reader)])
 def list_cameras(state: AppState = Depends(get_state)) -> list[dict]:
     return [c.status() for c in state.cameras.cameras.values()]
+
+
+@router.get("/discover", response_model=list[GenICamDeviceOut], dependencies=[Depends(require("admin"))],
+            responses={503: {"model": ErrorOut, "description": "Aravis is not installed"}})
+def discover_cameras() -> list[dict]:
+    """The GigE Vision / USB3 Vision cameras on the service's networks (an integrator's first look)."""
+    try:
+        return discover()
+    except FabricadError as exc:
+        raise HTTPException(503, str(exc)) from None
 
 
 @router.get("/{camera_id}", response_model=CameraOut, dependencies=[Depends(reader)])

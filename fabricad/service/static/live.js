@@ -23,10 +23,11 @@ function card(camera) {
   const fill = el("div", { class: "fill" });
   const bar = el("div", { class: "scorebar", title: "normalised score; the mark is the threshold" }, fill, el("div", { class: "mark" }));
   const stats = el("div", { class: "stats" });
+  const health = el("div", { class: "stats", "data-testid": "health" });
   const node = el("article", { class: "card camera", "data-camera": camera.id },
     el("header", {}, el("h2", {}, camera.id), el("span", { class: "state" }, camera.state)),
-    img, lamp, bar, stats);
-  return { node, img, lamp, fill, stats, times: [], fetching: false, pending: false, socket: null, frames: 0 };
+    img, lamp, bar, stats, health);
+  return { node, img, lamp, fill, stats, health, times: [], fetching: false, pending: false, socket: null, frames: 0 };
 }
 
 function showEvent(c, event) {
@@ -93,6 +94,16 @@ export async function refreshCameras() {
       connect(camera.id, c);
     }
     c.node.querySelector(".state").textContent = camera.error ? `${camera.state}: ${camera.error}` : camera.state;
+    // an industrial camera's own account: what it lost is fabric nobody inspected
+    const h = camera.health || {};
+    const lost = h.frames_lost || 0; // by the camera's block counter: incomplete buffers included
+    c.health.replaceChildren(...[
+      h.device ? el("span", {}, h.device) : null,
+      h.acquired_fps !== undefined ? el("span", {}, el("b", {}, h.acquired_fps.toFixed(1)), ` fps from the camera (${h.trigger})`) : null,
+      h.frames_lost !== undefined ? el("span", { class: lost ? "fail" : "", "data-testid": "lost" }, "lost ", el("b", {}, String(lost)),
+        h.lines_lost ? ` (${h.lines_lost} lines)` : "") : null,
+      h.temperature_c != null ? el("span", {}, el("b", {}, `${h.temperature_c} °C`)) : null,
+    ].filter(Boolean));
   }
   for (const [id, c] of cards) {
     if (!seen.has(id)) { cards.delete(id); c.socket?.close(); c.node.remove(); }
