@@ -92,3 +92,11 @@ def test_line_latency(trained_models, tmp_path):
                 "--cameras", "2", "--fps", "10", "--seconds", "2", "--defect-every", "2")
     rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| camera →") or line.startswith("| REST")]
     assert rows[:3] == ["camera → MQTT", "camera → OPC UA", "camera → Modbus TCP"] and rows[3].startswith("REST")
+
+
+def test_line_scan(trained_models, tmp_path):
+    image = tmp_path / "fabric.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8))
+    out = bench("benchmarks.line_scan", "--bundle", str(trained_models / "plain"), "--image", str(image),
+                "--widths", "512", "--rates", "200", "--seconds", "1")
+    assert "| 512 | 200 |" in out and "GigE Vision link" in out
