@@ -329,14 +329,17 @@ def demo(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
     fps: Annotated[float, typer.Option("--fps", help="Frame rate of the simulated camera.")] = 2.0,
+    roll_length_m: Annotated[float, typer.Option("--roll-length-m", min=0, max=100_000,
+                                                 help="Length of each simulated roll on the camera; 0: no rolls.")] = 10.0,
 ) -> None:
     """Everything on an embedded default: synthetic fabric (or FABRICAD_DATA), train, evaluate,
-    export, then the service with the dashboard and a simulated camera. Re-running reuses each step."""
+    export, then the service with the dashboard and a simulated camera running simulated rolls
+    (roll map, 4-point grade, PDF on the Rolls page). Re-running reuses each step."""
     from fabricad.demo import DemoPlan, run_demo
 
     require_module("torch")  # before generating data: training comes next
     run_demo(DemoPlan(workdir, max_steps=max_steps, train_images=train_images, category=category),
-             serve=serve, host=host, port=port, fps=fps)
+             serve=serve, host=host, port=port, fps=fps, roll_length_m=roll_length_m)
 
 
 def main() -> None:

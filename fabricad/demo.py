@@ -1,14 +1,18 @@
 """`fabricad demo`: a newcomer's first ten minutes, with no data and no network.
 
-data → train → evaluate → export → service with the dashboard and a simulated camera. Each step
-leaves its result in the work folder and is skipped when that result is already there, so a
-second run starts the service in seconds.
+data → train → evaluate → export → service with the dashboard and a simulated camera, on which
+simulated rolls run one after another (start, frames placed by the line speed, end after
+`roll_length_m`), so the Rolls page shows a roll map, a 4-point grade and the PDF within minutes.
+Each step leaves its result in the work folder and is skipped when that result is already there,
+so a second run starts the service in seconds.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +21,8 @@ import cv2
 from fabricad.errors import FabricadError
 
 CAMERA_ID = "demo-line"
+MM_PER_PX = 0.5
+"""The simulated camera's resolution on the fabric: a 256 px frame shows 128 mm × 128 mm."""
 
 
 @dataclass
@@ -163,14 +169,51 @@ def service_settings(plan: DemoPlan, name: str, key: str, fps: float):
     )
 
 
-def run_demo(plan: DemoPlan, serve: bool = True, host: str = "127.0.0.1", port: int = 8000, fps: float = 2.0) -> None:
+def simulate_rolls(url: str, key: str, fps: float, frame_px: tuple[int, int], length_m: float,
+                   stopping: threading.Event) -> None:
+    """Rolls on the simulated camera, one after another, through the REST API as a line's
+    controller would drive them. The line speed is what the camera's frames cover at `fps`
+    (frame height × mm/px × fps), so the roll is inspected end to end, without gaps."""
+    import httpx
+
+    headers = {"X-API-Key": key}
+    height, width = frame_px
+    speed = fps * height * MM_PER_PX / 1000 * 60
+    while not stopping.is_set():
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        stopping.wait(0.5)
+    while not stopping.is_set():
+        roll_id = f"DEMO-{time.strftime('%Y%m%d-%H%M%S')}"
+        spec = {"id": roll_id, "article": "demo plain weave", "width_mm": width * MM_PER_PX, "speed_m_per_min": speed,
+                "cameras": [{"camera_id": CAMERA_ID, "offset_mm": 0, "mm_per_px": MM_PER_PX}]}
+        try:
+            httpx.post(f"{url}/v1/rolls", json=spec, headers=headers, timeout=10).raise_for_status()
+            _say(f"roll {roll_id}: started, {length_m:g} m at {speed:.1f} m/min — see the Rolls page")
+            if stopping.wait(length_m / speed * 60 + 1.0):  # the roll's start waits a moment for its cameras
+                break
+            ended = httpx.post(f"{url}/v1/rolls/{roll_id}/end", json={}, headers=headers, timeout=30).json()
+            grade = ended.get("grade") or {}
+            _say(f"roll {roll_id}: ended at {ended.get('length_m', 0):.1f} m, {grade.get('points', 0)} points, "
+                 f"{'passed' if grade.get('passed') else 'failed'}; report: {url}/v1/rolls/{roll_id}/report.pdf")
+        except httpx.HTTPError as exc:  # the service is stopping, or refused: say so and try again later
+            if not stopping.is_set():
+                _say(f"simulated roll: {exc}")
+                stopping.wait(5)
+
+
+def run_demo(plan: DemoPlan, serve: bool = True, host: str = "127.0.0.1", port: int = 8000, fps: float = 2.0,
+             roll_length_m: float = 10.0) -> None:
     plan.workdir.mkdir(parents=True, exist_ok=True)
     data, category = prepare_data(plan)
     train_model(plan, data, category)
     evaluate_model(plan)
     name = "demo-" + (category or plan.fabric)
     export_model(plan, name)
-    camera_frames(plan, data, category)
+    film = camera_frames(plan, data, category)
     if not serve:
         _say("done (--no-serve): start the service with `fabricad serve --models "
              f"{plan.models_dir}` or run the demo again without --no-serve")
@@ -183,6 +226,15 @@ def run_demo(plan: DemoPlan, serve: bool = True, host: str = "127.0.0.1", port: 
     shown = "localhost" if host in ("0.0.0.0", "127.0.0.1") else host
     _say(f"dashboard: http://{shown}:{port}/   (admin API key: {key}, also in {plan.workdir / 'api-key.txt'})")
     _say(f"API docs:  http://{shown}:{port}/docs   · Ctrl+C stops the service")
-    uvicorn.run(create_app(service_settings(plan, name, key, fps)), host=host, port=port, log_level="warning",
-                timeout_graceful_shutdown=10)
+    stopping = threading.Event()
+    if roll_length_m > 0:
+        first = cv2.imread(str(next(iter(sorted(film.iterdir())))), cv2.IMREAD_UNCHANGED)
+        local = f"http://127.0.0.1:{port}" if host in ("0.0.0.0", "127.0.0.1", "localhost") else f"http://{host}:{port}"
+        threading.Thread(target=simulate_rolls, args=(local, key, fps, first.shape[:2], roll_length_m, stopping),
+                         name="demo-rolls", daemon=True).start()
+    try:
+        uvicorn.run(create_app(service_settings(plan, name, key, fps)), host=host, port=port, log_level="warning",
+                    timeout_graceful_shutdown=10)
+    finally:
+        stopping.set()
     _say("service stopped")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from fabricad.data.synthetic import PlacedDefect, render_roll
+from tests.browser import ARTIFACTS, browser_missing, browser_page
 from tests.live_server import _free_port, png
 
 httpx = pytest.importorskip("httpx")
@@ -27,7 +28,7 @@ def test_demo_end_to_end(tmp_path):
     env.pop("FABRICAD_DATA")
     log = open(tmp_path / "demo.log", "w+")
     command = [*FABRICAD, "demo", "--workdir", str(tmp_path / "demo"), "--max-steps", "60", "--train-images", "12",
-               "--port", str(port), "--fps", "4"]
+               "--port", str(port), "--fps", "4", "--roll-length-m", "3"]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -57,6 +58,29 @@ def test_demo_end_to_end(tmp_path):
         assert httpx.get(f"{url}/v1/cameras/demo-line").json()["frames_processed"] >= 4
         key = (tmp_path / "demo" / "api-key.txt").read_text().strip()
         assert httpx.get(f"{url}/v1/whoami", headers={"X-API-Key": key}).json()["role"] == "admin"
+
+        # the headline: a simulated roll on that camera ends with a map, a grade and its PDF
+        deadline = time.time() + 90
+        while time.time() < deadline and not httpx.get(f"{url}/v1/rolls?status=ended").json():
+            time.sleep(0.5)
+        ended = httpx.get(f"{url}/v1/rolls?status=ended").json()
+        assert ended, Path(log.name).read_text()[-2000:]
+        roll = httpx.get(f"{url}/v1/rolls/{ended[0]['id']}").json()
+        assert roll["length_m"] >= 2.9 and roll["uninspected"] == [] and roll["defect_list"]  # seen end to end
+        assert httpx.get(f"{url}/v1/rolls/{roll['id']}/report.pdf").content.startswith(b"%PDF")
+        assert f"roll {roll['id']}: ended" in Path(log.name).read_text()
+        if browser_missing() is None:
+            from playwright.sync_api import expect
+
+            with browser_page() as page:
+                page.goto(url)
+                page.click('#tabs button[data-tab="rolls"]')
+                page.click(f'#roll-table tr[data-id="{roll["id"]}"]')
+                expect(page.get_by_test_id("rollmap")).to_be_visible()
+                expect(page.locator('[data-testid="rollmap"] rect.defect')).to_have_count(len(roll["defect_list"]))
+                expect(page.get_by_test_id("roll-grade")).to_contain_text(f"{roll['grade']['points']} points")
+                expect(page.locator("#roll-detail")).not_to_contain_text("null")
+                page.screenshot(path=ARTIFACTS / "demo-rolls.png")
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -10,7 +10,6 @@ from prometheus_client import (
     generate_latest,
 )
 
-
 CAMERA_HEALTH = (  # a camera status's `health` key → the gauge that shows it (GenICam cameras)
     ("frames_lost", "fabricad_camera_frames_lost", "Frames (line-scan: buffers) lost, by the camera's block counter"),
     ("lines_lost", "fabricad_camera_lines_lost", "Line-scan lines lost: fabric not inspected"),

@@ -93,7 +93,7 @@ async function showRoll(id) {
     zoom = Number(e.target.value); wrap.replaceChildren(rollMap(roll, (d) => info.replaceChildren(defectInfo(roll, d))));
   } });
   const operator = auth.role !== null;
-  detail.replaceChildren(
+  detail.replaceChildren(...[ // the optional parts are null when absent: not "null" on the page
     el("h3", {}, `Roll ${roll.id} · ${roll.article}`),
     el("p", { class: g.passed ? "pass" : "fail", "data-testid": "roll-grade" },
       `${g.passed ? "PASS" : "FAIL"} · ${g.points} points · ${g.points_per_100_m2.toFixed(1)} / 100 m² (limit ${g.limit_per_100_m2})`),
@@ -109,7 +109,7 @@ async function showRoll(id) {
         try { await api(`/v1/rolls/${encodeURIComponent(id)}/end`, { method: "POST" }); await refreshRolls(); } catch (e) { notify(e.message); }
       } }, "End roll") : null,
       ...["pdf", "csv", "json"].map((f) => el("button", { onclick: () => download(`/v1/rolls/${encodeURIComponent(id)}/report.${f}`, `roll-${id}.${f}`).catch((e) => notify(e.message)) }, `Report ${f.toUpperCase()}`))),
-  );
+  ].filter(Boolean));
 }
 
 export async function refreshRolls() {
