@@ -6,6 +6,7 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -122,7 +123,7 @@ def test_video_file_camera_streams_events_mjpeg_and_defects(camera_server):
     assert status["state"] == "running" and status["frames_processed"] >= 3
     logged = httpx.get(f"{url}/v1/defects", params={"camera_id": "loom1"}).json()
     assert logged["total"] >= 3
-    assert 'fabricad_camera_frames_processed{camera="loom1"}' in httpx.get(f"{url}/metrics").text
+    assert 'fabricad_camera_frames_processed_total{camera="loom1"}' in httpx.get(f"{url}/metrics").text
     assert httpx.post(f"{url}/v1/cameras/loom1/stop", headers=admin).json()["state"] == "stopped"
     assert httpx.delete(f"{url}/v1/cameras/loom1", headers=admin).status_code == 204
     assert httpx.get(f"{url}/v1/cameras/loom1").status_code == 404
@@ -148,3 +149,59 @@ def test_a_client_leaving_an_idle_camera_does_not_hold_up_shutdown(models_dir, t
     assert server.process.wait(15) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
     assert time.time() - began < 5
     server.stop()
+
+
+def test_metrics_follow_prometheus_conventions(camera_server):
+    """Scraped as Prometheus would: counts are counters named *_total, levels are gauges, the
+    model is an *_info metric, each camera has an up gauge, process and platform metrics are
+    there — the names the example Grafana dashboard and alert rules (docker/) use."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.live_server import ADMIN
+
+    url, admin = camera_server.url, {"X-API-Key": ADMIN}
+    assert httpx.post(f"{url}/v1/cameras", json={"id": "loom2", "source": "media:line.avi", "fps": 8}, headers=admin).status_code == 201
+    assert httpx.post(f"{url}/v1/cameras", json={"id": "gone", "source": "usb:9"}, headers=admin).status_code == 201
+    deadline = time.time() + 30
+    while httpx.get(f"{url}/v1/cameras/loom2").json()["frames_processed"] < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)}
+    kinds = {name: f.type for name, f in families.items()}
+    for name in ("fabricad_inspections", "fabricad_defects_logged", "fabricad_camera_frames_captured",
+                 "fabricad_camera_frames_processed", "fabricad_camera_frames_dropped", "fabricad_camera_defects",
+                 "fabricad_line_messages_sent", "fabricad_line_messages_dropped", "process_cpu_seconds"):
+        assert kinds.get(name) == "counter", (name, kinds.get(name))
+    for name in ("fabricad_camera_up", "fabricad_camera_queue_depth", "fabricad_inspect_in_flight",
+                 "fabricad_inspect_queue_depth", "fabricad_line_connected", "process_resident_memory_bytes"):
+        assert kinds.get(name) == "gauge", (name, kinds.get(name))
+    assert kinds["fabricad_inspect_latency_seconds"] == "histogram"
+    for family in families.values():  # the conventions, for every fabricad metric
+        names = {s.name for s in family.samples}
+        if family.type == "counter":
+            assert all(n.endswith(("_total", "_created")) for n in names), names
+        elif family.name.startswith("fabricad_"):
+            assert not any(n.endswith("_total") for n in names), names
+    up = {s.labels["camera"]: s.value for s in families["fabricad_camera_up"].samples}
+    assert up == {"loom2": 1.0, "gone": 0.0}
+    processed = {s.labels["camera"]: s.value for s in families["fabricad_camera_frames_processed"].samples}
+    assert processed["loom2"] >= 2 and processed["gone"] == 0
+    info = [s for s in families["fabricad_model_info"].samples]
+    active = httpx.get(f"{url}/readyz").json()["model"]
+    assert [s.labels["model"] for s in info] == [active] and info[0].value == 1.0 and info[0].labels["version"]
+    assert "python_info" in families
+
+    # the example Grafana dashboard and alert rules use only metrics the service exposes
+    import re
+
+    import yaml
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}  # declared, maybe no sample yet
+    exposed = {f.name + x for f in families.values() for x in ("",) + suffixes.get(f.type, ())} | {"up"}
+    docker = Path(__file__).resolve().parents[1] / "docker"
+    rules = yaml.safe_load((docker / "prometheus" / "alerts.yml").read_text())["groups"][0]["rules"]
+    dashboard = json.loads((docker / "grafana" / "fabricad-dashboard.json").read_text())
+    expressions = [r["expr"] for r in rules] + [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert {r["alert"] for r in rules} >= {"FabricadCameraDown", "FabricadFramesDropped", "FabricadNoFabricInView"}
+    for expression in expressions:
+        for name in re.findall(r"\b((?:fabricad|process)_[a-z_]+)\b", expression):
+            assert name in exposed, f"{name} (in {expression!r}) is not exposed"

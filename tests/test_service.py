@@ -307,7 +307,7 @@ def test_bundles_exported_while_the_service_runs_join_it(models_dir, tmp_path, f
         live_graph.write_bytes(whole)
         assert _wait_for(lambda: threshold() == pytest.approx(before * 3)), "the bundle exported again was not reloaded"
         assert httpx.get(f"{server.url}/readyz").json()["model"] == "fabric-a"
-        assert 'fabricad_active_model{model="fabric-a"' in httpx.get(f"{server.url}/metrics").text
+        assert 'fabricad_model_info{model="fabric-a"' in httpx.get(f"{server.url}/metrics").text
         shutil.rmtree(folder / "broken")  # retired: it leaves the list
         assert [m["name"] for m in httpx.get(f"{server.url}/v1/models").json()] == ["fabric-a"]
     finally:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from fabricad.service.dependencies import AppState, api_key_header, get_state, role_of
+from fabricad.service.metrics import Scrape
 from fabricad.service.schemas import HealthOut, ReadyOut, WhoAmI
 
 router = APIRouter(tags=["health"])
@@ -33,13 +34,11 @@ def readyz(state: AppState = Depends(get_state)) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response)
 def metrics(state: AppState = Depends(get_state)) -> Response:
-    cameras = [c.status() for c in state.cameras.cameras.values()] if state.cameras else []
-    active = state.registry.active
-    state.metrics.model_info.clear()  # read when scraped: a swap or a bundle exported again in place shows at once
-    if active is not None:
-        state.metrics.model_info.labels(active, state.registry.entry(active).version).set(1)
-    line = state.line.status() if state.line else []
-    return Response(state.metrics.render(cameras, state.inspect_load(), line), media_type="text/plain; version=0.0.4")
+    active = state.registry.active  # read when scraped: a swap or a bundle exported again shows at once
+    scrape = Scrape(cameras=[c.status() for c in state.cameras.cameras.values()] if state.cameras else [],
+                    uploads=state.inspect_load(), line=state.line.status() if state.line else [],
+                    model=(active, state.registry.entry(active).version) if active is not None else None)
+    return Response(state.metrics.render(scrape), media_type="text/plain; version=0.0.4")
 
 
 @router.get("/v1/whoami", response_model=WhoAmI, tags=["auth"])
