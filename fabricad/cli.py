@@ -198,27 +198,69 @@ def predict(
                             if summary["failed"] else "no images or videos found in " + ", ".join(map(str, inputs))))
 
 
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="The service's YAML settings file (FABRICAD_* variables override it).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
 @app.command()
 def serve(
     models: Annotated[Optional[Path], typer.Option("--models", help="Folder of exported bundles (default: FABRICAD_MODELS_DIR or ./models).")] = None,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML settings file (FABRICAD_* variables override it).")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Run the inspection service (REST API) on HOST:PORT."""
-    import os
-
     import uvicorn
 
     from fabricad.service.app import create_app
+
+    settings = _service_settings(config, **({"models_dir": models} if models is not None else {}))
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+
+
+
+
+def _service_settings(config: Optional[Path], **values):
+    """The service's settings as `serve` reads them: the YAML file, then FABRICAD_* variables."""
+    import os
+
     from fabricad.service.settings import load_settings
 
     if config is not None:
         if not config.is_file():
             raise FabricadError(f"settings file not found: {config}")
         os.environ["FABRICAD_CONFIG"] = str(config)
-    settings = load_settings(**({"models_dir": models} if models is not None else {}))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+    return load_settings(**values)
+
+
+@app.command()
+def backup(
+    out: Annotated[Path, typer.Option("--out", help="The archive to write (.tar.gz).")],
+    config: ConfigOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Back up the service's database, defect images and roll reports, consistently, while it runs."""
+    from fabricad.service.backup import backup as take
+
+    manifest = take(_service_settings(config), out, progress=not quiet)
+    typer.echo(f"backup: {out} ({manifest['defects']} defects up to #{manifest['last_defect_id']}, {manifest['rolls']} rolls, "
+               f"{manifest['files'].get('images', 0)} images, schema {manifest['schema']})")
+
+
+@app.command()
+def restore(
+    archive: Annotated[Path, typer.Argument(help="An archive from `fabricad backup`.")],
+    config: ConfigOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a database that already holds defects or rolls.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Restore a backup into the service's settings (stop the service first); older archives are migrated."""
+    from fabricad.service.backup import restore as put_back
+
+    if not archive.is_file():
+        raise FabricadError(f"no backup at {archive}")
+    manifest = put_back(_service_settings(config), archive, force=force, progress=not quiet)
+    typer.echo(f"restored: {manifest['defects']} defects, {manifest['rolls']} rolls from {archive}")
 
 
 @app.command()

@@ -53,6 +53,11 @@ WRONG = [
     (["serve", "--port", "http"], {}, "--port"),
     (["demo", "--no-serve", "--workdir", "{file}"], {}, "a-file"),
     (["engine", "kubernetes"], {}, "kubernetes"),
+    (["backup"], {}, "--out"),
+    (["backup", "--out", "{out}/b.tar.gz"], {"FABRICAD_DATABASE_URL": "sqlite:///{missing}/x.db"}, "no database at"),
+    (["backup", "--out", "{out}/b.tar.gz"], {"FABRICAD_DATABASE_URL": "mysql://h/db"}, "not mysql"),
+    (["restore", "{missing}"], {}, "no backup at"),
+    (["restore", "{corrupt}/model.ckpt"], {}, "not a fabricad backup"),
     (["no-such-command"], {}, "no-such-command"),
 ]
 
@@ -79,7 +84,7 @@ def test_a_wrong_invocation_gets_one_error_line_and_exit_2(args, env, says, cli_
 
     monkeypatch.setenv("FABRICAD_CONFIG", "")  # `serve --config` sets it for the process: undone after each case
     for key, value in env.items():
-        monkeypatch.setenv(key, value)
+        monkeypatch.setenv(key, value.format(**cli_files))
     monkeypatch.chdir(cli_files["empty"])
     monkeypatch.setattr(sys, "argv", ["fabricad", *(a.format(**cli_files) for a in args)])
     with pytest.raises(SystemExit) as exit_:
