@@ -15,6 +15,10 @@ if [ "$variant" = gpu ]; then
   pip uninstall -y onnxruntime
   pip install --no-cache-dir --force-reinstall --no-deps "onnxruntime-gpu>=1.18"
 fi
+# Unicode fonts for the roll reports (article names in Turkish, Chinese, Cyrillic, …)
+apt-get update
+apt-get install -y --no-install-recommends fonts-dejavu-core fonts-wqy-microhei
+rm -rf /var/lib/apt/lists/*
 useradd --system --uid 10001 --create-home fabricad
 mkdir -p /data/models /data/store /data/media
 chown -R 10001 /data

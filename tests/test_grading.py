@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +173,24 @@ def test_uninspected_length_leaves_the_area_and_fails_past_the_limit():
     narrow = grade_roll(found, width_mm=1000, length_m=100, rules=RULES, uncovered_mm=100)  # a lane nobody watches
     assert narrow.area_m2 == pytest.approx(90.0) and narrow.uncovered_mm == 100
     assert narrow.reasons == ["100 mm of the 1000 mm width (10%) is in no camera's view (limit 2 %)"]
+
+
+def test_the_roll_pdf_prints_article_names_in_any_script():
+    """Turkish, Chinese and Cyrillic article names print as they are, with Debian's DejaVu and WenQuanYi fonts."""
+    import io
+
+    from pypdf import PdfReader
+
+    from fabricad.rolls.report import FALLBACK_FONTS, TEXT_FONTS, roll_pdf
+
+    if not Path(TEXT_FONTS[0][0]).is_file() or not Path(FALLBACK_FONTS[0]).is_file():
+        pytest.skip("needs fonts-dejavu-core and fonts-wqy-microhei (apt-get install)")
+    article = "Kumaş örgü İğne — 棉布平纹 — Ткань"
+    summary = {"id": "R-ü", "article": article, "model": None, "width_mm": 1600.0, "length_m": 10.0,
+               "started_at": "2026-12-03T10:00:00+00:00", "ended_at": None, "speed_m_per_min": 20,
+               "cameras": [{"camera_id": "kamera-1", "offset_mm": 0, "mm_per_px": 1}],
+               "grade": grade_roll([], 1600, 10, RULES).as_dict(), "uninspected": [], "uncovered_across_mm": []}
+    defects = [{"id": 1, "along_m": [3.0, 3.12], "across_mm": [100, 105], "width_mm": 5, "length_mm": 120, "points": 2,
+                "label": "delik (hole) 破洞", "max_score": 0.9, "cameras": ["kamera-1"], "sightings": [4]}]
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(roll_pdf(summary, defects))).pages)
+    assert article in text and "roll R-ü" in text and "破洞" in text and "?" not in text  # nothing replaced

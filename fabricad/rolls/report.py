@@ -98,8 +98,45 @@ def defects_csv(defects: list[dict]) -> str:
     return out.getvalue()
 
 
-def _cell_text(value) -> str:
-    return str(value).encode("latin-1", "replace").decode("latin-1")
+# Unicode fonts for the PDF, first found wins per role: a Latin/Greek/Cyrillic face with bold
+# (Turkish, Polish, Vietnamese… article names), then fallbacks for the scripts it lacks (CJK).
+# FABRICAD_REPORT_FONTS (paths separated by os.pathsep) puts a mill's own fonts first.
+TEXT_FONTS = [("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
+              ("/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+               "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf")]
+FALLBACK_FONTS = ["/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+                  "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"]
+
+
+def _unicode_fonts(pdf: FPDF) -> str:
+    """Register the Unicode fonts found on this machine; the family to write in. Without any,
+    the PDF's core font prints what Latin-1 has and '?' for the rest (said in the log)."""
+    import logging
+    import os
+
+    own = [p for p in os.environ.get("FABRICAD_REPORT_FONTS", "").split(os.pathsep) if p]
+    text = next(((r, b) for r, b in [(p, p) for p in own[:1]] + TEXT_FONTS if Path(r).is_file()), None)
+    if text is None:
+        logging.getLogger(__name__).warning("no Unicode font for roll reports (apt-get install fonts-dejavu-core "
+                                            "fonts-wqy-microhei, or set FABRICAD_REPORT_FONTS): non-Latin-1 text prints as '?'")
+        return "Helvetica"
+    regular, bold = text
+    pdf.add_font("report", "", regular)
+    pdf.add_font("report", "B", bold if Path(bold).is_file() else regular)
+    fallbacks = []
+    for i, path in enumerate(p for p in own[1:] + FALLBACK_FONTS if Path(p).is_file()):
+        name = f"fallback{i}"
+        pdf.add_font(name, "", path)
+        pdf.add_font(name, "B", path)
+        fallbacks.append(name)
+    if fallbacks:
+        pdf.set_fallback_fonts(fallbacks)
+    return "report"
+
+
+def _cell_text(value, family: str = "Helvetica") -> str:
+    text = str(value)
+    return text if family != "Helvetica" else text.encode("latin-1", "replace").decode("latin-1")
 
 
 def roll_pdf(summary: dict, defects: list[dict], thumbnails: dict[int, np.ndarray] | None = None) -> bytes:
@@ -108,21 +145,26 @@ def roll_pdf(summary: dict, defects: list[dict], thumbnails: dict[int, np.ndarra
     grade = summary["grade"]
     pdf = FPDF(orientation="L", unit="mm", format="A4")
     pdf.set_auto_page_break(True, margin=12)
+    family = _unicode_fonts(pdf)
+
+    def cell_text(value) -> str:
+        return _cell_text(value, family)
+
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 9, _cell_text(f"Roll inspection report - roll {summary['id']}"), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 10)
+    pdf.set_font(family, "B", 16)
+    pdf.cell(0, 9, cell_text(f"Roll inspection report - roll {summary['id']}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(family, "", 10)
     pdf.cell(0, 5, f"generated {datetime.now().astimezone().isoformat(timespec='seconds')} by fabricad", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     verdict = "PASS" if grade["passed"] else "FAIL"
-    pdf.set_font("Helvetica", "B", 14)
+    pdf.set_font(family, "B", 14)
     pdf.set_text_color(*((22, 128, 61) if grade["passed"] else (185, 28, 28)))
     pdf.cell(0, 8, f"Grade: {verdict}  -  {grade['points']} points, {grade['points_per_100_m2']:.1f} points per 100 m²"
                    f" (limit {grade['limit_per_100_m2']:g})", new_x="LMARGIN", new_y="NEXT")
     pdf.set_text_color(0, 0, 0)
-    pdf.set_font("Helvetica", "", 10)
+    pdf.set_font(family, "", 10)
     for reason in grade["reasons"]:
-        pdf.cell(0, 5, _cell_text(f"- {reason}"), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 5, cell_text(f"- {reason}"), new_x="LMARGIN", new_y="NEXT")
     rows = [
         ("Article", summary["article"]), ("Model", summary.get("model") or "(camera default)"),
         ("Usable width", f"{summary['width_mm']:g} mm"), ("Inspected length", f"{summary['length_m']:.2f} m"),
@@ -136,14 +178,14 @@ def roll_pdf(summary: dict, defects: list[dict], thumbnails: dict[int, np.ndarra
     pdf.ln(2)
     with pdf.table(col_widths=(40, 200), first_row_as_headings=False) as table:
         for key, value in rows:
-            table.row([key, _cell_text(value)])
+            table.row([key, cell_text(value)])
     pdf.ln(4)
     picture = roll_map(summary, defects)
     pdf.image(io.BytesIO(png_bytes(picture)), w=270)
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 12)
+    pdf.set_font(family, "B", 12)
     pdf.cell(0, 8, "Defects and points", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 9)
+    pdf.set_font(family, "", 9)
     # Rows as tall as a readable thumbnail when there are pictures (fpdf2 sizes cell images by line height).
     with pdf.table(col_widths=(12, 28, 28, 22, 22, 14, 40, 20, 84), line_height=20 if thumbnails else 6) as table:
         table.row(["#", "along (m)", "across (mm)", "width mm", "length mm", "points", "label", "score", "picture"])
@@ -152,7 +194,7 @@ def roll_pdf(summary: dict, defects: list[dict], thumbnails: dict[int, np.ndarra
             for value in (d["id"], f"{d['along_m'][0]:.3f}-{d['along_m'][1]:.3f}",
                           f"{d['across_mm'][0]:.0f}-{d['across_mm'][1]:.0f}", f"{d['width_mm']:.0f}",
                           f"{d['length_mm']:.0f}", d.get("points"), d.get("label") or "", f"{d['max_score']:.3f}"):
-                row.cell(_cell_text(value))
+                row.cell(cell_text(value))
             thumb = thumbnails.get(d["id"])
             if thumb is not None:
                 row.cell(img=io.BytesIO(png_bytes(thumb)), img_fill_width=False)
