@@ -208,14 +208,23 @@ def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
     config: ConfigOpt = None,
+    ssl_certfile: Annotated[Optional[Path], typer.Option("--ssl-certfile", help="Serve HTTPS with this certificate (PEM).")] = None,
+    ssl_keyfile: Annotated[Optional[Path], typer.Option("--ssl-keyfile", help="The certificate's private key (PEM).")] = None,
 ) -> None:
-    """Run the inspection service (REST API) on HOST:PORT."""
+    """Run the inspection service (REST API) on HOST:PORT; HTTPS with --ssl-certfile/--ssl-keyfile."""
     import uvicorn
 
     from fabricad.service.app import create_app
 
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise FabricadError("HTTPS needs both --ssl-certfile and --ssl-keyfile")
+    for path in (ssl_certfile, ssl_keyfile):
+        if path is not None and not path.is_file():
+            raise FabricadError(f"not found: {path}")
+    tls = {"ssl_certfile": str(ssl_certfile), "ssl_keyfile": str(ssl_keyfile)} if ssl_certfile else {}
+
     settings = _service_settings(config, **({"models_dir": models} if models is not None else {}))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=10, **tls)
 
 
 

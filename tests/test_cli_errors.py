@@ -51,6 +51,8 @@ WRONG = [
     (["serve", "--models", "{out}"], {"FABRICAD_INSPECT_WORKERS": "abc"}, "FABRICAD_INSPECT_WORKERS"),
     (["serve", "--models", "{out}"], {"FABRICAD_ENGINE": "triton"}, "engine_url"),
     (["serve", "--port", "http"], {}, "--port"),
+    (["serve", "--ssl-certfile", "{file}"], {}, "both --ssl-certfile and --ssl-keyfile"),
+    (["serve", "--ssl-certfile", "{missing}", "--ssl-keyfile", "{file}"], {}, "not found"),
     (["demo", "--no-serve", "--workdir", "{file}"], {}, "a-file"),
     (["engine", "kubernetes"], {}, "kubernetes"),
     (["backup"], {}, "--out"),

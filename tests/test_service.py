@@ -530,3 +530,56 @@ def test_reads_can_require_a_key(models_dir, tmp_path, fabric_png):
         assert httpx.get(f"{url}/healthz").status_code == 200 and httpx.get(f"{url}/readyz").status_code == 200
     finally:
         srv.stop()
+
+
+def test_serve_speaks_https_with_a_certificate(models_dir, tmp_path):
+    """`fabricad serve --ssl-certfile/--ssl-keyfile`: TLS straight from uvicorn, for a line
+    without a reverse proxy; plain HTTP on that port is refused."""
+    import datetime
+    import subprocess
+    import sys
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from tests.live_server import _free_port, wait_for
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False).sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    import ssl
+
+    trust = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    port = _free_port()
+    env = {**__import__("os").environ, "FABRICAD_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
+           "FABRICAD_IMAGE_STORE": str(tmp_path / "img")}
+    process = subprocess.Popen([sys.executable, "-m", "fabricad.cli", "serve", "--models", str(models_dir), "--port", str(port),
+                                "--ssl-certfile", str(tmp_path / "cert.pem"), "--ssl-keyfile", str(tmp_path / "key.pem")],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        def ready() -> bool:
+            try:
+                return httpx.get(f"https://localhost:{port}/readyz", verify=trust, timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(ready, 120, "the HTTPS service")
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"https://localhost:{port}/healthz", timeout=5)  # an unknown certificate is refused by the client
+        plain = None
+        try:
+            plain = httpx.get(f"http://localhost:{port}/healthz", timeout=5).status_code
+        except httpx.TransportError:
+            pass
+        assert plain != 200  # no plain HTTP on the TLS port
+    finally:
+        process.terminate()
+        process.wait(20)
