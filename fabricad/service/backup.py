@@ -116,13 +116,14 @@ def backup(settings: ServiceSettings, out: Path, progress: bool = True) -> dict:
         with tarfile.open(out.with_name(out.name + ".partial"), "w:gz") as archive:
             for folder, setting in FOLDERS.items():
                 root = Path(getattr(settings, setting))
-                files = _files(root)
-                for path in tqdm(files, desc=f"backup: {folder}", unit="file", disable=not progress):
+                added = 0
+                for path in tqdm(_files(root), desc=f"backup: {folder}", unit="file", disable=not progress):
                     try:
                         archive.add(path, f"{folder}/{path.relative_to(root)}")
+                        added += 1
                     except FileNotFoundError:  # removed by retention since it was listed
                         continue
-                manifest["files"][folder] = len(files)
+                manifest["files"][folder] = added
             if kind == "sqlite":
                 manifest["images_missing"] = _mark_missing(database_file, Path(settings.image_store))
             archive.add(database_file, database_file.name)

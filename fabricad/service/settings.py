@@ -53,8 +53,8 @@ class ServiceSettings(BaseSettings):
     cameras: list[CameraSpec] = []
     """Cameras started with the service (more can be added at run time by the API)."""
     line_outputs: list[SinkSpec] = []
-    """Where verdicts, defects and stop signals go, and roll commands come from: MQTT brokers and
-    an OPC UA server (`fabricad.service.line_io`), e.g. `[{"name": "plc", "host": "10.0.0.5",
+    """Where verdicts, defects and stop signals go, and roll commands come from: MQTT brokers,
+    an OPC UA server and Modbus TCP PLCs (`fabricad.service.line_io`, docs/line.md), e.g. `[{"name": "plc", "host": "10.0.0.5",
     "stop_rule": {"mode": "any"}}, {"kind": "opcua", "name": "scada", "users": {"plc": "secret"}}]`."""
     line_outbox_dir: Path = Path("line-outbox")
     """Each line output's queue on disk (what a broker that is away will get when it is back)."""

@@ -31,6 +31,11 @@ SINKS = {"mqtt": MqttSink, "opcua": OpcUaSink, "modbus": ModbusSink}
 MODULE_OF_KIND = {"mqtt": "paho", "opcua": "asyncua", "modbus": "pymodbus"}
 
 
+
+def _message(kind: str, head: dict, body: dict) -> dict:
+    """One message as every sink gets it: its own `id` (a PLC drops repeats by it), its kind."""
+    return {"id": uuid.uuid4().hex, "kind": kind, **head, **body}
+
 class LineOutputs:
     def __init__(self, specs: list[SinkSpec], outbox_dir: Path, rolls: RollTracker):
         self.rolls = rolls
@@ -67,9 +72,8 @@ class LineOutputs:
                     self._offer("status", camera_id, {"state": state})
 
     def _offer(self, kind: str, camera_id: str, body: dict) -> None:
-        head = {"id": uuid.uuid4().hex, "kind": kind, "at": time.time(), "camera_id": camera_id}
         for sink in self._sinks_of(camera_id):
-            sink.offer(kind, camera_id, {**head, **body})
+            sink.offer(kind, camera_id, _message(kind, {"at": time.time(), "camera_id": camera_id}, body))
 
     def _sinks_of(self, camera_id: str) -> list:
         return [s for s in self.sinks if s.spec.cameras is None or camera_id in s.spec.cameras]
@@ -80,7 +84,8 @@ class LineOutputs:
     def frame(self, camera_id: str | None, data: dict, defect_id: int | None, boxes: list[RollBox] | None) -> None:
         """One inspected frame (`data`: the answer's fields). `boxes`: its regions on the roll,
         when a roll places the frame; the stop rules that measure along the roll need them."""
-        if camera_id is None or not self.sinks:
+        sinks = self._sinks_of(camera_id) if camera_id is not None else []
+        if not sinks:
             return  # the line speaks per camera; an upload without one has no machine to stop
         at = time.time()
         # `captured_at`: when a camera took the frame (None for uploads); `at`: when it was judged
@@ -102,14 +107,13 @@ class LineOutputs:
                 "width_mm": round(top.across_mm[1] - top.across_mm[0], 2) if top else None, "type": None,
                 "roll_points": self._roll_points(data.get("roll_id")),
             }))
-        for sink in self._sinks_of(camera_id):
+        for sink in sinks:
             for kind, body in messages:
-                sink.offer(kind, camera_id, {"id": uuid.uuid4().hex, "kind": kind, **head, **body})
+                sink.offer(kind, camera_id, _message(kind, head, body))
             if data["is_defect"]:
                 reason = self._stop_reason(sink, camera_id, data, boxes)
                 if reason:
-                    sink.offer("stop", camera_id, {"id": uuid.uuid4().hex, "kind": "stop", **head, "reason": reason,
-                                                   "defect_id": defect_id})
+                    sink.offer("stop", camera_id, _message("stop", head, {"reason": reason, "defect_id": defect_id}))
 
     def _stop_reason(self, sink: MqttSink | OpcUaSink | ModbusSink, camera_id: str, data: dict, boxes: list[RollBox] | None) -> str | None:
         rule = sink.spec.stop_rule

@@ -81,8 +81,8 @@ class RollTracker:
             furthest = max(row.length_m, seen.furthest_m)
             self.coverage_book.save(row)
             self.coverage_book.forget(roll_id)
-            for key in [k for k in self._odometers if k[0] == roll_id]:
-                del self._odometers[key]
+            for key in [k for k in list(self._odometers) if k[0] == roll_id]:  # a copy: frames add keys meanwhile
+                self._odometers.pop(key, None)
             # The inspected length when frames were seen (the cameras' own record); else where the
             # encoder or line speed says the roll has got to.
             row.length_m = length_m if length_m is not None else (furthest if furthest > 0 else _position(row, now) or 0.0)

@@ -1,4 +1,4 @@
-"""The line outputs' connections (the PLC side: MQTT brokers)."""
+"""The line outputs' connections (the PLC side: MQTT brokers, the OPC UA server, Modbus PLCs)."""
 
 from __future__ import annotations
 
