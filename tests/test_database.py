@@ -25,6 +25,8 @@ RELEASE_0_1_0 = Path(__file__).parent / "fixtures" / "fabricad-0.1.0.sql"
 two defects (one on a roll, one acknowledged as a false alarm), an ended roll with its defect
 and coverage, a threshold set on the line and a teach-in's scores."""
 
+TABLES_OF_0_1_0 = ("defects", "line_scores", "roll_defects", "rolls", "teach_in_scores", "teach_ins", "thresholds")
+
 
 def schema_differences(database: Database) -> list:
     with database.engine.connect() as connection:
@@ -61,7 +63,7 @@ def test_a_database_made_before_migrations_is_adopted_with_its_records(tmp_path)
     """What release 0.1.0 did at start-up (create_all), on this session's database kind, less a
     column it did not have yet: the baseline adds what is missing and keeps the row."""
     database = Database(database_url(tmp_path), upgrade=False)
-    Base.metadata.create_all(database.engine)
+    Base.metadata.create_all(database.engine, tables=[Base.metadata.tables[name] for name in TABLES_OF_0_1_0])
     with database.engine.begin() as connection:
         connection.execute(text("ALTER TABLE defects DROP COLUMN alignment_json"))
         connection.execute(text("INSERT INTO thresholds VALUES ('plain', 'v1', 1.5, 'manual', NULL, 0, CURRENT_TIMESTAMP)"))
@@ -102,3 +104,21 @@ def test_a_database_that_cannot_be_opened_says_which(url):
     with pytest.raises(FabricadError, match="database") as caught:
         Database(url)
     assert url.split("/")[-1] in str(caught.value)
+
+
+def test_moments_come_back_in_utc_and_filters_with_an_offset_compare_as_moments(tmp_path):
+    """SQLite keeps no zone: without UtcDateTime a defect's time read back naive (a browser took
+    it for local time) and `since` given at +03:00 compared its digits, three hours off."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    import numpy as np
+
+    log = DefectLog(Database(database_url(tmp_path)), tmp_path / "images")
+    result = {"score": 0.9, "normalized_score": 0.7, "threshold": 0.5, "regions": []}
+    defect_id = log.record(model="m", model_version="v", result=result, image=np.zeros((8, 8, 3), np.uint8), overlay=None)
+    created = log.get(defect_id).created_at
+    assert created.utcoffset() == timedelta(0) and abs(datetime.now(UTC) - created) < timedelta(minutes=1)
+    istanbul = timezone(timedelta(hours=3))
+    a_minute_ago = (datetime.now(UTC) - timedelta(minutes=1)).astimezone(istanbul)  # later digits, same moment
+    assert log.list(since=a_minute_ago)[1] == 1
+    assert log.list(until=a_minute_ago)[1] == 0

@@ -13,15 +13,17 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
 
 from fabricad.errors import FabricadError
 
@@ -32,6 +34,25 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 class Base(DeclarativeBase):
     """The declarative base of every table (`records.py`); its metadata is what migrations are
     checked against (tests/test_database.py)."""
+
+
+class UtcDateTime(TypeDecorator):
+    """A moment, written and read back in UTC on every database. SQLite keeps no time zone: a
+    plain `DateTime(timezone=True)` reads back naive there (a browser then takes it for local
+    time), and a filter given with an offset (`since=…+03:00`) compares wrongly."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy import Boolean, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fabricad.rolls.coverage import RollCoverage
 from fabricad.rolls.geometry import RollBox
 from fabricad.rolls.grading import GradedDefect
-from fabricad.service.database import Base
+from fabricad.service.database import Base, UtcDateTime
 from fabricad.service.schemas import RollSpec
 
 RECORD_ID_MAX = 2**31 - 1
@@ -26,7 +26,7 @@ class DefectRecord(Base):
     __tablename__ = "defects"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     camera_id: Mapped[str | None] = mapped_column(String(64), index=True)
     model: Mapped[str] = mapped_column(String(128), index=True)
     model_version: Mapped[str] = mapped_column(String(64))
@@ -42,7 +42,7 @@ class DefectRecord(Base):
     label: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(String(500))
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
-    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # Roll inspection (filled when a roll is running): which roll and where on it.
     roll_id: Mapped[str | None] = mapped_column(String(64), index=True)
     across_mm: Mapped[float | None] = mapped_column(Float)
@@ -79,7 +79,7 @@ class RollDefectRecord(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     roll_id: Mapped[str] = mapped_column(String(64), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     across_min: Mapped[float] = mapped_column(Float)
     across_max: Mapped[float] = mapped_column(Float)
     along_min: Mapped[float] = mapped_column(Float, index=True)
@@ -121,7 +121,7 @@ class ThresholdRecord(Base):
     method: Mapped[str] = mapped_column(String(32))
     target_fpr: Mapped[float | None] = mapped_column(Float)
     calibration_count: Mapped[int] = mapped_column(Integer, default=0)
-    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    set_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class LineScoresRecord(Base):
@@ -133,7 +133,7 @@ class LineScoresRecord(Base):
     model: Mapped[str] = mapped_column(String(128), primary_key=True)
     model_version: Mapped[str] = mapped_column(String(64))
     scores_json: Mapped[str] = mapped_column(Text)
-    collected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    collected_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class TeachInRecord(Base):
