@@ -272,6 +272,111 @@ def restore(
     typer.echo(f"restored: {manifest['defects']} defects, {manifest['rolls']} rolls from {archive}")
 
 
+users_app = typer.Typer(help="Named user accounts (people at the dashboard); machines use API keys.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+RoleOpt = Annotated[str, typer.Option("--role", help="operator (acknowledge defects, run rolls) or admin (also models, thresholds, cameras, users).")]
+PasswordStdinOpt = Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input (scripts) instead of asking.")]
+
+
+def _accounts(config: Optional[Path]):
+    """The service's accounts and audit log, in the database its settings name."""
+    from fabricad.service.accounts import Accounts
+    from fabricad.service.audit import AuditLog
+    from fabricad.service.database import Database
+
+    database = Database(_service_settings(config).database_url)
+    return Accounts(database), AuditLog(database)
+
+
+def _new_password(from_stdin: bool) -> str:
+    import getpass
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise FabricadError("the two passwords differ")
+    return password
+
+
+def _cli_actor():
+    import getpass
+
+    from fabricad.service.audit import Actor
+
+    return Actor.of_cli(getpass.getuser())
+
+
+@users_app.command("add")
+def users_add(name: Annotated[str, typer.Argument(help="The user's name (letters, digits, . _ @ -).")],
+              role: RoleOpt = "operator", password_stdin: PasswordStdinOpt = False, config: ConfigOpt = None) -> None:
+    """Add a user; the password is asked for (twice) and only its hash is kept."""
+    accounts, audit = _accounts(config)
+    accounts.add(name, role, _new_password(password_stdin))
+    audit.record(_cli_actor(), "user.add", name, role=role)
+    typer.echo(f"user {name} added ({role})")
+
+
+@users_app.command("list")
+def users_list(config: ConfigOpt = None) -> None:
+    """The users, their roles and whether they may sign in."""
+    accounts, _ = _accounts(config)
+    rows = accounts.list()
+    if not rows:
+        typer.echo("no users (add one: fabricad users add NAME --role admin)")
+    for row in rows:
+        typer.echo(f"{row.name:<24} {row.role:<9} {'disabled' if row.disabled else 'enabled':<9} since {row.created_at:%Y-%m-%d}")
+
+
+def _change(config: Optional[Path], name: str, action: str, **change) -> None:
+    accounts, audit = _accounts(config)
+    try:
+        accounts.update(name, **change)
+    except KeyError:
+        raise FabricadError(f"no user {name!r} (see `fabricad users list`)") from None
+    detail = {k: v for k, v in change.items() if k != "password"} | ({"password_changed": True} if "password" in change else {})
+    audit.record(_cli_actor(), action, name, **detail)
+
+
+@users_app.command("passwd")
+def users_passwd(name: str, password_stdin: PasswordStdinOpt = False, config: ConfigOpt = None) -> None:
+    """Set a user's password (a forgotten one); the user's sessions end."""
+    _change(config, name, "user.update", password=_new_password(password_stdin))
+    typer.echo(f"password of {name} changed")
+
+
+@users_app.command("role")
+def users_role(name: str, role: Annotated[str, typer.Argument(help="operator or admin")], config: ConfigOpt = None) -> None:
+    """Give a user another role; the user's sessions end."""
+    _change(config, name, "user.update", role=role)
+    typer.echo(f"{name} is now {role}")
+
+
+@users_app.command("disable")
+def users_disable(name: str, config: ConfigOpt = None) -> None:
+    """Stop a user from signing in (records keep the name); the user's sessions end."""
+    _change(config, name, "user.update", disabled=True)
+    typer.echo(f"{name} disabled")
+
+
+@users_app.command("enable")
+def users_enable(name: str, config: ConfigOpt = None) -> None:
+    _change(config, name, "user.update", disabled=False)
+    typer.echo(f"{name} enabled")
+
+
+@users_app.command("remove")
+def users_remove(name: str, config: ConfigOpt = None) -> None:
+    """Remove a user (the audit log and the defects they acknowledged keep the name)."""
+    accounts, audit = _accounts(config)
+    try:
+        accounts.remove(name)
+    except KeyError:
+        raise FabricadError(f"no user {name!r} (see `fabricad users list`)") from None
+    audit.record(_cli_actor(), "user.remove", name)
+    typer.echo(f"user {name} removed")
+
+
 @app.command()
 def engine(
     kind: Annotated[str, typer.Argument(help="ray (Triton runs its own server on `fabricad export --format triton` output)")],

@@ -21,6 +21,7 @@ import cv2
 from fabricad.errors import FabricadError
 
 CAMERA_ID = "demo-line"
+DEMO_USER = "admin"
 MM_PER_PX = 0.5
 """The simulated camera's resolution on the fabric: a 256 px frame shows 128 mm × 128 mm."""
 
@@ -147,15 +148,40 @@ def camera_frames(plan: DemoPlan, data: Path, category: str | None) -> Path:
     return folder
 
 
-def api_key(plan: DemoPlan) -> str:
-    """The demo's admin key: made once, kept in the work folder (readable by its owner only)."""
-    path = plan.workdir / "api-key.txt"
+def _secret(path: Path) -> tuple[str, bool]:
+    """A secret made once and kept in the work folder (readable by its owner only); whether it is new."""
     if path.is_file():
-        return path.read_text().strip()
-    key = secrets.token_urlsafe(18)
+        return path.read_text().strip(), False
+    secret = secrets.token_urlsafe(18)
     path.touch(mode=0o600)
-    path.write_text(key + "\n")
-    return key
+    path.write_text(secret + "\n")
+    return secret, True
+
+
+def api_key(plan: DemoPlan) -> str:
+    """The demo's admin API key, for the simulated line controller (a machine) and for scripts."""
+    return _secret(plan.workdir / "api-key.txt")[0]
+
+
+def admin_user(plan: DemoPlan, database_url: str) -> str:
+    """The demo's admin user (`admin`), for people at the dashboard; its password, made once."""
+    from fabricad.service.accounts import Accounts
+    from fabricad.service.database import Database
+
+    password, new = _secret(plan.workdir / "admin-password.txt")
+    database = Database(database_url)
+    try:
+        accounts = Accounts(database)
+        try:
+            if new:  # the password file was removed: the user gets the new one
+                accounts.update(DEMO_USER, password=password, disabled=False)
+            else:
+                accounts.get(DEMO_USER)
+        except KeyError:  # a first run, or a removed database
+            accounts.add(DEMO_USER, "admin", password)
+    finally:
+        database.dispose()
+    return password
 
 
 def service_settings(plan: DemoPlan, name: str, key: str, fps: float):
@@ -223,8 +249,11 @@ def run_demo(plan: DemoPlan, serve: bool = True, host: str = "127.0.0.1", port: 
     from fabricad.service.app import create_app
 
     key = api_key(plan)
+    settings = service_settings(plan, name, key, fps)
+    password = admin_user(plan, settings.database_url)
     shown = "localhost" if host in ("0.0.0.0", "127.0.0.1") else host
-    _say(f"dashboard: http://{shown}:{port}/   (admin API key: {key}, also in {plan.workdir / 'api-key.txt'})")
+    _say(f"dashboard: http://{shown}:{port}/   sign in as {DEMO_USER} / {password} (also in {plan.workdir / 'admin-password.txt'})")
+    _say(f"API key for scripts (admin): {key} (in {plan.workdir / 'api-key.txt'})")
     _say(f"API docs:  http://{shown}:{port}/docs   · Ctrl+C stops the service")
     stopping = threading.Event()
     if roll_length_m > 0:
@@ -233,7 +262,7 @@ def run_demo(plan: DemoPlan, serve: bool = True, host: str = "127.0.0.1", port: 
         threading.Thread(target=simulate_rolls, args=(local, key, fps, first.shape[:2], roll_length_m, stopping),
                          name="demo-rolls", daemon=True).start()
     try:
-        uvicorn.run(create_app(service_settings(plan, name, key, fps)), host=host, port=port, log_level="warning",
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
                     timeout_graceful_shutdown=10)
     finally:
         stopping.set()

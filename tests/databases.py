@@ -77,3 +77,13 @@ class PostgresServer:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+TABLES_SINCE_0_1_0 = ("users", "sessions", "audit_log")
+
+
+def forget_migrations(connection) -> None:
+    """Turn a current SQLite database into what a release before migrations left: no
+    `alembic_version`, and none of the tables later migrations added (`sqlite3` connection)."""
+    for table in ("alembic_version", *TABLES_SINCE_0_1_0):
+        connection.execute(f"DROP TABLE {table}")

@@ -66,7 +66,7 @@ def test_dashboard_live_defects_ack_threshold_and_rolls(live, page):
     expect(page.locator("#banner")).to_contain_text("unknown API key")
     page.fill("#key", ADMIN)
     page.click("#signin")
-    expect(page.get_by_test_id("role")).to_have_text("signed in: admin")
+    expect(page.get_by_test_id("role")).to_have_text("signed in: admin (API key)")
 
     # live: the frame and its counter keep changing
     sequence = page.locator('[data-camera="loom7"] [data-testid="sequence"]')
@@ -93,7 +93,7 @@ def test_dashboard_live_defects_ack_threshold_and_rolls(live, page):
             break
         time.sleep(0.1)
         detail = httpx.get(f"{url}/v1/defects/{defect_id}").json()
-    assert detail["acknowledged"] and detail["label"] == "false_alarm" and detail["acknowledged_by"] == "admin"
+    assert detail["acknowledged"] and detail["label"] == "false_alarm" and detail["acknowledged_by"].startswith("key:")
     page.screenshot(path=ARTIFACTS / "dashboard-defects.png")
     page.reload()  # persisted: the label is there after a reload
     page.click('#tabs button[data-tab="defects"]')
@@ -189,7 +189,7 @@ def test_inspect_by_drop_and_operator_limits(live, page):
     page.fill("#key", OPERATOR)
     page.click("#signin")
     expect = sync_api.expect
-    expect(page.get_by_test_id("role")).to_have_text("signed in: operator")
+    expect(page.get_by_test_id("role")).to_have_text("signed in: operator (API key)")
     page.click('#tabs button[data-tab="inspect"]')
     page.set_input_files("#file", str(path))
     expect(page.get_by_test_id("inspect-verdict")).to_have_text("DEFECT", timeout=30_000)

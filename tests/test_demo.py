@@ -58,6 +58,8 @@ def test_demo_end_to_end(tmp_path):
         assert httpx.get(f"{url}/v1/cameras/demo-line").json()["frames_processed"] >= 4
         key = (tmp_path / "demo" / "api-key.txt").read_text().strip()
         assert httpx.get(f"{url}/v1/whoami", headers={"X-API-Key": key}).json()["role"] == "admin"
+        password = (tmp_path / "demo" / "admin-password.txt").read_text().strip()
+        assert f"sign in as admin / {password}" in output
 
         # the headline: a simulated roll on that camera ends with a map, a grade and its PDF
         deadline = time.time() + 90
@@ -74,6 +76,10 @@ def test_demo_end_to_end(tmp_path):
 
             with browser_page() as page:
                 page.goto(url)
+                page.fill("#user", "admin")  # as a new user would: the name and password the demo printed
+                page.fill("#key", password)
+                page.click("#signin")
+                expect(page.get_by_test_id("role")).to_have_text("signed in: admin (admin)")
                 page.click('#tabs button[data-tab="rolls"]')
                 page.click(f'#roll-table tr[data-id="{roll["id"]}"]')
                 expect(page.get_by_test_id("rollmap")).to_be_visible()

@@ -169,6 +169,11 @@ def test_defects_and_stops_reach_the_plc_rolls_come_from_it_and_a_broker_outage_
         while httpx.get(f"{server.url}/v1/rolls/R-line").json()["status"] != "ended" and time.time() < deadline:
             time.sleep(0.05)
         assert httpx.get(f"{server.url}/v1/rolls/R-line").json()["status"] == "ended"
+        # the audit log names the line controller for its roll actions, the key for the threshold
+        entries = httpx.get(f"{server.url}/v1/audit", headers=admin).json()
+        assert [(e["actor"], e["action"]) for e in entries if e["target"] == "R-line"] == [("line:plc", "roll.end"),
+                                                                                           ("line:plc", "roll.start")]
+        assert [e["actor"][:4] for e in entries if e["action"] == "threshold.set"] == ["key:"]
     finally:
         plc.close()
         server.stop()

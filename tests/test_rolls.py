@@ -11,6 +11,7 @@ import pytest
 
 from fabricad.data.synthetic import PlacedDefect, render_roll, write_frames
 from fabricad.rolls.grading import GradedDefect, GradingRules, grade_roll
+from tests.databases import forget_migrations
 from tests.live_server import ADMIN, OPERATOR, Server, wait_for
 
 httpx = pytest.importorskip("httpx")
@@ -220,7 +221,7 @@ def test_a_roll_table_from_an_earlier_version_gains_the_coverage_column(tmp_path
     RollTracker(Database(url)).start(spec)
     with sqlite3.connect(tmp_path / "defects.db") as connection:  # as the earlier version left it: no migrations
         connection.execute("ALTER TABLE rolls DROP COLUMN coverage_json")
-        connection.execute("DROP TABLE alembic_version")
+        forget_migrations(connection)
     tracker = RollTracker(Database(url))
     row = tracker.get("R-old")
     assert row.coverage == RollCoverage() and row.status == "running"

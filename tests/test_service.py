@@ -21,7 +21,7 @@ pytest.importorskip("fastapi")
 from fabricad.data import load_dataset  # noqa: E402
 from fabricad.data.alignment import shear  # noqa: E402
 from fabricad.data.synthetic import FABRICS, render_fabric  # noqa: E402
-from tests.databases import database_url  # noqa: E402
+from tests.databases import database_url, forget_migrations  # noqa: E402
 from tests.live_server import ADMIN, OPERATOR, Server, _free_port  # noqa: E402
 from tests.live_server import png as _png  # noqa: E402
 
@@ -122,7 +122,7 @@ def test_a_defect_log_from_an_earlier_version_is_upgraded_in_place(tmp_path):
                                                                    image=image, overlay=None)
     with sqlite3.connect(tmp_path / "defects.db") as connection:  # as the earlier version left it: no migrations
         connection.execute("ALTER TABLE defects DROP COLUMN alignment_json")
-        connection.execute("DROP TABLE alembic_version")
+        forget_migrations(connection)
     log = DefectLog(Database(url), tmp_path / "images")
     turned = {**result, "alignment": {"mirror": True, "shear": 0.25, "gain": 0.03}}
     new_id = log.record(model="m", model_version="v", result=turned, image=image, overlay=None)

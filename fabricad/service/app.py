@@ -14,6 +14,8 @@ from fastapi.staticfiles import StaticFiles
 
 from fabricad import __version__
 from fabricad.errors import FabricadError
+from fabricad.service.accounts import Accounts
+from fabricad.service.audit import AuditLog
 from fabricad.service.cameras import CameraManager
 from fabricad.service.database import Database
 from fabricad.service.defect_log import DefectLog
@@ -25,6 +27,7 @@ from fabricad.service.pipeline import InspectionPipeline
 from fabricad.service.registry import ModelRegistry, UnknownModel
 from fabricad.service.rolls import RollTracker
 from fabricad.service.routers import (
+    auth,
     cameras,
     defects,
     health,
@@ -53,12 +56,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                                  settings.engine_url, settings.ort_spinning, align=settings.align_texture,
                                  on_load=thresholds.restore)
         metrics, rolls, teach_ins = ServiceMetrics(), RollTracker(database), TeachIns(thresholds)
-        line = LineOutputs(settings.line_outputs, settings.line_outbox_dir, rolls)
+        audit = AuditLog(database)
+        line = LineOutputs(settings.line_outputs, settings.line_outbox_dir, rolls, audit)
         pipeline = InspectionPipeline(registry, defect_log, rolls, metrics, teach_ins, line)
         cameras = CameraManager(settings.media_dir, pipeline.inspect_frames, settings.max_batch,
                                 workers=settings.inference_workers)
         state = AppState(settings, registry, database, defect_log, metrics, pipeline, cameras=cameras, rolls=rolls,
-                         thresholds=thresholds, teach_ins=teach_ins, line=line)
+                         thresholds=thresholds, teach_ins=teach_ins, line=line,
+                         accounts=Accounts(database, settings.session_hours), audit=audit)
         app.state.fabricad = state
         line.start(cameras.states)
         if not activate_default(state):
@@ -69,8 +74,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 state.cameras.add(spec)
             except FabricadError as exc:
                 log.error("camera %s not started: %s", spec.id, exc)
-        if not settings.api_keys:
-            log.warning("no API keys configured: mutating endpoints answer 401 (set FABRICAD_API_KEYS)")
+        if not settings.api_keys and not state.accounts.any_users():
+            log.warning("no users and no API keys: nobody can sign in, and mutating endpoints answer 401 "
+                        "(`fabricad users add NAME --role admin`, or set FABRICAD_API_KEYS)")
         yield
         if rescan is not None:
             rescan.cancel()
@@ -104,8 +110,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
 
-    for router in (health.router, inspect.router, models.router, defects.router, cameras.router, rolls.router,
-                   line.router):
+    for router in (health.router, auth.router, inspect.router, models.router, defects.router, cameras.router,
+                   rolls.router, line.router):
         declare_errors(router)
         app.include_router(router)
 

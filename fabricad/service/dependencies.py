@@ -1,4 +1,9 @@
-"""Shared request dependencies: the app's state objects and API-key roles."""
+"""Shared request dependencies: the app's state objects, and who is asking.
+
+A request proves who it is with one credential, in the `X-API-Key` header, as a bearer token
+(`Authorization: Bearer …`), or for a WebSocket in the `api_key` query parameter: either an
+API key from the settings (machines) or the session token of a signed-in user (people,
+`fabricad.service.accounts`). Both carry a role, operator or admin."""
 
 from __future__ import annotations
 
@@ -9,8 +14,10 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.to_thread
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from fabricad.service.accounts import Accounts
+from fabricad.service.audit import Actor, AuditLog
 from fabricad.service.cameras import CameraManager
 from fabricad.service.database import Database
 from fabricad.service.defect_log import DefectLog
@@ -24,6 +31,7 @@ from fabricad.service.teach_in import TeachIns
 from fabricad.service.thresholds import ThresholdStore
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+bearer = HTTPBearer(auto_error=False)
 ROLE_RANK = {"operator": 1, "admin": 2}
 
 
@@ -40,6 +48,8 @@ class AppState:
     thresholds: ThresholdStore | None = None
     teach_ins: TeachIns = field(default_factory=TeachIns)
     line: LineOutputs | None = None
+    accounts: Accounts | None = None
+    audit: AuditLog | None = None
     _inspect_limiter: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
 
     def inspect_load(self) -> tuple[int, int]:
@@ -69,32 +79,45 @@ async def get_state(request: Request) -> AppState:
     return request.app.state.fabricad
 
 
-def role_of(key: str | None, state: AppState) -> str | None:
-    if not key:
+async def credential(key: str | None = Depends(api_key_header),
+                     authorization: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str | None:
+    """The presented credential: the X-API-Key header, else a bearer token."""
+    return key or (authorization.credentials if authorization is not None else None)
+
+
+def actor_of(secret: str | None, state: AppState) -> Actor | None:
+    """Who `secret` (an API key or a session token) acts for; None for none or an unknown one."""
+    if not secret:
         return None
     for known, role in state.settings.api_keys.items():
-        if hmac.compare_digest(known.encode(), key.encode()):
-            return role
-    return None
+        if hmac.compare_digest(known.encode(), secret.encode()):
+            return Actor.of_key(known, role)
+    found = state.accounts.resolve(secret) if state.accounts is not None else None
+    return Actor(found[0], found[1], "user") if found is not None else None
 
 
+@functools.cache
 def require(role: str):
-    """Dependency factory: the caller's key must carry `role` or higher."""
+    """Dependency factory: the caller must carry `role` or higher; the dependency's value is the
+    `Actor`, for the audit log. One function per role (cached), so a route that names it in
+    `dependencies=` and as a parameter checks once."""
 
-    async def check(key: str | None = Depends(api_key_header), state: AppState = Depends(get_state)) -> str:
-        if not state.settings.api_keys:
-            raise HTTPException(401, "no API keys are configured on this service (set FABRICAD_API_KEYS)")
-        actual = role_of(key, state)
-        if actual is None:
-            raise HTTPException(401, "missing or unknown API key (header X-API-Key)")
-        if ROLE_RANK[actual] < ROLE_RANK[role]:
+    async def check(secret: str | None = Depends(credential), state: AppState = Depends(get_state)) -> Actor:
+        actor = actor_of(secret, state)
+        if actor is None:
+            if not secret and not state.settings.api_keys and not (state.accounts and state.accounts.any_users()):
+                raise HTTPException(401, "nobody can sign in to this service yet: add a user (`fabricad users add`) "
+                                         "or set FABRICAD_API_KEYS")
+            raise HTTPException(401, "sign in, or present an API key (header X-API-Key); "
+                                     + ("the one given is unknown or expired" if secret else "none was given"))
+        if ROLE_RANK[actor.role] < ROLE_RANK[role]:
             raise HTTPException(403, f"this action needs the {role} role")
-        return actual
+        return actor
 
     check.required_role = role  # read by fabricad.service.openapi to declare the 401/403 answers
     return check
 
 
-async def reader(key: str | None = Depends(api_key_header), state: AppState = Depends(get_state)) -> None:
-    if state.settings.require_key_for_reads and role_of(key, state) is None:
-        raise HTTPException(401, "this service requires an API key for every request (header X-API-Key)")
+async def reader(secret: str | None = Depends(credential), state: AppState = Depends(get_state)) -> None:
+    if state.settings.require_key_for_reads and actor_of(secret, state) is None:
+        raise HTTPException(401, "this service requires signing in or an API key for every request (header X-API-Key)")

@@ -36,8 +36,8 @@ def declare_errors(router: APIRouter) -> None:
         roles = [getattr(call, "required_role", None) for call in calls if hasattr(call, "required_role")]
         errors: dict[int, str] = {}
         if roles:
-            errors[401] = "no API key, an unknown one, or none configured on the service (header X-API-Key)"
-            errors[403] = f"the key's role is below {roles[0]}"
+            errors[401] = "not signed in: no session token or API key, an unknown or expired one (header X-API-Key or Authorization: Bearer)"
+            errors[403] = f"the user's or key's role is below {roles[0]}"
         elif reader in calls:
             errors[401] = "reads need an API key on this service (FABRICAD_REQUIRE_KEY_FOR_READS)"
         if route.param_convertors:

@@ -159,3 +159,44 @@ class TeachInScoreRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     model: Mapped[str] = mapped_column(String(128), index=True)
     score: Mapped[float] = mapped_column(Float)
+
+
+# --- people and what they did ------------------------------------------------------------------
+class UserRecord(Base):
+    """A named account for the dashboard and the API. Only the password's Argon2id hash is kept."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SessionRecord(Base):
+    """A signed-in user's session. The token is kept as its SHA-256 only: a copy of the database
+    (a backup on a share) signs nobody in."""
+
+    __tablename__ = "sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class AuditRecord(Base):
+    """One action that changed what the line does or what the record says, and who took it: a user,
+    an API key (by fingerprint) or a line controller (by its output's name)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(80), index=True)
+    actor_kind: Mapped[str] = mapped_column(String(8))
+    role: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(48), index=True)
+    target: Mapped[str | None] = mapped_column(String(160))
+    detail_json: Mapped[str] = mapped_column(Text, default="{}")

@@ -98,8 +98,65 @@ class CalibrationOut(BaseModel):
 
 class WhoAmI(BaseModel):
     role: Literal["operator", "admin"] | None
+    name: str | None = Field(None, description="the user's name, key:<fingerprint> for an API key; null when not signed in")
+    kind: Literal["user", "key"] | None = None
     keys_configured: bool
+    users_configured: bool = False
     reads_need_key: bool
+
+
+# --- people ---------------------------------------------------------------------------------------
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+MIN_PASSWORD = 8
+UserName = Field(pattern=NAME_PATTERN, description="letters, digits and . _ @ -, up to 64")
+Password = Field(min_length=MIN_PASSWORD, max_length=256)
+
+
+class LoginIn(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class SessionOut(BaseModel):
+    token: str = Field(description="present it as the X-API-Key header or `Authorization: Bearer …`")
+    name: str
+    role: Literal["operator", "admin"]
+    expires_at: datetime
+
+
+class UserIn(BaseModel):
+    name: str = UserName
+    role: Literal["operator", "admin"]
+    password: str = Password
+
+
+class UserPatch(BaseModel):
+    role: Literal["operator", "admin"] | None = None
+    password: str | None = Field(None, min_length=MIN_PASSWORD, max_length=256)
+    disabled: bool | None = None
+
+
+class PasswordIn(BaseModel):
+    current: str = Field(min_length=1, max_length=256)
+    new: str = Password
+
+
+class UserOut(BaseModel):
+    name: str
+    role: Literal["operator", "admin"]
+    disabled: bool
+    created_at: datetime
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str = Field(description="a user's name, key:<fingerprint> for an API key, line:<output> for a line controller")
+    actor_kind: Literal["user", "key", "line", "cli"]
+    role: str | None
+    action: str = Field(description="e.g. defect.acknowledge, threshold.set, model.activate, roll.start, user.login")
+    target: str | None = Field(description="what it was done to: a defect id, a model, a roll, a camera, a user")
+    detail: dict
 
 
 class ModelOut(BaseModel):

@@ -40,8 +40,12 @@ class ServiceSettings(BaseSettings):
     image_retention: int = Field(10_000, ge=0)
     """Most defect images (and overlays) kept on disk; older files are removed, records stay."""
     api_keys: dict[str, Role] = {}
-    """key → role. Operators acknowledge defects; admins also switch models and thresholds.
-    With no keys configured every mutating endpoint answers 401."""
+    """key → role, for machines (a line controller, a script); people sign in as named users
+    (`fabricad users add`). Operators acknowledge defects and run rolls; admins also switch models,
+    thresholds and cameras, and manage users. With no keys and no users every mutating endpoint
+    answers 401."""
+    session_hours: float = Field(12.0, gt=0, le=24 * 31)
+    """How long a user's sign-in lasts (users: `fabricad users add`); one shift and a bit by default."""
     require_key_for_reads: bool = False
     max_upload_bytes: int = Field(32 * 1024 * 1024, ge=1)
     max_pixels: int = Field(40_000_000, ge=1)

@@ -9,6 +9,7 @@ message (and, by the sink's `StopRule`, maybe a `stop`), a change of a camera's 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from fabricad.errors import require_module
 from fabricad.rolls.geometry import RollBox
+from fabricad.service.audit import Actor, AuditLog
 from fabricad.service.line_io.modbus import ModbusSink
 from fabricad.service.line_io.mqtt import MqttSink
 from fabricad.service.line_io.opcua import OpcUaSink
@@ -37,11 +39,11 @@ def _message(kind: str, head: dict, body: dict) -> dict:
     return {"id": uuid.uuid4().hex, "kind": kind, **head, **body}
 
 class LineOutputs:
-    def __init__(self, specs: list[SinkSpec], outbox_dir: Path, rolls: RollTracker):
-        self.rolls = rolls
+    def __init__(self, specs: list[SinkSpec], outbox_dir: Path, rolls: RollTracker, audit: AuditLog | None = None):
+        self.rolls, self.audit = rolls, audit
         for kind in {spec.kind for spec in specs}:
             require_module(MODULE_OF_KIND[kind])  # at start-up, with the install command, not in a sink's thread
-        self.sinks = [SINKS[spec.kind](spec, outbox_dir, self.command) for spec in specs]
+        self.sinks = [SINKS[spec.kind](spec, outbox_dir, functools.partial(self.command, source=spec.name)) for spec in specs]
         self._lock = threading.Lock()
         self._verdicts: dict[str, str] = {}
         self._deciders: dict[tuple[str, str], StopDecider] = {}
@@ -135,20 +137,28 @@ class LineOutputs:
         except Exception:  # noqa: BLE001 — a roll that ended meanwhile: the message goes without it
             return None
 
-    def command(self, command: str, body: dict) -> None:
-        """A command from the line (a sink's network thread); raises with the reason if refused."""
+    def command(self, command: str, body: dict, source: str = "line") -> None:
+        """A command from the line (a sink's network thread, `source` its output's name); raises
+        with the reason if refused. Roll starts and ends go to the audit log as `line:<source>`;
+        encoder readings (many a second) do not."""
         if command == "roll/start":
             spec = RollSpec.model_validate(body)
             self.rolls.start(spec)
             log.info("roll %s started from the line", spec.id)
+            self._audit(source, "roll.start", spec.id, article=spec.article, model=spec.model)
         elif command == "roll/end":
             self.rolls.end(str(body["id"]), body.get("length_m"))
             log.info("roll %s ended from the line", body["id"])
+            self._audit(source, "roll.end", str(body["id"]), length_m=body.get("length_m"))
         elif command == "encoder":
             for roll_id in self._rolls_of(body):
                 self.rolls.record_position(roll_id, float(body["along_m"]))
         else:
             raise ValueError(f"unknown command {command!r}")
+
+    def _audit(self, source: str, action: str, target: str, **detail) -> None:
+        if self.audit is not None:
+            self.audit.record(Actor.of_line(source), action, target, **detail)
 
     def _rolls_of(self, body: dict) -> list[str]:
         """The roll an encoder reading is for: named (`roll_id`), or the running rolls of the

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, HTTPException, WebSocket
 from fastapi.responses import Response, StreamingResponse
 
 from fabricad.errors import FabricadError
+from fabricad.service.audit import Actor
 from fabricad.service.cameras import Camera, CameraSpec
-from fabricad.service.dependencies import AppState, get_state, reader, require, role_of
+from fabricad.service.dependencies import AppState, actor_of, get_state, reader, require
 from fabricad.service.genicam import discover
 from fabricad.service.schemas import (
     CameraModelIn,
@@ -28,15 +29,17 @@ def _camera(state: AppState, camera_id: str) -> Camera:
         raise HTTPException(404, f"no camera {camera_id!r}") from None
 
 
-@router.post("", status_code=201, response_model=CameraOut, dependencies=[Depends(require("admin"))],
-             responses={409: {"description": "a camera with this id exists"}})
-def add_camera(spec: CameraSpec, start: bool = True, state: AppState = Depends(get_state)) -> dict:
+@router.post("", status_code=201, response_model=CameraOut, responses={409: {"description": "a camera with this id exists"}})
+def add_camera(spec: CameraSpec, start: bool = True, actor: Actor = Depends(require("admin")),
+               state: AppState = Depends(get_state)) -> dict:
     if spec.model is not None:
         state.registry.entry(spec.model)  # 404 now rather than a failing camera later
     try:
-        return state.cameras.add(spec, start=start).status()
+        camera = state.cameras.add(spec, start=start)
     except FabricadError as exc:
         raise HTTPException(409, str(exc)) from None
+    state.audit.record(actor, "camera.add", spec.id, source=spec.source, model=spec.model, started=start)
+    return camera.status()
 
 
 @router.get("", response_model=list[CameraOut], dependencies=[Depends(reader)])
@@ -59,31 +62,39 @@ def get_camera(camera_id: str, state: AppState = Depends(get_state)) -> dict:
     return _camera(state, camera_id).status()
 
 
-@router.post("/{camera_id}/start", response_model=CameraOut, dependencies=[Depends(require("admin"))])
-def start_camera(camera_id: str, state: AppState = Depends(get_state)) -> dict:
+@router.post("/{camera_id}/start", response_model=CameraOut)
+def start_camera(camera_id: str, actor: Actor = Depends(require("admin")), state: AppState = Depends(get_state)) -> dict:
     _camera(state, camera_id)
-    return state.cameras.start(camera_id).status()
+    camera = state.cameras.start(camera_id)
+    state.audit.record(actor, "camera.start", camera_id)
+    return camera.status()
 
 
-@router.post("/{camera_id}/stop", response_model=CameraOut, dependencies=[Depends(require("admin"))])
-def stop_camera(camera_id: str, state: AppState = Depends(get_state)) -> dict:
+@router.post("/{camera_id}/stop", response_model=CameraOut)
+def stop_camera(camera_id: str, actor: Actor = Depends(require("admin")), state: AppState = Depends(get_state)) -> dict:
     _camera(state, camera_id)
-    return state.cameras.stop(camera_id).status()
+    camera = state.cameras.stop(camera_id)
+    state.audit.record(actor, "camera.stop", camera_id)
+    return camera.status()
 
 
-@router.delete("/{camera_id}", status_code=204, dependencies=[Depends(require("admin"))])
-def delete_camera(camera_id: str, state: AppState = Depends(get_state)) -> None:
+@router.delete("/{camera_id}", status_code=204)
+def delete_camera(camera_id: str, actor: Actor = Depends(require("admin")), state: AppState = Depends(get_state)) -> None:
     _camera(state, camera_id)
     state.cameras.remove(camera_id)
+    state.audit.record(actor, "camera.remove", camera_id)
 
 
-@router.put("/{camera_id}/model", response_model=CameraOut, dependencies=[Depends(require("admin"))])
-def set_camera_model(camera_id: str, body: CameraModelIn, state: AppState = Depends(get_state)) -> dict:
+@router.put("/{camera_id}/model", response_model=CameraOut)
+def set_camera_model(camera_id: str, body: CameraModelIn, actor: Actor = Depends(require("admin")),
+                     state: AppState = Depends(get_state)) -> dict:
     """Switch the model one camera (line) runs; the others keep theirs. Takes effect with the next frame."""
     camera = _camera(state, camera_id)
     if body.model is not None:
         state.registry.engine(body.model)  # 404 for an unknown name; loaded now, not on the next frame
+    previous = camera.spec.model
     camera.spec = camera.spec.model_copy(update={"model": body.model})
+    state.audit.record(actor, "camera.model", camera_id, model=body.model, previous=previous)
     return camera.status()
 
 
@@ -118,9 +129,9 @@ async def stream(camera_id: str, state: AppState = Depends(get_state)) -> Stream
 @router.websocket("/{camera_id}/events")
 async def events(websocket: WebSocket, camera_id: str) -> None:
     state: AppState = websocket.app.state.fabricad
-    key = websocket.headers.get("x-api-key") or websocket.query_params.get("api_key")
-    if state.settings.require_key_for_reads and role_of(key, state) is None:
-        await websocket.close(code=4401, reason="API key required")
+    secret = websocket.headers.get("x-api-key") or websocket.query_params.get("api_key")
+    if state.settings.require_key_for_reads and actor_of(secret, state) is None:
+        await websocket.close(code=4401, reason="sign-in or API key required")
         return
     camera = state.cameras.cameras.get(camera_id)
     if camera is None:

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse, Response
 
+from fabricad.service.audit import Actor
 from fabricad.service.dependencies import AppState, get_state, reader, require
 from fabricad.service.records import RECORD_ID_MAX, DefectRecord
 from fabricad.service.schemas import AckIn, DefectOut, DefectPage
@@ -103,9 +104,13 @@ def defect_overlay(defect_id: DefectId, state: AppState = Depends(get_state)):
 
 
 @router.post("/{defect_id}/ack", response_model=DefectOut)
-def acknowledge(defect_id: DefectId, body: AckIn, role: str = Depends(require("operator")), state: AppState = Depends(get_state)) -> DefectOut:
-    row = state.defects.acknowledge(defect_id, body.label, body.note, by=role)
+def acknowledge(defect_id: DefectId, body: AckIn, actor: Actor = Depends(require("operator")),
+                state: AppState = Depends(get_state)) -> DefectOut:
+    before = state.defects.get(defect_id)
+    row = state.defects.acknowledge(defect_id, body.label, body.note, by=actor.name)
     if row is None:
         raise HTTPException(404, f"no defect {defect_id}")
+    state.audit.record(actor, "defect.acknowledge", defect_id, label=body.label, note=body.note,
+                       previous=before.label if before is not None else None)
     state.rolls.label_sighting(defect_id, body.label)  # the roll's grade follows the operator
     return _out(row)

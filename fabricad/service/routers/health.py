@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from fabricad.service.dependencies import AppState, api_key_header, get_state, role_of
+from fabricad.service.dependencies import AppState, get_state
 from fabricad.service.metrics import Scrape
-from fabricad.service.schemas import HealthOut, ReadyOut, WhoAmI
+from fabricad.service.schemas import HealthOut, ReadyOut
 
 router = APIRouter(tags=["health"])
 
@@ -40,9 +40,3 @@ def metrics(state: AppState = Depends(get_state)) -> Response:
                     model=(active, state.registry.entry(active).version) if active is not None else None)
     return Response(state.metrics.render(scrape), media_type="text/plain; version=0.0.4")
 
-
-@router.get("/v1/whoami", response_model=WhoAmI, tags=["auth"])
-def whoami(key: str | None = Depends(api_key_header), state: AppState = Depends(get_state)) -> WhoAmI:
-    """The role of the presented key (the dashboard's sign-in): null for none or an unknown key."""
-    return WhoAmI(role=role_of(key, state), keys_configured=bool(state.settings.api_keys),
-                  reads_need_key=state.settings.require_key_for_reads)

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from fabricad.rolls.grading import FALSE_ALARM
+from fabricad.service.audit import Actor
 from fabricad.service.dependencies import AppState, get_state, reader, require
 from fabricad.service.schemas import (
     CalibrationOut,
@@ -39,10 +40,13 @@ def list_models(state: AppState = Depends(get_state)) -> list[ModelOut]:
     return [_describe(state, name) for name in state.registry.names()]
 
 
-@router.post("/{name}/activate", response_model=ModelOut, dependencies=[Depends(require("admin"))])
-async def activate(name: str, state: AppState = Depends(get_state)) -> ModelOut:
+@router.post("/{name}/activate", response_model=ModelOut)
+async def activate(name: str, actor: Actor = Depends(require("admin")), state: AppState = Depends(get_state)) -> ModelOut:
+    previous = state.registry.active
     await run_in_threadpool(state.registry.activate, name)
-    return _describe(state, name)
+    described = _describe(state, name)
+    state.audit.record(actor, "model.activate", name, version=described.version, previous=previous)
+    return described
 
 
 @router.get("/{name}/threshold", response_model=ThresholdOut)
@@ -50,17 +54,21 @@ def get_threshold(name: str, state: AppState = Depends(get_state)) -> ThresholdO
     return _describe(state, name).threshold
 
 
-@router.put("/{name}/threshold", response_model=ThresholdOut, dependencies=[Depends(require("admin"))])
-def put_threshold(name: str, body: ThresholdIn, state: AppState = Depends(get_state)) -> ThresholdOut:
+@router.put("/{name}/threshold", response_model=ThresholdOut)
+def put_threshold(name: str, body: ThresholdIn, actor: Actor = Depends(require("admin")),
+                  state: AppState = Depends(get_state)) -> ThresholdOut:
     if (body.value is None) == (body.target_fpr is None):
         raise HTTPException(422, "give exactly one of 'value' or 'target_fpr'")
     entry, engine = state.registry.engine(name)
+    previous = engine.threshold.value
     line = state.thresholds.line_scores(name, entry.version) if body.target_fpr is not None else None
     if line:  # a rate on the line's good fabric, as the teach-in measured it
         threshold = line_threshold(line, body.target_fpr)
         engine.use_threshold(threshold)
     else:
         threshold = engine.set_threshold(body.value, target_fpr=body.target_fpr)
+    state.audit.record(actor, "threshold.set", name, value=threshold.value, previous=previous, method=threshold.method,
+                       target_fpr=body.target_fpr)
     return _keep(state, entry, threshold)
 
 
@@ -70,12 +78,14 @@ def _keep(state: AppState, entry, threshold) -> ThresholdOut:
     return ThresholdOut(**threshold.model_dump())
 
 
-@router.delete("/{name}/threshold", response_model=ThresholdOut, dependencies=[Depends(require("admin"))])
-def reset_threshold(name: str, state: AppState = Depends(get_state)) -> ThresholdOut:
+@router.delete("/{name}/threshold", response_model=ThresholdOut)
+def reset_threshold(name: str, actor: Actor = Depends(require("admin")), state: AppState = Depends(get_state)) -> ThresholdOut:
     """Back to the threshold calibrated into the bundle; the one set on the line is forgotten."""
     _, engine = state.registry.engine(name)
+    previous = engine.threshold.value
     engine.use_threshold(engine.meta.threshold)
     state.thresholds.forget(name)
+    state.audit.record(actor, "threshold.reset", name, value=engine.threshold.value, previous=previous)
     return ThresholdOut(**engine.threshold.model_dump())
 
 
@@ -103,13 +113,16 @@ def calibration(name: str, value: float | None = Query(None, description="a thre
     )
 
 
-@router.post("/{name}/teach-in", response_model=TeachInOut, status_code=201, dependencies=[Depends(require("admin"))])
-def start_teach_in(name: str, body: TeachInIn, state: AppState = Depends(get_state)) -> TeachInOut:
+@router.post("/{name}/teach-in", response_model=TeachInOut, status_code=201)
+def start_teach_in(name: str, body: TeachInIn, actor: Actor = Depends(require("admin")),
+                   state: AppState = Depends(get_state)) -> TeachInOut:
     """Collect the scores of the next `frames` frames this model inspects (with fabric in view,
     from `camera_id` only if given) while the line runs fabric known to be good; a teach-in
     already running for the model starts over. Apply the proposed threshold once it is ready."""
     entry = state.registry.entry(name)  # 404 for an unknown model
-    return TeachInOut(**state.teach_ins.start(name, body.frames, body.target_fpr, body.camera_id, entry.version).status())
+    started = state.teach_ins.start(name, body.frames, body.target_fpr, body.camera_id, entry.version)
+    state.audit.record(actor, "teach_in.start", name, frames=body.frames, target_fpr=body.target_fpr, camera_id=body.camera_id)
+    return TeachInOut(**started.status())
 
 
 @router.get("/{name}/teach-in", response_model=TeachInOut)
@@ -120,8 +133,8 @@ def teach_in_status(name: str, state: AppState = Depends(get_state)) -> TeachInO
     return TeachInOut(**teach_in.status())
 
 
-@router.post("/{name}/teach-in/apply", response_model=ThresholdOut, dependencies=[Depends(require("admin"))])
-def apply_teach_in(name: str, state: AppState = Depends(get_state)) -> ThresholdOut:
+@router.post("/{name}/teach-in/apply", response_model=ThresholdOut)
+def apply_teach_in(name: str, actor: Actor = Depends(require("admin")), state: AppState = Depends(get_state)) -> ThresholdOut:
     """Put the teach-in's threshold in force (kept across restarts) and end the teach-in."""
     teach_in = state.teach_ins.get(name)
     if teach_in is None:
@@ -133,13 +146,16 @@ def apply_teach_in(name: str, state: AppState = Depends(get_state)) -> Threshold
     if teach_in.version and teach_in.version != entry.version:
         raise HTTPException(409, f"{name} was exported again since this teach-in started: its scores are the old "
                                  "model's; start a new teach-in")
+    previous = engine.threshold.value
     engine.use_threshold(proposed)
     state.teach_ins.finish(name)
+    state.audit.record(actor, "teach_in.apply", name, value=proposed.value, previous=previous, frames=len(teach_in.scores))
     state.thresholds.save_line_scores(name, entry.version, teach_in.scores)  # the slider previews against the line from now on
     return _keep(state, entry, proposed)
 
 
-@router.delete("/{name}/teach-in", status_code=204, dependencies=[Depends(require("admin"))])
-def cancel_teach_in(name: str, state: AppState = Depends(get_state)) -> None:
+@router.delete("/{name}/teach-in", status_code=204)
+def cancel_teach_in(name: str, actor: Actor = Depends(require("admin")), state: AppState = Depends(get_state)) -> None:
     if state.teach_ins.finish(name) is None:
         raise HTTPException(404, f"no teach-in is running for {name}")
+    state.audit.record(actor, "teach_in.cancel", name)

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fabricad.errors import FabricadError
 from fabricad.rolls import report
+from fabricad.service.audit import Actor
 from fabricad.service.dependencies import AppState, get_state, reader, require
 from fabricad.service.records import RECORD_ID_MAX, RollRecord
 from fabricad.service.schemas import (
@@ -71,9 +72,9 @@ def _thumbnails(state: AppState, defects: list[dict], size: int = 160, pad: int 
     return pictures
 
 
-@router.post("", status_code=201, response_model=RollOut, dependencies=[Depends(require("operator"))],
+@router.post("", status_code=201, response_model=RollOut,
              responses={409: {"description": "the roll exists, or a camera inspects another roll"}})
-def start_roll(spec: RollSpec, state: AppState = Depends(get_state)) -> dict:
+def start_roll(spec: RollSpec, actor: Actor = Depends(require("operator")), state: AppState = Depends(get_state)) -> dict:
     if spec.model is not None:
         state.registry.entry(spec.model)  # 404 for an unknown model, before anything starts
     start_at = time.time() + START_DELAY_S
@@ -81,6 +82,8 @@ def start_roll(spec: RollSpec, state: AppState = Depends(get_state)) -> dict:
         row = state.rolls.start(spec, at=start_at)
     except FabricadError as exc:
         raise HTTPException(409, str(exc)) from None
+    state.audit.record(actor, "roll.start", spec.id, article=spec.article, model=spec.model,
+                       cameras=[p.camera_id for p in spec.cameras])
     for placement in spec.cameras:  # cameras this service drives follow the roll's model and start with it
         camera = state.cameras.cameras.get(placement.camera_id)
         if camera is None:
@@ -115,24 +118,25 @@ def encoder_position(roll_id: RollId, body: PositionIn, state: AppState = Depend
     return {"roll_id": row.id, "along_m": body.along_m}
 
 
-@router.post("/{roll_id}/end", response_model=RollDetailOut, dependencies=[Depends(require("operator"))],
-             responses={409: {"description": "the roll has ended already"}})
-async def end_roll(roll_id: RollId, body: EndIn | None = None, state: AppState = Depends(get_state)) -> dict:
+@router.post("/{roll_id}/end", response_model=RollDetailOut, responses={409: {"description": "the roll has ended already"}})
+async def end_roll(roll_id: RollId, body: EndIn | None = None, actor: Actor = Depends(require("operator")),
+                   state: AppState = Depends(get_state)) -> dict:
     _row(state, roll_id)
     try:
         state.rolls.end(roll_id, body.length_m if body else None)
     except FabricadError as exc:
         raise HTTPException(409, str(exc)) from None
     summary, defects = roll_document(state, roll_id)
+    state.audit.record(actor, "roll.end", roll_id, length_m=summary.get("length_m"),
+                       points=(summary.get("grade") or {}).get("points"))
     folder = state.settings.report_dir / roll_id
     await run_in_threadpool(report.write_report, folder, summary, defects, _thumbnails(state, defects))
     return {**summary, "defect_list": defects}
 
 
-@router.post("/{roll_id}/defects/{roll_defect_id}/label", response_model=RollDefectOut,
-             dependencies=[Depends(require("operator"))])
+@router.post("/{roll_id}/defects/{roll_defect_id}/label", response_model=RollDefectOut)
 def label_roll_defect(roll_id: RollId, roll_defect_id: Annotated[int, Path(ge=1, le=RECORD_ID_MAX)], body: AckIn,
-                      state: AppState = Depends(get_state)) -> dict:
+                      actor: Actor = Depends(require("operator")), state: AppState = Depends(get_state)) -> dict:
     _row(state, roll_id)
     try:
         record = state.rolls.label(roll_defect_id, body.label)
@@ -140,6 +144,7 @@ def label_roll_defect(roll_id: RollId, roll_defect_id: Annotated[int, Path(ge=1,
         record = None
     if record is None or record.roll_id != roll_id:
         raise HTTPException(404, f"roll {roll_id!r} has no defect {roll_defect_id}")
+    state.audit.record(actor, "roll_defect.label", f"{roll_id}/{roll_defect_id}", label=body.label)
     return record.as_dict()
 
 

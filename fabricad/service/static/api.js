@@ -1,10 +1,13 @@
-// The REST API with the signed-in key; every call goes through here.
+// The REST API with the signed-in credential (a user's session token or an API key); every call
+// goes through here.
 const KEY = "fabricad.apiKey";
 
 export const auth = {
   key: () => localStorage.getItem(KEY) || "",
   set(key) { key ? localStorage.setItem(KEY, key) : localStorage.removeItem(KEY); },
   role: null,
+  name: null,
+  kind: null,
 };
 
 export class ApiError extends Error {
