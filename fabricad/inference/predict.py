@@ -15,7 +15,8 @@ from fabricad.data.alignment import Alignment
 from fabricad.data.images import IMAGE_EXTENSIONS, check_inspectable, read_image
 from fabricad.errors import FabricadError, ImageReadError
 from fabricad.inference.engine import InferenceEngine
-from fabricad.inference.visualize import caption, overlay, save_rgb
+from fabricad.inference.inspector import captioned_overlay
+from fabricad.inference.visualize import save_rgb
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm"}
 
@@ -68,10 +69,7 @@ def run_predict(engine: InferenceEngine, inputs: list[Path], out: Path, every: i
         check_inspectable(*image.shape[:2], source=f"{source} ({name})" if frame else str(source))
         result = engine.inspect(image)
         overlay_path = out / f"{name}_overlay.png"
-        verdict = "DEFECT" if result.is_defect else ("OK" if result.fabric_in_view else "NO FABRIC")
-        picture = overlay(image, result.anomaly_map, result.threshold)
-        save_rgb(overlay_path, caption(picture, f"{verdict}  score {result.score:.3f} / threshold {result.threshold:.3f}",
-                                       alarm=result.is_defect))
+        save_rgb(overlay_path, captioned_overlay(image, result))
         row = {"name": name, "source": str(source), "overlay": overlay_path.name, **result.as_dict()}
         rows.append(row)
 
