@@ -159,8 +159,9 @@ def predict(
     inputs: Annotated[list[Path], typer.Argument(help="Images, folders of images, or video files.")],
     model: Annotated[Path, typer.Option("--model", help="Bundle folder (ONNX Runtime) or model.ckpt (PyTorch).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for overlays, results.json and results.csv.")] = Path("runs/predict"),
-    backend: Annotated[str, typer.Option("--backend", help="auto, onnx or torch.")] = "auto",
-    provider: Annotated[Optional[list[str]], typer.Option("--provider", help="ONNX Runtime provider(s): tensorrt, cuda, cpu.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto, onnx (ONNX Runtime), openvino or torch.")] = "auto",
+    provider: Annotated[Optional[list[str]], typer.Option("--provider", help="ONNX Runtime provider(s): tensorrt, cuda, cpu; "
+                                                          "with --backend openvino, the device: CPU, GPU, NPU, AUTO.")] = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Override the bundle's threshold.")] = None,
     every: Annotated[int, typer.Option("--every", help="Videos: inspect every Nth frame.")] = 1,
     threads: Annotated[Optional[int], typer.Option("--threads")] = None,
@@ -181,7 +182,9 @@ def predict(
 
         engine = load_engine(model, backend="torch", threads=threads, align=align)
     else:
-        engine = InferenceEngine.load(model, backend=backend, providers=provider, threads=threads, align=align)
+        openvino = {"device": provider[0]} if backend == "openvino" and provider else {}
+        engine = InferenceEngine.load(model, backend=backend, providers=None if openvino else provider, threads=threads,
+                                      align=align, **openvino)
     if threshold is not None:
         engine.set_threshold(threshold)
     summary = run_predict(engine, inputs, out, every=every, progress=not quiet)

@@ -44,6 +44,7 @@ EXTRA_OF_MODULE = {
     "psycopg": "postgres",
     "asyncua": "line",
     "pymodbus": "line",
+    "openvino": "openvino",
 }
 
 

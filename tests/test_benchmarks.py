@@ -30,8 +30,10 @@ def bench(*args: str, timeout: int = 300) -> str:
 def test_inference_speed(trained_run, fabric_category):
     out = bench("benchmarks.inference_speed", "--model", str(trained_run), "--data", str(fabric_category),
                 "--threads", "1", "--seconds", "0.2", "--repeats", "1")
-    rows = [line for line in out.splitlines() if line.startswith("| ONNX Runtime") or line.startswith("| PyTorch")]
-    assert [r.split("|")[1].strip() for r in rows] == ["PyTorch eager", "ONNX Runtime fp32", "ONNX Runtime INT8"]
+    rows = [line for line in out.splitlines() if line.startswith(("| ONNX Runtime", "| PyTorch", "| OpenVINO"))]
+    assert [r.split("|")[1].strip() for r in rows] == ["PyTorch eager", "ONNX Runtime fp32", "ONNX Runtime INT8",
+                                                       "OpenVINO fp32", "OpenVINO INT8"]
+    assert all(float(r.split("|")[7]) > 0 for r in rows)  # Mpx/s per core
 
 
 def test_int8_calibration(trained_run, tmp_path):

@@ -1,5 +1,5 @@
-"""Backends run a batch of uint8 NHWC RGB images through a model: ONNX Runtime here, PyTorch in
-`fabricad.training.torch_backend` (the training side; this runtime never imports torch).
+"""Backends run a batch of uint8 NHWC RGB images through a model: ONNX Runtime and OpenVINO here,
+PyTorch in `fabricad.training.torch_backend` (the training side; this runtime never imports torch).
 
 Both return (maps (B, H, W) float32, scores (B,) float32) for input-sized images; tiling,
 thresholds and regions live in the engine above them, identical for every backend.
@@ -8,11 +8,12 @@ thresholds and regions live in the engine above them, identical for every backen
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
 
-from fabricad.errors import FabricadError
+from fabricad.errors import FabricadError, missing_extra
 from fabricad.inference.bundle import BundleMeta, read_bundle
 from fabricad.inference.ort_session import Spinning, session_options
 
@@ -64,3 +65,47 @@ class OnnxBackend:
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         maps, scores = self.session.run(["anomaly_map", "score"], {"image": images})
         return maps[:, 0].astype(np.float32, copy=False), scores.astype(np.float32, copy=False)
+
+
+class OpenVinoBackend:
+    """The bundle's own graph on Intel's OpenVINO runtime: fp32 as it is, INT8 bundles with their
+    quantise/dequantise pairs run as integer kernels. On x86 CPUs its kernels can beat ONNX
+    Runtime's, above all for INT8 on CPUs without VNNI (BENCHMARKS.md, CPU inference); the maps
+    are the same model's (a test compares them). `device`: CPU, GPU (Intel graphics), NPU, AUTO.
+
+    One compiled model, one inference request per calling thread: a request is not thread-safe,
+    and the service infers from several threads."""
+
+    def __init__(self, bundle: str | Path, threads: int | None = None, device: str = "CPU"):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise missing_extra("openvino") from None
+        self.meta, model_path = read_bundle(bundle)
+        core = ov.Core()
+        wanted = device.upper()
+        if wanted != "AUTO" and wanted.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
+            raise FabricadError(f"OpenVINO device {device!r} is not available here (available: {', '.join(core.available_devices)})")
+        # f32, not the bf16 OpenVINO picks by itself on CPUs with AMX: the bundle's threshold was
+        # calibrated on f32 maps. "LATENCY": one frame's tiles at a time, as the line needs them.
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if wanted != "CPU":
+            config.pop("INFERENCE_PRECISION_HINT")  # a CPU property; GPUs and NPUs choose their own
+        try:
+            self.compiled = core.compile_model(str(model_path), wanted, config)
+        except RuntimeError as exc:
+            raise FabricadError(f"OpenVINO cannot compile {model_path} for {wanted}: {str(exc).splitlines()[0]}") from None
+        self._outputs = (self.compiled.output("anomaly_map"), self.compiled.output("score"))
+        self._local = threading.local()
+        self.name = f"openvino[{wanted}]"
+        self.input_size = (self.meta.input.height, self.meta.input.width)
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        result = request.infer({"image": np.ascontiguousarray(images)})
+        maps, scores = result[self._outputs[0]], result[self._outputs[1]]
+        return maps[:, 0].astype(np.float32, copy=True), scores.astype(np.float32, copy=True)

@@ -22,7 +22,7 @@ from fabricad.data.images import resize, to_rgb_uint8
 from fabricad.data.tiling import cut_window, reflect_pad, tile_starts
 from fabricad.errors import FabricadError
 from fabricad.inference import thresholds as T
-from fabricad.inference.backends import OnnxBackend
+from fabricad.inference.backends import OnnxBackend, OpenVinoBackend
 from fabricad.inference.bundle import BundleMeta, Threshold, is_bundle
 from fabricad.inference.ort_session import Spinning
 
@@ -140,17 +140,22 @@ class InferenceEngine:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", providers: list[str] | None = None,
-             threads: int | None = None, spinning: Spinning = "during_run", **kwargs) -> InferenceEngine:
-        """An exported bundle on ONNX Runtime. A checkpoint runs on PyTorch, which this runtime
-        never imports: `fabricad.training.torch_backend.load_engine` opens either."""
+             threads: int | None = None, spinning: Spinning = "during_run", device: str = "CPU",
+             **kwargs) -> InferenceEngine:
+        """An exported bundle on ONNX Runtime (`backend` auto or onnx; `providers`) or OpenVINO
+        (`backend` openvino; `device`). A checkpoint runs on PyTorch, which this runtime never
+        imports: `fabricad.training.torch_backend.load_engine` opens either."""
         path = Path(path)
-        if backend not in ("auto", "onnx"):
-            raise FabricadError(f"backend {backend!r}: this runtime runs bundles on ONNX Runtime; a checkpoint on "
-                                "PyTorch opens with fabricad.training.torch_backend.load_engine")
+        if backend not in ("auto", "onnx", "openvino"):
+            raise FabricadError(f"backend {backend!r}: this runtime runs bundles on ONNX Runtime (onnx) or OpenVINO "
+                                "(openvino); a checkpoint on PyTorch opens with fabricad.training.torch_backend.load_engine")
         if not is_bundle(path):
             raise FabricadError(f"{path} is not an exported bundle; run `fabricad export` first, or open the "
                                 "checkpoint with fabricad.training.torch_backend.load_engine (PyTorch)")
-        runner = OnnxBackend(path, providers, threads, spinning=spinning)
+        if backend == "openvino":
+            runner = OpenVinoBackend(path, threads, device)
+        else:
+            runner = OnnxBackend(path, providers, threads, spinning=spinning)
         return cls(runner, runner.meta, **kwargs)
 
     # --- threshold -----------------------------------------------------------------------------

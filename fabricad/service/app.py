@@ -54,7 +54,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         thresholds = ThresholdStore(database)
         registry = ModelRegistry(settings.models_dir, settings.providers, settings.threads, settings.engine,
                                  settings.engine_url, settings.ort_spinning, align=settings.align_texture,
-                                 on_load=thresholds.restore)
+                                 on_load=thresholds.restore, runtime=settings.runtime, device=settings.openvino_device)
         metrics, rolls, teach_ins = ServiceMetrics(), RollTracker(database), TeachIns(thresholds)
         audit = AuditLog(database)
         line = LineOutputs(settings.line_outputs, settings.line_outbox_dir, rolls, audit)

@@ -64,7 +64,8 @@ def files_of(folder: Path) -> tuple:
 class ModelRegistry:
     def __init__(self, models_dir: Path, providers: list[str] | None = None, threads: int | None = None,
                  engine: str = "local", engine_url: str | None = None, spinning: Spinning = "never",
-                 align: bool = True, on_load: Callable[[str, str, InferenceEngine], None] | None = None):
+                 align: bool = True, on_load: Callable[[str, str, InferenceEngine], None] | None = None,
+                 runtime: str = "onnxruntime", device: str = "CPU"):
         self.models_dir = Path(models_dir)
         self.on_load = on_load
         """Called with (name, version, engine) for every engine loaded, before it serves: the
@@ -75,6 +76,8 @@ class ModelRegistry:
         self.engine_url = engine_url
         self.spinning = spinning
         self.align = align
+        self.runtime = "openvino" if runtime == "openvino" else "onnx"  # the in-process engine's backend
+        self.device = device
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()
         self._entries: dict[str, ModelEntry] = {}
@@ -159,8 +162,8 @@ class ModelRegistry:
         """In-process ONNX Runtime, or the same bundle served by a remote engine: tiling, thresholds
         and regions stay here either way, so the API and camera pipeline do not change."""
         if self.engine_kind == "local":
-            engine = InferenceEngine.load(entry.path, backend="onnx", providers=self.providers, threads=self.threads,
-                                          spinning=self.spinning, align=self.align)
+            engine = InferenceEngine.load(entry.path, backend=self.runtime, providers=self.providers, threads=self.threads,
+                                          spinning=self.spinning, align=self.align, device=self.device)
         else:
             from fabricad.inference.remote import RayServeBackend, TritonBackend
 

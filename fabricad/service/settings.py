@@ -84,6 +84,11 @@ class ServiceSettings(BaseSettings):
     1-2 ms per Lite1 tile back with "during_run" (BENCHMARKS.md, service load)."""
     providers: list[str] | None = None
     """ONNX Runtime providers by name (tensorrt, cuda, cpu); automatic when unset."""
+    runtime: Literal["onnxruntime", "openvino"] = "onnxruntime"
+    """What runs the bundles in this process: ONNX Runtime, or Intel's OpenVINO (`pip install
+    'fabricad[openvino]'`; faster on some Intel CPUs, see BENCHMARKS.md) on `openvino_device`."""
+    openvino_device: str = "CPU"
+    """OpenVINO's device: CPU, GPU (Intel graphics), NPU or AUTO."""
     align_texture: bool = True
     """Score a scan whose weave is sheared, mirrored or squeezed against the training scans' turned
     back to them, for bundles that carry a texture reference (fabricad.data.alignment). Off: every scan
