@@ -101,15 +101,16 @@ def main() -> None:
         backends["OpenVINO INT8"] = OpenVinoBackend(tmp / "int8", args.threads)
     except FabricadError as exc:  # not installed: the ONNX Runtime rows alone
         print(f"OpenVINO rows skipped: {exc}", flush=True)
-    h, w = ckpt.config.data.image_size
+    h, w = backends["ONNX Runtime fp32"].input_size
+    pad = backends["ONNX Runtime fp32"].meta.preprocess.context  # a tile goes in with this much of its neighbours
     rng = np.random.default_rng(0)
-    tiles = np.stack([cv2.resize(train_samples[i % len(train_samples)].load(), (w, h)) for i in range(16)])
+    tiles = np.stack([cv2.resize(train_samples[i % len(train_samples)].load(), (w + 2 * pad, h + 2 * pad)) for i in range(16)])
     wide = next((s.path for s in split.test if s.crop is not None), None)
     png = wide.read_bytes() if wide else cv2.imencode(".png", rng.integers(0, 255, (h, 16 * w, 3), dtype=np.uint8))[1].tobytes()
-    rows = {}
+    rows, engines = {}, {}
     for name, backend in backends.items():
         meta = backend.meta() if isinstance(backend, TorchBackend) else backend.meta
-        engine = InferenceEngine(backend, meta, batch_size=16)
+        engine = engines[name] = InferenceEngine(backend, meta, batch_size=16)
         rows[name] = {
             "b1": throughput(backend, tiles[:1], args.seconds),
             "b16": throughput(backend, tiles, args.seconds),
@@ -117,8 +118,9 @@ def main() -> None:
         }
         print(name, rows[name], flush=True)
 
-    images, labels = test_tiles(split.test, (h, w))
-    auroc_rows = {name: tile_auroc(lambda b, run=backend: run(b)[1], images, labels)
+    # through the engine, as the product scores a test tile (its context, fabric ROI and edges)
+    images, labels = [s.load() for s in split.test], np.array([s.label for s in split.test])
+    auroc_rows = {name: auroc(labels, [r.score for r in engines[name].predict(images, regions=False)])
                   for name, backend in backends.items() if not isinstance(backend, TorchBackend)}
     megapixels = decode_image(png).shape[0] * decode_image(png).shape[1] / 1e6
 
