@@ -242,3 +242,14 @@ def test_line_and_key_actors_never_hold_a_usable_secret():
     assert actor.name.startswith("key:") and len(actor.name) == 12 and "secret" not in actor.name
     assert Actor.of_key("a-very-secret-key", "admin") == actor  # the same key is the same actor in the log
     assert Actor.of_line("plc").name == "line:plc"
+
+
+def test_audit_paging_refuses_ids_no_database_holds(trained_models, tmp_path):
+    """`before_id` past a 32-bit id was a 500 on PostgreSQL (the fuzzer found it): now a 422."""
+    server = Server(trained_models, tmp_path / "svc")
+    try:
+        key = {"X-API-Key": ADMIN}
+        assert httpx.get(f"{server.url}/v1/audit?before_id={2**31}", headers=key).status_code == 422
+        assert httpx.get(f"{server.url}/v1/audit?before_id={2**31 - 1}", headers=key).status_code == 200
+    finally:
+        server.stop()

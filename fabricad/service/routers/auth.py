@@ -19,7 +19,7 @@ from fabricad.service.dependencies import (
     get_state,
     require,
 )
-from fabricad.service.records import AuditRecord, UserRecord
+from fabricad.service.records import RECORD_ID_MAX, AuditRecord, UserRecord
 from fabricad.service.schemas import (
     NAME_PATTERN,
     AuditOut,
@@ -139,7 +139,7 @@ def _audit_out(row: AuditRecord) -> AuditOut:
 @router.get("/v1/audit", response_model=list[AuditOut], dependencies=[Depends(require("admin"))])
 def audit_log(actor: str | None = Query(None, max_length=80), action: str | None = Query(None, max_length=48),
               target: str | None = Query(None, max_length=160), since: datetime | None = None, until: datetime | None = None,
-              before_id: int | None = Query(None, ge=1), limit: int = Query(200, ge=1, le=1000),
+              before_id: int | None = Query(None, ge=1, le=RECORD_ID_MAX), limit: int = Query(200, ge=1, le=1000),
               state: AppState = Depends(get_state)) -> list[AuditOut]:
     """Who did what, newest first: filter by actor, action (e.g. `threshold.set`), target or time;
     page back with `before_id` (the last id of the previous page)."""
