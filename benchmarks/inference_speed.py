@@ -3,7 +3,8 @@ OpenVINO fp32 and INT8 (the same two bundles; skipped when OpenVINO is not insta
 
     python -m benchmarks.inference_speed --model runs/bench-aitex/02/rd [--data ../shared/data/aitex --category 02]
 
-Measures throughput at batch 1 and 16 on 256x256 tiles, and a 4096x256 scan end to end (PNG
+Measures throughput at batch 1 and 16 on tiles at the graph's input (a tile and its context),
+and a 4096x256 scan end to end (PNG
 bytes -> decode -> tiles -> verdict) through the engine, also as Mpx/s and Mpx/s per core (what a
 line needs: a 2 m loom at 0.25 mm/px and 30 m/min is 16 Mpx/s). The tile image AUROC of every
 bundle row on that category's test tiles. Prints a Markdown table; --write appends it to a file.
@@ -122,7 +123,8 @@ def main() -> None:
     images, labels = [s.load() for s in split.test], np.array([s.label for s in split.test])
     auroc_rows = {name: auroc(labels, [r.score for r in engines[name].predict(images, regions=False)])
                   for name, backend in backends.items() if not isinstance(backend, TorchBackend)}
-    megapixels = decode_image(png).shape[0] * decode_image(png).shape[1] / 1e6
+    scan_height, scan_width = decode_image(png).shape[:2]
+    megapixels = scan_height * scan_width / 1e6
 
     base = rows["PyTorch eager"]
     lines = [

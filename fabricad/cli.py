@@ -182,9 +182,9 @@ def predict(
 
         engine = load_engine(model, backend="torch", threads=threads, align=align)
     else:
-        openvino = {"device": provider[0]} if backend == "openvino" and provider else {}
+        openvino = backend == "openvino"  # --provider names its device
         engine = InferenceEngine.load(model, backend=backend, providers=None if openvino else provider, threads=threads,
-                                      align=align, **openvino)
+                                      align=align, device=provider[0] if openvino and provider else "CPU")
     if threshold is not None:
         engine.set_threshold(threshold)
     summary = run_predict(engine, inputs, out, every=every, progress=not quiet)

@@ -69,9 +69,8 @@ class OnnxBackend:
 
 class OpenVinoBackend:
     """The bundle's own graph on Intel's OpenVINO runtime: fp32 as it is, INT8 bundles with their
-    quantise/dequantise pairs run as integer kernels. On x86 CPUs its kernels can beat ONNX
-    Runtime's, above all for INT8 on CPUs without VNNI (BENCHMARKS.md, CPU inference); the maps
-    are the same model's (a test compares them). `device`: CPU, GPU (Intel graphics), NPU, AUTO.
+    quantise/dequantise pairs run as integer kernels. On the 2-core EPYC VM its INT8 ran 1.5× ONNX
+    Runtime's (BENCHMARKS.md, CPU inference); the maps are the same model's (a test compares them). `device`: CPU, GPU (Intel graphics), NPU, AUTO.
 
     One compiled model, one inference request per calling thread: a request is not thread-safe,
     and the service infers from several threads."""
@@ -88,11 +87,10 @@ class OpenVinoBackend:
             raise FabricadError(f"OpenVINO device {device!r} is not available here (available: {', '.join(core.available_devices)})")
         # f32, not the bf16 OpenVINO picks by itself on CPUs with AMX: the bundle's threshold was
         # calibrated on f32 maps. "LATENCY": one frame's tiles at a time, as the line needs them.
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        # The precision hint is a CPU property; GPUs and NPUs choose their own.
+        config = {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_PRECISION_HINT": "f32"} if wanted == "CPU" else {})}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        if wanted != "CPU":
-            config.pop("INFERENCE_PRECISION_HINT")  # a CPU property; GPUs and NPUs choose their own
         try:
             self.compiled = core.compile_model(str(model_path), wanted, config)
         except RuntimeError as exc:
@@ -108,4 +106,5 @@ class OpenVinoBackend:
             request = self._local.request = self.compiled.create_infer_request()
         result = request.infer({"image": np.ascontiguousarray(images)})
         maps, scores = result[self._outputs[0]], result[self._outputs[1]]
+        # copies: the request's output buffers are overwritten by this thread's next call
         return maps[:, 0].astype(np.float32, copy=True), scores.astype(np.float32, copy=True)

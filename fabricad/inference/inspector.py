@@ -91,8 +91,7 @@ class Inspection:
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 8 * self.image.shape[0] / max(self.image.shape[1], 1) + 0.5))
         ax.imshow(overlay(self.image, self.result.anomaly_map, self.result.threshold))
-        ax.set_title(f"{self.verdict}: score {self.score:.3f} / threshold {self.threshold:.3f}, "
-                     f"{len(self.regions)} region{'s' * (len(self.regions) != 1)}")
+        ax.set_title(f"{self.verdict}: score {self.score:.3f} / threshold {self.threshold:.3f}, {self._regions_text}")
         ax.axis("off")
         return ax
 
@@ -106,8 +105,11 @@ class Inspection:
 
     def __repr__(self) -> str:
         where = f" {self.source}" if self.source else ""
-        return (f"<Inspection{where}: {self.verdict}, score {self.score:.4f} / threshold {self.threshold:.4f}, "
-                f"{len(self.regions)} region{'s' * (len(self.regions) != 1)}>")
+        return f"<Inspection{where}: {self.verdict}, score {self.score:.4f} / threshold {self.threshold:.4f}, {self._regions_text}>"
+
+    @property
+    def _regions_text(self) -> str:
+        return f"{len(self.regions)} region{'s' * (len(self.regions) != 1)}"
 
 
 class Inspector:

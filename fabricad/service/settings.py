@@ -86,7 +86,7 @@ class ServiceSettings(BaseSettings):
     """ONNX Runtime providers by name (tensorrt, cuda, cpu); automatic when unset."""
     runtime: Literal["onnxruntime", "openvino"] = "onnxruntime"
     """What runs the bundles in this process: ONNX Runtime, or Intel's OpenVINO (`pip install
-    'fabricad[openvino]'`; faster on some Intel CPUs, see BENCHMARKS.md) on `openvino_device`."""
+    'fabricad[openvino]'`; INT8 1.5× ONNX Runtime's on the EPYC VM, BENCHMARKS.md) on `openvino_device`."""
     openvino_device: str = "CPU"
     """OpenVINO's device: CPU, GPU (Intel graphics), NPU or AUTO."""
     align_texture: bool = True
