@@ -99,14 +99,24 @@ def evaluate(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda ...")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Inference settings, e.g. model.fabric_roi=false.")] = None,
+    line: Annotated[bool, typer.Option("--line", help="Also the line benchmark: false alarms per 100 m, defect "
+                                                      "recall and grades on rolls simulated from the test scans.")] = False,
+    mm_per_px: Annotated[float, typer.Option("--mm-per-px", min=0.001, max=100, help="Fabric mm per scan pixel (--line).")] = 0.25,
+    rolls: Annotated[int, typer.Option("--rolls", min=1, max=10_000, help="Simulated rolls (--line).")] = 20,
+    roll_length_m: Annotated[float, typer.Option("--roll-length-m", min=0.01, max=10_000, help="Metres per roll (--line).")] = 25.0,
 ) -> None:
     """Evaluate a checkpoint on a test split; writes OUT/metrics.json, OUT/report.md and pictures.
 
     Without --data, the dataset the model was trained on is used."""
     from fabricad.evaluation import evaluate_checkpoint, format_metrics
+    from fabricad.evaluation.line import LineSettings, line_table
 
-    result = evaluate_checkpoint(model, out, data, category, batch_size, device, progress=not quiet, overrides=overrides)
+    settings = LineSettings(mm_per_px=mm_per_px, rolls=rolls, roll_length_m=roll_length_m) if line else None
+    result = evaluate_checkpoint(model, out, data, category, batch_size, device, progress=not quiet, overrides=overrides,
+                                 line=settings)
     typer.echo(format_metrics(result))
+    if "line" in result:
+        typer.echo("\n".join(line_table(result["line"])))
     typer.echo(f"report: {out / 'report.md'}")
 
 

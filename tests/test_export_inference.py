@@ -561,3 +561,31 @@ def test_engine_stretches_a_squeezed_scan_and_maps_it_back_onto_its_pixels(expor
     assert result.alignment.stretch == 2.0, result.alignment
     assert result.anomaly_map.shape == squeezed.shape[:2]
     assert result.as_dict()["alignment"]["stretch"] == 2.0  # what the API and the defect log carry
+
+
+def test_operating_point_rules_and_zones_decide_the_verdict(exported):
+    """With an operating point, the verdict is whether any region survives its rules: a speck
+    below the size rule raises no alarm, a defect above it does, and a zone taught a higher
+    threshold (a selvedge) ignores what the same threshold flags elsewhere."""
+    from fabricad.inference.operating_point import OperatingPoint
+
+    _, bundle = exported["rd-resnet18"]
+    meta, _ = read_bundle(bundle)
+    plain = {k: v for k, v in meta.model.items() if k not in ("fabric_edges", "fabric_roi")}
+    engine = InferenceEngine(EchoBackend(), meta.model_copy(update={"model": plain}), batch_size=64, mode="tile",
+                             align=False)
+    engine.set_threshold(0.5)
+    image = np.full((64, 192, 3), 40, np.uint8)
+    image[10:12, 100:102] = 250  # a 2×2 px speck: 0.5 mm² at 0.5 mm/px
+    assert engine.inspect(image).is_defect  # the threshold alone alarms
+    engine.use_operating_point(OperatingPoint(mm_per_px=0.5, min_area_mm2=4, min_length_mm=2))
+    assert not engine.inspect(image).is_defect
+    image[30:40, 20:30] = 250  # 10×10 px: 25 mm², 5 mm
+    result = engine.inspect(image)
+    assert result.is_defect and len(result.regions) == 1 and result.regions[0].x <= 22
+    # three zones: the left one taught high, so the same defect there is normal for that band
+    engine.use_operating_point(OperatingPoint(mm_per_px=0.5, zone_thresholds=[0.99, 0.5, 0.5]))
+    result = engine.inspect(image)
+    assert [r.x for r in result.regions] == [100] and result.is_defect
+    engine.use_operating_point(None)
+    assert len(engine.inspect(image).regions) == 2

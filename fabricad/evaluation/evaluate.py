@@ -23,6 +23,13 @@ import torch
 from fabricad.data import Sample
 from fabricad.data.alignment import Alignment, TextureReference
 from fabricad.data.tiling import as_trained
+from fabricad.evaluation.line import (
+    STRATEGIES,
+    LineSettings,
+    frames_of,
+    line_table,
+    run_line_benchmark,
+)
 from fabricad.inference import metrics as M
 from fabricad.inference import visualize as V
 from fabricad.inference.engine import InferenceEngine
@@ -170,6 +177,8 @@ def write_report(out: Path, p: Predictions, result: dict, title: str, max_exampl
     lines += [f"| {k} | {_fmt(v)} |" for k, v in result.items() if not isinstance(v, dict)]
     lines += ["", f"Threshold used in the pictures: {threshold:.4f}", ""]
     lines += [f"## {caption}\n\n![{caption}]({name})\n" for caption, name in pictures]
+    if "line" in result:
+        lines += ["## On the line", "", *line_table(result["line"]), ""]
     (out / "report.md").write_text("\n".join(lines))
 
 
@@ -215,9 +224,10 @@ def texture_of(checkpoint) -> TextureReference | None:
 
 def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, category: str | None = None,
                         batch_size: int = 8, device: str = "auto", progress: bool = True,
-                        overrides: list[str] | None = None) -> dict:
+                        overrides: list[str] | None = None, line: LineSettings | None = None) -> dict:
     """`fabricad eval` as a function: load, predict on the test split, write metrics.json and the
-    report. Without `data`, the dataset the model was trained on."""
+    report. Without `data`, the dataset the model was trained on. With `line`, also the line
+    benchmark on rolls simulated from the test scans (`fabricad.evaluation.line`)."""
     from fabricad.data import load_dataset
     from fabricad.data.holdout import holdout_split
     from fabricad.errors import FabricadError
@@ -257,8 +267,23 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     if dataset_info.get("whole_images_tile"):
         # Tiles of whole images: an image's score is its tiles' maximum, as the engine scores it.
         result["tile_auroc"], result["image_auroc"] = result["image_auroc"], result.pop("full_image_auroc")
+    if line is not None:
+        result["line"] = line_benchmark(predictions, result.get("threshold_1pct_fpr"), line)
     write_report(out, predictions, result, split.name)
     return result
+
+
+def line_benchmark(predictions: Predictions, calibrated: float | None, settings: LineSettings) -> dict:
+    """The line benchmark on these predictions; without a calibrated threshold (no held-out
+    images), the teach-in operating points only."""
+    from fabricad.errors import FabricadError
+
+    frames = frames_of(predictions, round(settings.match_tolerance_mm / settings.mm_per_px))
+    strategies = [s for s in STRATEGIES if calibrated is not None or s.threshold != "calibrated"]
+    try:
+        return run_line_benchmark(frames, calibrated, settings, strategies)
+    except ValueError as e:
+        raise FabricadError(f"line benchmark: {e}") from None
 
 
 def format_metrics(result: dict) -> str:

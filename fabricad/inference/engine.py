@@ -24,6 +24,7 @@ from fabricad.errors import FabricadError
 from fabricad.inference import thresholds as T
 from fabricad.inference.backends import OnnxBackend, OpenVinoBackend
 from fabricad.inference.bundle import BundleMeta, Threshold, is_bundle
+from fabricad.inference.operating_point import OperatingPoint
 from fabricad.inference.ort_session import Spinning
 
 
@@ -95,12 +96,16 @@ def _outline(component: np.ndarray, x: int, y: int, max_points: int = 64) -> lis
     return [[int(px) + x, int(py) + y] for px, py in polygon[:, 0, :]]
 
 
-def find_regions(anomaly_map: np.ndarray, threshold: float, min_area: int = 1) -> list[Region]:
-    """Connected components above the threshold. A region's box and outline are drawn where the map
-    is at least half its peak (never below the threshold): the blurred map's tails would otherwise
-    make a strong defect look several times its size, and sizes are what a roll is graded on."""
+def find_regions(anomaly_map: np.ndarray, threshold: float | np.ndarray, min_area: int = 1,
+                 rules: OperatingPoint | None = None) -> list[Region]:
+    """Connected components above the threshold (one value, or one per column: the operating
+    point's zones). A region's box and outline are drawn where the map is at least half its peak
+    (never below the threshold): the blurred map's tails would otherwise make a strong defect
+    look several times its size, and sizes are what a roll is graded on. `rules` drop regions
+    too small to be a defect, measured on that drawn core."""
     above = (anomaly_map > threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(above, connectivity=8)
+    columns = np.broadcast_to(np.asarray(threshold, np.float32), (anomaly_map.shape[1],))
     regions = []
     for k in range(1, count):
         x, y, w, h, area = (int(v) for v in stats[k])
@@ -110,10 +115,12 @@ def find_regions(anomaly_map: np.ndarray, threshold: float, min_area: int = 1) -
         window = anomaly_map[y:y + h, x:x + w]
         values = window[component]
         peak = float(values.max())
-        core = component & (window >= max(threshold, 0.5 * peak))
+        core = component & (window >= np.maximum(columns[x:x + w], 0.5 * peak))
         ys, xs = np.nonzero(core)
         cx, cy = x + int(xs.min()), y + int(ys.min())
         core = core[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        if rules is not None and not rules.keeps(core.shape[1], core.shape[0], int(core.sum())):
+            continue
         regions.append(Region(cx, cy, core.shape[1], core.shape[0], area, peak, float(values.mean()), _outline(core, cx, cy)))
     return sorted(regions, key=lambda r: -r.max_score)
 
@@ -132,6 +139,8 @@ class InferenceEngine:
         self.tile_size = tuple(meta.preprocess.tile or self.input_size)
         self.context = meta.preprocess.context
         self._threshold = meta.threshold
+        self.operating_point: OperatingPoint | None = None
+        """Region rules and zone thresholds on top of the threshold (`use_operating_point`)."""
         self._window = blend_window(*self.tile_size)
         # A scan whose weave runs at another angle than the training scans' is scored aligned
         # to them, and its map moved back (fabricad.data.alignment).
@@ -167,6 +176,10 @@ class InferenceEngine:
         """Put a threshold decided elsewhere in force as it is: one kept by the service across
         restarts, a teach-in's, or the bundle's own again."""
         self._threshold = threshold.model_copy()
+
+    def use_operating_point(self, operating_point: OperatingPoint | None) -> None:
+        """Judge by region rules and zone thresholds from now on (None: by the threshold alone)."""
+        self.operating_point = operating_point.model_copy() if operating_point is not None else None
 
     def set_threshold(self, value: float | None = None, *, target_fpr: float | None = None) -> Threshold:
         """Change the threshold at run time: an explicit value, or a new false-alarm target
@@ -296,14 +309,21 @@ class InferenceEngine:
             amap[:] = 0.0
         score = float(amap.max())
         threshold = self._threshold.value
-        is_defect = score > threshold
+        op = self.operating_point
+        if op is None:
+            is_defect = score > threshold
+            found = find_regions(amap, threshold) if is_defect and regions else []
+        else:  # zones and region rules: the verdict is whether any region survives them
+            found = find_regions(amap, op.column_thresholds(amap.shape[1], threshold), rules=op)
+            is_defect = bool(found)
+            found = found if regions else []
         edges_or_roi = background is not None or bool(self.meta.model.get("fabric_roi"))
         return Result(
             score=score,
             normalized_score=T.normalise(score, threshold, self.meta.score_scale),
             is_defect=is_defect,
             threshold=threshold,
-            regions=find_regions(amap, threshold) if is_defect and regions else [],
+            regions=found,
             anomaly_map=amap,
             latency_ms=latency_ms,
             alignment=alignment,

@@ -64,3 +64,19 @@ def merge_into(boxes: dict[int, RollBox], new: RollBox, gap_mm: float) -> tuple[
     if not hits:
         return None, []
     return hits[0], hits[1:]
+
+
+def merge_all(boxes: list[RollBox], gap_mm: float) -> list[RollBox]:
+    """Boxes in the order a roll sees them merged into defects, as the service's roll tracker
+    merges sightings (`merge_into`), held in memory (the line benchmark's simulated rolls)."""
+    defects: dict[int, RollBox] = {}
+    for k, box in enumerate(boxes):
+        keep, fold = merge_into(defects, box, gap_mm)
+        if keep is None:
+            defects[k] = box
+            continue
+        merged = defects[keep].union(box)
+        for other in fold:
+            merged = merged.union(defects.pop(other))
+        defects[keep] = merged
+    return list(defects.values())

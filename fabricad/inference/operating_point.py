@@ -1,0 +1,66 @@
+"""The operating point: how an anomaly map becomes an alarm, beyond one threshold.
+
+A threshold alone raises an alarm for any pixel above it. A mill pays for every stop, so a line
+also asks that a region be big enough to be a defect a customer would see (`min_area_mm2`,
+`min_length_mm`, in fabric millimetres through the camera's calibration), and that each band
+across the width be judged against its own normal: selvedges, a scanner's vignetting or a
+reed mark raise the map in some columns of every frame, and a single threshold high enough for
+those is blind in the middle. The bands' thresholds come from a teach-in on the line's own good
+fabric (`teach_zones`). What each rule gains is measured on the line benchmark
+(`fabricad.evaluation.line`, BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from fabricad.inference.metrics import threshold_for_fpr
+
+
+class OperatingPoint(BaseModel):
+    """Saved with a model's threshold; `mm_per_px` is the camera's calibration."""
+
+    mm_per_px: float = Field(1.0, gt=0, le=100, description="fabric millimetres per image pixel")
+    min_area_mm2: float = Field(0.0, ge=0, description="regions smaller than this raise no alarm")
+    min_length_mm: float = Field(0.0, ge=0, description="regions whose larger extent is shorter raise no alarm")
+    zone_thresholds: list[float] | None = Field(
+        None, min_length=1, max_length=256,
+        description="a threshold per band of equal width across the image (from a teach-in); None: the one threshold")
+
+    @property
+    def filters_regions(self) -> bool:
+        return self.min_area_mm2 > 0 or self.min_length_mm > 0
+
+    def column_thresholds(self, width: int, threshold: float) -> float | np.ndarray:
+        """The threshold each image column is judged against: one value, or one per column."""
+        if not self.zone_thresholds:
+            return threshold
+        zones = np.asarray(self.zone_thresholds, np.float32)
+        return zones[np.minimum(np.arange(width) * len(zones) // max(width, 1), len(zones) - 1)]
+
+    def keeps(self, width_px: int, height_px: int, area_px: int) -> bool:
+        s = self.mm_per_px
+        return area_px * s * s >= self.min_area_mm2 and max(width_px, height_px) * s >= self.min_length_mm
+
+
+def zone_scores(anomaly_map: np.ndarray, zones: int) -> np.ndarray:
+    """Each band's maximum: a frame's score per zone."""
+    width = anomaly_map.shape[1]
+    edges = [round(k * width / zones) for k in range(zones + 1)]
+    return np.array([float(anomaly_map[:, a:b].max()) if b > a else 0.0 for a, b in zip(edges, edges[1:])])
+
+
+def teach_zones(maps: list[np.ndarray], zones: int, target_fpr: float) -> list[float]:
+    """Per-band thresholds from the maps of good frames: each band's threshold is the score only
+    `target_fpr` of good frames exceed there (training's rule, `threshold_for_fpr`)."""
+    if not maps:
+        raise ValueError("a teach-in needs at least one good frame")
+    scores = np.stack([zone_scores(m, zones) for m in maps])
+    return [threshold_for_fpr(scores[:, k], target_fpr) for k in range(zones)]
+
+
+def per_frame_target(alarms_per_100_m: float, frame_length_m: float) -> float:
+    """The per-frame false-alarm rate that gives `alarms_per_100_m` on frames of `frame_length_m`:
+    a mill states the first, a threshold is set for the second."""
+    return min(max(alarms_per_100_m * frame_length_m / 100.0, 1e-6), 0.5)

@@ -1,0 +1,79 @@
+"""The line benchmark: false alarms per 100 m, defect recall, localisation and grades on
+simulated rolls, from maps whose truth is known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fabricad.evaluation.line import Frame, LineSettings, run_line_benchmark, truth_defects
+from fabricad.inference.operating_point import per_frame_target, teach_zones
+
+H, W = 64, 256
+
+
+def frame(k: int, defect: tuple[int, int, int, int] | None = None, speck: bool = False) -> Frame:
+    rng = np.random.default_rng(k)
+    amap = rng.uniform(0.0, 0.3, (H, W)).astype(np.float32)
+    mask = np.zeros((H, W), bool)
+    if speck:  # a one-pixel blip above any threshold: what the size rule is for
+        amap[5, 7 + k] = 0.6
+    if defect is not None:
+        x, y, w, h = defect
+        amap[y:y + h, x:x + w] = 0.9
+        mask[y:y + h, x:x + w] = True
+    return Frame(f"scan{k}", amap, truth_defects(mask, 2), defect is None)
+
+
+def settings(**kw) -> LineSettings:
+    return LineSettings(**{"mm_per_px": 1.0, "rolls": 6, "roll_length_m": 3.0, "teach_in_frames": 1, "zones": 4,
+                           "min_area_mm2": 4, "min_length_mm": 2, **kw})
+
+
+def test_truth_defects_merge_parts_within_the_tolerance():
+    mask = np.zeros((40, 40), bool)
+    mask[5:8, 5:8] = mask[5:8, 10:12] = True  # 2 px apart: one defect
+    mask[30:35, 30:35] = True
+    boxes = sorted(d.box for d in truth_defects(mask, 2))
+    assert boxes == [(5, 5, 7, 3), (30, 30, 5, 5)]
+
+
+def test_size_rule_removes_speck_alarms_and_keeps_every_defect():
+    normals = [frame(k, speck=k > 0) for k in range(4)]  # frame 0 teaches: clean
+    defects = [frame(10 + k, defect=(20 + 30 * k, 10, 12, 6)) for k in range(4)]
+    result = run_line_benchmark(normals + defects, calibrated_threshold=0.5, settings=settings())
+    plain, sized = result["strategies"]["calibrated threshold"], result["strategies"]["teach-in + size rule"]
+    # every good frame after the teach-in carries a speck: one false alarm per 64 mm frame at most
+    assert 0 < plain["false_alarms_per_100_m"] <= 100 / 0.064 + 1e-6
+    assert sized["false_alarms_per_100_m"] == 0
+    assert plain["defect_recall"] == sized["defect_recall"] == 1.0
+    assert sized["localisation_mm_median"] == pytest.approx(0.0, abs=1.0)
+    assert sized["grade_agreement"] == 1.0 and sized["points_error_mean"] == 0
+    assert plain["points_error_mean"] > 0  # the specks were graded as defects
+    json.dumps(result)  # what metrics.json stores
+
+
+def test_a_threshold_above_the_defects_finds_none_and_grades_wrong():
+    normals = [frame(k) for k in range(3)]
+    defects = [frame(10 + k, defect=(40, 20, 30, 30)) for k in range(6)]
+    result = run_line_benchmark(normals + defects, calibrated_threshold=0.95, settings=settings(rolls=10))
+    calibrated = result["strategies"]["calibrated threshold"]
+    assert calibrated["defect_recall"] == 0 and calibrated["false_alarms_per_100_m"] == 0
+    failing = result["rolls"] - result["rolls_passing_truth"]
+    assert failing > 0 and calibrated["grade_agreement"] == pytest.approx(result["rolls_passing_truth"] / result["rolls"])
+
+
+def test_rolls_need_good_scans_beyond_the_teach_in():
+    with pytest.raises(ValueError, match="normal test scans"):
+        run_line_benchmark([frame(0), frame(1, defect=(0, 0, 5, 5))], 0.5, settings())
+
+
+def test_zone_teach_in_and_per_frame_target():
+    edge = np.zeros((H, W), np.float32)
+    edge[:, :W // 4] = 0.8  # a bright selvedge band
+    maps = [edge + k * 0.01 for k in range(5)]
+    zones = teach_zones(maps, 4, 0.01)
+    assert zones[0] >= 0.8 and max(zones[1:]) < 0.1
+    assert per_frame_target(2, 0.064) == pytest.approx(0.00128)
