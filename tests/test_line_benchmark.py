@@ -8,7 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from fabricad.evaluation.line import Frame, LineSettings, run_line_benchmark, truth_defects
+from fabricad.evaluation.line import (
+    Frame,
+    LineSettings,
+    run_line_benchmark,
+    truth_defects,
+)
 from fabricad.inference.operating_point import per_frame_target, teach_zones
 
 H, W = 64, 256

@@ -39,6 +39,7 @@ from fabricad.inference.operating_point import (
     OperatingPoint,
     per_frame_target,
     teach_zones,
+    zone_scores,
 )
 from fabricad.rolls.geometry import CameraPlacement, RollBox, merge_all, region_on_roll
 from fabricad.rolls.grading import GradedDefect, GradingRules, grade_roll
@@ -211,9 +212,15 @@ def operating_point(strategy: Strategy, frames: list[Frame], teach: list[int], c
                         min_length_mm=settings.min_length_mm if strategy.sizes else 0.0)
     if strategy.threshold == "calibrated":
         return calibrated, op
-    threshold = threshold_for_fpr(np.array([m.max() for m in maps]), target)
+    # Each frame's bands are samples of the good fabric's maxima: a teach-in of a few frames has
+    # `zones` times as many of them as frames, and a threshold for target / zones per band is one
+    # for about `target` per frame.
+    bands = np.concatenate([zone_scores(m, settings.zones) for m in maps])
+    threshold = threshold_for_fpr(bands, target / settings.zones)
     if strategy.zones:
-        op.zone_thresholds = teach_zones(maps, settings.zones, target)
+        # A band's own teach-in only ever raises its threshold above the frame's: a few frames
+        # cannot show how high a calm band may go, but they do show a band that is always high.
+        op.zone_thresholds = [max(z, threshold) for z in teach_zones(maps, settings.zones, target)]
         return op.column_thresholds(frames[teach[0]].anomaly_map.shape[1], threshold), op
     return threshold, op
 

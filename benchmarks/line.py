@@ -1,0 +1,65 @@
+"""The line benchmark on AITEX-256: false alarms per 100 m, defect recall, localisation and
+grade agreement at the operating points the product offers, per fabric and as the mean.
+
+    python -m benchmarks.aitex --no-baseline --out runs/bench-aitex   # the six trained defaults
+    python -m benchmarks.line --runs runs/bench-aitex [--mm-per-px 0.25] [--rolls 20] [--write BENCHMARKS.md]
+
+Each fabric's checkpoint is evaluated as `fabricad eval --line` evaluates it
+(`fabricad.evaluation.line`: rolls simulated from the test scans in a seeded order, a teach-in on
+each roll's first good scans); every operating point is judged on the same rolls.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import emit, machine
+from fabricad.data.aitex import CATEGORIES
+from fabricad.evaluation import evaluate_checkpoint
+from fabricad.evaluation.line import LineSettings
+
+COLUMNS = ("false_alarms_per_100_m", "defect_recall", "localisation_mm_median", "grade_agreement")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("runs/bench-aitex"), help="benchmarks.aitex's --out")
+    parser.add_argument("--fabrics", nargs="+", default=list(CATEGORIES))
+    parser.add_argument("--mm-per-px", type=float, default=0.25)
+    parser.add_argument("--rolls", type=int, default=20)
+    parser.add_argument("--roll-length-m", type=float, default=25.0)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    settings = LineSettings(mm_per_px=args.mm_per_px, rolls=args.rolls, roll_length_m=args.roll_length_m)
+    results = {}
+    for fabric in args.fabrics:
+        run = args.runs / fabric / "rd"
+        results[fabric] = evaluate_checkpoint(run, run / "eval-line", progress=False, line=settings)["line"]
+        print(fabric, results[fabric]["strategies"], flush=True)
+    names = list(next(iter(results.values()))["strategies"])
+    lines = [f"### Line benchmark, AITEX-256 ({machine()})", "",
+             f"`python -m benchmarks.line --runs {args.runs} --mm-per-px {args.mm_per_px:g} --rolls {args.rolls} "
+             f"--roll-length-m {args.roll_length_m:g}`: per fabric {args.rolls} rolls of {args.roll_length_m:g} m at "
+             f"{args.mm_per_px:g} mm/px (assumed), teach-in on each roll's first {settings.teach_in_frames} good scans for "
+             f"{settings.target_alarms_per_100_m:g} alarms / 100 m; size rule ≥ {settings.min_area_mm2:g} mm² and "
+             f"≥ {settings.min_length_mm:g} mm; {settings.zones} zones. Cells: false alarms / 100 m, defect recall, "
+             "median localisation mm, grade agreement.", "",
+             "| operating point | " + " | ".join(args.fabrics) + " | mean |", "|---|" + "---|" * (len(args.fabrics) + 1)]
+    for name in names:
+        cells, rows = [], [results[f]["strategies"][name] for f in args.fabrics]
+        for r in rows:
+            cells.append(f"{r['false_alarms_per_100_m']:.0f} / {r['defect_recall']:.2f} / "
+                         f"{r['localisation_mm_median'] or 0:.1f} / {r['grade_agreement']:.2f}")
+        mean = {k: float(np.mean([r[k] or 0 for r in rows])) for k in COLUMNS}
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | **{mean['false_alarms_per_100_m']:.0f} / "
+                     f"{mean['defect_recall']:.2f} / {mean['localisation_mm_median']:.1f} / {mean['grade_agreement']:.2f}** |")
+    good = ", ".join(f"{f}: {results[f]['distinct_good_m']:g} m" for f in args.fabrics)
+    lines += ["", f"Distinct good fabric behind the rates (normal test scans): {good}."]
+    emit("\n".join(lines), args.write)
+
+
+if __name__ == "__main__":
+    main()
