@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from fabricad.inference.engine import Region, find_regions
+from fabricad.inference.engine import Region, regions_at
 from fabricad.inference.metrics import threshold_for_fpr
 from fabricad.inference.operating_point import (
     OperatingPoint,
@@ -73,10 +73,6 @@ class Frame:
     anomaly_map: np.ndarray
     defects: list[TruthDefect]
     normal: bool
-
-    @property
-    def score(self) -> float:
-        return float(self.anomaly_map.max())
 
 
 def truth_defects(mask: np.ndarray, tolerance_px: int) -> list[TruthDefect]:
@@ -155,8 +151,8 @@ class FrameOutcome:
     errors_px: list[float] = field(default_factory=list)
 
 
-def judge_frame(frame: Frame, threshold: float | np.ndarray, op: OperatingPoint, tolerance_px: int) -> FrameOutcome:
-    regions = find_regions(frame.anomaly_map, threshold, rules=op if op.filters_regions else None)
+def judge_frame(frame: Frame, threshold: float, op: OperatingPoint, tolerance_px: int) -> FrameOutcome:
+    regions = regions_at(frame.anomaly_map, threshold, op)
     boxes = [(r.x, r.y, r.width, r.height) for r in regions]
     hits = [[k for k, d in enumerate(frame.defects) if overlaps(box, d.box, tolerance_px)] for box in boxes]
     found, errors = [], []
@@ -202,8 +198,8 @@ def simulate_rolls(frames: list[Frame], settings: LineSettings) -> list[Roll]:
 
 
 def operating_point(strategy: Strategy, frames: list[Frame], teach: list[int], calibrated: float,
-                    settings: LineSettings) -> tuple[float | np.ndarray, OperatingPoint]:
-    """The threshold (one, or per column) and rules `strategy` puts in force for a roll."""
+                    settings: LineSettings) -> tuple[float, OperatingPoint]:
+    """The threshold and the operating point (rules, zones) `strategy` puts in force for a roll."""
     frame_m = frames[teach[0]].anomaly_map.shape[0] * settings.mm_per_px / 1000
     target = per_frame_target(settings.target_alarms_per_100_m, frame_m)
     maps = [frames[i].anomaly_map for i in teach]
@@ -221,7 +217,6 @@ def operating_point(strategy: Strategy, frames: list[Frame], teach: list[int], c
         # A band's own teach-in only ever raises its threshold above the frame's: a few frames
         # cannot show how high a calm band may go, but they do show a band that is always high.
         op.zone_thresholds = [max(z, threshold) for z in teach_zones(maps, settings.zones, target)]
-        return op.column_thresholds(frames[teach[0]].anomaly_map.shape[1], threshold), op
     return threshold, op
 
 

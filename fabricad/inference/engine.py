@@ -125,6 +125,12 @@ def find_regions(anomaly_map: np.ndarray, threshold: float | np.ndarray, min_are
     return sorted(regions, key=lambda r: -r.max_score)
 
 
+def regions_at(anomaly_map: np.ndarray, threshold: float, op: OperatingPoint) -> list[Region]:
+    """The regions an operating point raises an alarm for: its zones' thresholds (or the one
+    threshold) and its rules. The engine's verdict and the line benchmark both judge by this."""
+    return find_regions(anomaly_map, op.column_thresholds(anomaly_map.shape[1], threshold), rules=op)
+
+
 class InferenceEngine:
     def __init__(self, backend, meta: BundleMeta, batch_size: int = 16, mode: str | None = None,
                  overlap: float | None = None, align: bool = True, reference: TextureReference | None = None):
@@ -314,7 +320,7 @@ class InferenceEngine:
             is_defect = score > threshold
             found = find_regions(amap, threshold) if is_defect and regions else []
         else:  # zones and region rules: the verdict is whether any region survives them
-            found = find_regions(amap, op.column_thresholds(amap.shape[1], threshold), rules=op)
+            found = regions_at(amap, threshold, op)
             is_defect = bool(found)
             found = found if regions else []
         edges_or_roi = background is not None or bool(self.meta.model.get("fabric_roi"))

@@ -28,10 +28,6 @@ class OperatingPoint(BaseModel):
         None, min_length=1, max_length=256,
         description="a threshold per band of equal width across the image (from a teach-in); None: the one threshold")
 
-    @property
-    def filters_regions(self) -> bool:
-        return self.min_area_mm2 > 0 or self.min_length_mm > 0
-
     def column_thresholds(self, width: int, threshold: float) -> float | np.ndarray:
         """The threshold each image column is judged against: one value, or one per column."""
         if not self.zone_thresholds:
