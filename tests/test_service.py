@@ -275,10 +275,14 @@ def test_bundles_exported_while_the_service_runs_join_it(models_dir, tmp_path, f
     server = Server(folder, tmp_path / "srv", require_ready=False, FABRICAD_MODELS_RESCAN_S="0.3")
     try:
         assert httpx.get(f"{server.url}/readyz").status_code == 503
-        shutil.copytree(models_dir / "plain-a", folder / "broken")
+        # Cut short before it enters the folder: a scan between a whole copy and the cut would
+        # rightly take the bundle (a race CI met under load).
+        staging = tmp_path / "staging"
+        shutil.copytree(models_dir / "plain-a", staging)
+        whole = (staging / "model.onnx").read_bytes()
+        (staging / "model.onnx").write_bytes(whole[: len(whole) // 2])  # still being copied
+        staging.rename(folder / "broken")
         graph = folder / "broken" / "model.onnx"
-        whole = graph.read_bytes()
-        graph.write_bytes(whole[: len(whole) // 2])  # still being copied
         time.sleep(1.5)  # several scans
         assert httpx.get(f"{server.url}/v1/models").json() == []
         assert httpx.get(f"{server.url}/readyz").status_code == 503
