@@ -24,6 +24,18 @@ from fabricad.evaluation.line import LineSettings
 COLUMNS = ("false_alarms_per_100_m", "defect_recall", "localisation_mm_median", "grade_agreement")
 
 
+def mean_of(rows: list[dict], key: str) -> float | None:
+    """The mean over the fabrics that have the figure (no defect found: no localisation)."""
+    values = [r[key] for r in rows if r[key] is not None]
+    return float(np.mean(values)) if values else None
+
+
+def cell(r: dict) -> str:
+    where = "n/a" if r["localisation_mm_median"] is None else f"{r['localisation_mm_median']:.1f}"
+    recall = "n/a" if r["defect_recall"] is None else f"{r['defect_recall']:.2f}"
+    return f"{r['false_alarms_per_100_m']:.0f} / {recall} / {where} / {r['grade_agreement']:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs/bench-aitex"), help="benchmarks.aitex's --out")
@@ -40,22 +52,20 @@ def main() -> None:
         results[fabric] = evaluate_checkpoint(run, run / "eval-line", progress=False, line=settings)["line"]
         print(fabric, results[fabric]["strategies"], flush=True)
     names = list(next(iter(results.values()))["strategies"])
-    lines = [f"### Line benchmark, AITEX-256 ({machine()})", "",
+    lines = [f"## Line benchmark: false alarms per 100 m at a defect recall ({machine()})", "",
              f"`python -m benchmarks.line --runs {args.runs} --mm-per-px {args.mm_per_px:g} --rolls {args.rolls} "
              f"--roll-length-m {args.roll_length_m:g}`: per fabric {args.rolls} rolls of {args.roll_length_m:g} m at "
              f"{args.mm_per_px:g} mm/px (assumed), teach-in on each roll's first {settings.teach_in_frames} good scans for "
              f"{settings.target_alarms_per_100_m:g} alarms / 100 m; size rule ≥ {settings.min_area_mm2:g} mm² and "
              f"≥ {settings.min_length_mm:g} mm; {settings.zones} zones. Cells: false alarms / 100 m, defect recall, "
-             "median localisation mm, grade agreement.", "",
+             "median localisation mm (n/a: nothing found), grade agreement.", "",
              "| operating point | " + " | ".join(args.fabrics) + " | mean |", "|---|" + "---|" * (len(args.fabrics) + 1)]
     for name in names:
         cells, rows = [], [results[f]["strategies"][name] for f in args.fabrics]
-        for r in rows:
-            cells.append(f"{r['false_alarms_per_100_m']:.0f} / {r['defect_recall']:.2f} / "
-                         f"{r['localisation_mm_median'] or 0:.1f} / {r['grade_agreement']:.2f}")
-        mean = {k: float(np.mean([r[k] or 0 for r in rows])) for k in COLUMNS}
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | **{mean['false_alarms_per_100_m']:.0f} / "
-                     f"{mean['defect_recall']:.2f} / {mean['localisation_mm_median']:.1f} / {mean['grade_agreement']:.2f}** |")
+        for r in rows + [{k: mean_of(rows, k) for k in COLUMNS}]:
+            cells.append(cell(r))
+        cells[-1] = f"**{cells[-1]}**"
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     good = ", ".join(f"{f}: {results[f]['distinct_good_m']:g} m" for f in args.fabrics)
     lines += ["", f"Distinct good fabric behind the rates (normal test scans): {good}."]
     emit("\n".join(lines), args.write)
