@@ -120,6 +120,44 @@ def evaluate(
     typer.echo(f"report: {out / 'report.md'}")
 
 
+@app.command("train-types")
+def train_types(
+    bundle: Annotated[Path, typer.Option("--bundle", help="Bundle folder to write defect_types.json into.")],
+    data: DataOpt = None,
+    categories: Annotated[Optional[list[str]], typer.Option("--category", help="Category inside a dataset root; repeat it to "
+                                                            "pool several (defect types span fabrics).")] = None,
+    unknown_below: Annotated[Optional[float], typer.Option("--unknown-below", min=0, max=1, help="Answer `unknown` below "
+                                                           "this probability (default: the bundle's, else 0.5).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Teach a bundle defect types from a dataset that names them (AITEX's defect codes, MVTec-style
+    test/<type>/ folders with masks); validates leave-one-image-out and prints the figures.
+
+    The operators' labels the service gathered stay in the classifier; examples from the same
+    dataset replace their earlier copies."""
+    from fabricad.data import load_dataset
+    from fabricad.defect_types.examples import dataset_examples
+    from fabricad.defect_types.fit import refit
+    from fabricad.inference.bundle import is_bundle
+
+    if data is None:
+        raise FabricadError("give --data: a dataset whose defects carry types")
+    if not is_bundle(bundle):
+        raise FabricadError(f"{bundle} is not an exported bundle (fabricad export writes one)")
+    examples, sources = [], set()
+    for category in categories or [None]:
+        split = load_dataset(data, category)
+        examples += dataset_examples(split, progress=not quiet)
+        sources.add(split.name)
+    model, figures = refit(bundle, examples, sources, unknown_below, progress=not quiet)
+    typer.echo(f"defect types: {', '.join(f'{k} ({v})' for k, v in sorted(model.counts.items()))}")
+    if figures:
+        ours, rules = figures["classifier"], figures["geometry_rules"]
+        typer.echo(f"leave-one-image-out over {figures['images']} images: accuracy {ours['accuracy']:.2f}, macro-F1 "
+                   f"{ours['macro_f1']:.2f} (geometry rules: {rules['accuracy']:.2f}, {rules['macro_f1']:.2f})")
+    typer.echo(f"written: {bundle / 'defect_types.json'}")
+
+
 @app.command()
 def export(
     model: Annotated[Path, typer.Option("--model", help="model.ckpt (or its folder).")],

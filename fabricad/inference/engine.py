@@ -20,6 +20,7 @@ from fabricad.data.alignment import IDENTITY, Alignment, TextureReference
 from fabricad.data.fabric_edges import background_columns, only_background
 from fabricad.data.images import resize, to_rgb_uint8
 from fabricad.data.tiling import cut_window, reflect_pad, tile_starts
+from fabricad.defect_types import TypeClassifier, geometry_type, load_types
 from fabricad.errors import FabricadError
 from fabricad.inference import thresholds as T
 from fabricad.inference.backends import OnnxBackend, OpenVinoBackend
@@ -39,6 +40,11 @@ class Region:
     mean_score: float
     outline: list[list[int]] = field(default_factory=list)
     """the region's boundary as a simplified polygon of [x, y] points (for overlays and roll maps)"""
+    type: str | None = None
+    """the defect type (`fabricad.defect_types`): the bundle's classifier's, `unknown` where it is
+    unsure, or a geometry rule's (spot, line_along, line_across) where the bundle has none"""
+    type_confidence: float | None = None
+    """the classifier's probability of `type`; None for a geometry rule"""
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -133,7 +139,8 @@ def regions_at(anomaly_map: np.ndarray, threshold: float, op: OperatingPoint) ->
 
 class InferenceEngine:
     def __init__(self, backend, meta: BundleMeta, batch_size: int = 16, mode: str | None = None,
-                 overlap: float | None = None, align: bool = True, reference: TextureReference | None = None):
+                 overlap: float | None = None, align: bool = True, reference: TextureReference | None = None,
+                 types: TypeClassifier | None = None):
         self.backend = backend
         self.meta = meta
         self.batch_size = batch_size
@@ -152,6 +159,8 @@ class InferenceEngine:
         # to them, and its map moved back (fabricad.data.alignment).
         # `reference`: one in memory (a model being trained or evaluated has no bundle yet).
         self.texture = reference if reference is not None else TextureReference.decode(meta.texture) if align else None
+        self.types = types
+        """the bundle's defect-type classifier (its `defect_types.json`); None: geometry rules"""
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", providers: list[str] | None = None,
@@ -171,7 +180,7 @@ class InferenceEngine:
             runner = OpenVinoBackend(path, threads, device)
         else:
             runner = OnnxBackend(path, providers, threads, spinning=spinning)
-        return cls(runner, runner.meta, **kwargs)
+        return cls(runner, runner.meta, types=load_types(path), **kwargs)
 
     # --- threshold -----------------------------------------------------------------------------
     @property
@@ -246,8 +255,19 @@ class InferenceEngine:
         for (_, boxes, shape), image_maps, alignment, image in zip(plans, maps, alignments, rgb):
             amap = alignment.undo(self._assemble(image_maps, boxes, shape))
             background, empty = self._not_fabric(image)
-            results.append(self._judge(amap, background, empty, alignment, elapsed_ms, regions))
+            result = self._judge(amap, background, empty, alignment, elapsed_ms, regions)
+            self.name_types(image, result.regions)
+            results.append(result)
         return results
+
+    def name_types(self, image: np.ndarray, regions: list[Region]) -> None:
+        """Give each region of `image` its defect type, by the classifier or the geometry rules."""
+        if self.types is None:
+            for r in regions:
+                r.type = geometry_type(r.width, r.height).type
+            return
+        for r, verdict in zip(regions, self.types.classify(image, [(r.x, r.y, r.width, r.height) for r in regions])):
+            r.type, r.type_confidence = verdict.type, verdict.confidence
 
     def predict_windows(self, sources: list[tuple[np.ndarray, list[tuple[int, int, int, int]]]],
                         regions: bool = True) -> list[list[Result]]:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fabricad.defect_types import load_types
 from fabricad.errors import FabricadError
 from fabricad.inference.bundle import BundleMeta, read_bundle
 from fabricad.inference.engine import InferenceEngine
@@ -173,7 +174,7 @@ class ModelRegistry:
                 backend = TritonBackend(url, entry.meta, entry.name, protocol=protocol)
             else:
                 backend = RayServeBackend(self.engine_url or "", entry.meta, entry.name)
-            engine = InferenceEngine(backend, entry.meta, align=self.align)
+            engine = InferenceEngine(backend, entry.meta, align=self.align, types=load_types(entry.path))
         if self.on_load is not None:
             self.on_load(entry.name, entry.version, engine)
         return engine

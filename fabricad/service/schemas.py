@@ -22,6 +22,9 @@ class RegionOut(BaseModel):
     max_score: float
     mean_score: float
     outline: list[list[int]] = Field([], description="boundary polygon, [x, y] pixel points")
+    type: str | None = Field(None, description="defect type: the bundle's classifier's (`unknown` when unsure) or, "
+                                               "without one, a geometry rule's: spot, line_along, line_across")
+    type_confidence: float | None = Field(None, description="the classifier's probability of `type`; null for a rule")
 
 
 class InspectionOut(BaseModel):

@@ -1,0 +1,133 @@
+"""Defect types: descriptors and the classifier learn types from labelled defects, the file
+round-trips without pickle, the engine names each region, and `fabricad train-types` writes the
+classifier into a bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fabricad.data import load_dataset
+from fabricad.data.synthetic import generate_category
+from fabricad.defect_types import TYPES_FILE, describe, geometry_type, load_types
+from fabricad.defect_types.examples import dataset_examples, mask_boxes
+from fabricad.defect_types.fit import fit_types, leave_one_image_out
+from fabricad.errors import FabricadError
+
+TYPES = ("hole", "stain", "broken_yarn", "fold")
+
+
+@pytest.fixture(scope="module")
+def typed_category(tmp_path_factory):
+    return generate_category(tmp_path_factory.mktemp("typed"), "plain", size=(128, 128), n_train=1, n_test_good=1,
+                             n_test_defect=32, defect_types=TYPES, progress=False)
+
+
+@pytest.fixture(scope="module")
+def examples(typed_category):
+    return dataset_examples(load_dataset(typed_category, None), progress=False)
+
+
+def test_geometry_rules_tell_lines_along_and_across_from_spots():
+    assert geometry_type(4, 60).type == "line_along"
+    assert geometry_type(60, 4).type == "line_across"
+    assert geometry_type(12, 20).type == "spot"
+    assert geometry_type(12, 20).confidence is None
+
+
+def test_mask_parts_close_together_are_one_defect():
+    mask = np.zeros((100, 100), bool)
+    mask[10:12, 10:40] = True
+    mask[10:12, 44:70] = True  # a 4 px gap: the same broken yarn
+    mask[80:85, 80:85] = True  # far away: another defect
+    mask[50, 50] = True  # a speck below MIN_PIXELS: noise
+    boxes = sorted(mask_boxes(mask))
+    assert boxes == [(10, 10, 60, 2), (80, 80, 5, 5)]
+
+
+def test_descriptors_see_direction_and_contrast():
+    rng = np.random.default_rng(0)
+    cloth = rng.normal(128, 6, (128, 128)).clip(0, 255).astype(np.uint8)
+    along, across, hole = cloth.copy(), cloth.copy(), cloth.copy()
+    along[20:100, 60:63] = 40
+    across[60:63, 20:100] = 40
+    hole[56:72, 56:72] = 250
+    names = ("log_aspect", "orientation_cos", "contrast_mean", "dark_share")
+    from fabricad.defect_types.descriptors import FEATURE_NAMES
+    at = {n: FEATURE_NAMES.index(n) for n in names}
+    a, b, h = describe(along, (60, 20, 3, 80)), describe(across, (20, 60, 80, 3)), describe(hole, (56, 56, 16, 16))
+    assert a[at["log_aspect"]] > 2 and b[at["log_aspect"]] < -2
+    assert a[at["orientation_cos"]] < -0.9 and b[at["orientation_cos"]] > 0.9  # moments agree with the box
+    assert a[at["contrast_mean"]] < -5 and a[at["dark_share"]] > 0.9
+    assert h[at["contrast_mean"]] > 5 and h[at["dark_share"]] < 0.1
+    assert np.isfinite(describe(cloth[:, :, None].repeat(3, 2), (0, 0, 500, 500))).all()  # a box past the edge
+
+
+def test_classifier_names_unseen_defects_better_than_the_rules(examples):
+    assert {e.label for e in examples} == set(TYPES) and len(examples) >= 32
+    figures = leave_one_image_out(examples)
+    ours, rules = figures["classifier"], figures["geometry_rules"]
+    assert ours["accuracy"] >= 0.8, ours
+    assert ours["macro_f1"] > rules["macro_f1"] + 0.3, (ours, rules)
+    assert set(ours["per_type"]) == set(TYPES)
+
+
+def test_classifier_file_round_trips_and_rejects_other_descriptors(tmp_path, examples):
+    model = fit_types(examples, unknown_below=0.6)
+    model.save(tmp_path)
+    loaded = load_types(tmp_path)
+    x = np.asarray([e.features for e in examples[:8]])
+    assert np.allclose(loaded.probabilities(x), model.probabilities(x))
+    verdicts = loaded.judge(x)
+    assert all(v.type == "unknown" or v.confidence >= 0.6 for v in verdicts)
+    assert sum(v.type == e.label for v, e in zip(verdicts, examples[:8])) >= 6  # its own training examples
+    assert loaded.counts == {t: 8 for t in TYPES}
+    raw = json.loads((tmp_path / TYPES_FILE).read_text())
+    raw["feature_names"] = raw["feature_names"][:-1]
+    (tmp_path / TYPES_FILE).write_text(json.dumps(raw))
+    with pytest.raises(FabricadError, match="other descriptors"):
+        load_types(tmp_path)
+    (tmp_path / TYPES_FILE).write_text("{not json")
+    with pytest.raises(FabricadError, match="not a defect-type classifier"):
+        load_types(tmp_path)
+    assert load_types(tmp_path / "nowhere") is None
+
+
+def test_one_type_is_not_a_classifier(examples):
+    from fabricad.errors import DataError
+
+    with pytest.raises(DataError, match="at least two types"):
+        fit_types([e for e in examples if e.label == "hole"])
+
+
+def test_train_types_writes_the_bundle_classifier_and_the_engine_names_regions(tmp_path, models_dir, typed_category):
+    from fabricad.data.images import read_image
+    from fabricad.inference.engine import InferenceEngine
+
+    bundle = tmp_path / "plain"
+    shutil.copytree(models_dir / "plain-a", bundle)
+    image = read_image(sorted((typed_category / "test" / "hole").glob("*.png"))[0])
+    engine = InferenceEngine.load(bundle)
+    engine.set_threshold(0.0)  # every frame a defect: regions to name
+    plain = engine.inspect(image)
+    assert plain.regions and all(r.type in ("spot", "line_along", "line_across") and r.type_confidence is None
+                                 for r in plain.regions)
+
+    run = subprocess.run([sys.executable, "-m", "fabricad", "train-types", "--bundle", str(bundle), "--data",
+                          str(typed_category), "-q"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "leave-one-image-out" in run.stdout and (bundle / TYPES_FILE).is_file()
+    engine = InferenceEngine.load(bundle)
+    engine.set_threshold(0.0)
+    named = engine.inspect(image).regions
+    assert named and all(r.type in (*TYPES, "unknown") and r.type_confidence is not None for r in named)
+    assert "type" in engine.inspect(image).as_dict()["regions"][0]
+
+    bad = subprocess.run([sys.executable, "-m", "fabricad", "train-types", "--bundle", str(tmp_path), "--data",
+                          str(typed_category)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "not an exported bundle" in bad.stderr and "Traceback" not in bad.stderr
