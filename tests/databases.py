@@ -80,10 +80,14 @@ class PostgresServer:
 
 
 TABLES_SINCE_0_1_0 = ("users", "sessions", "audit_log")
+COLUMNS_SINCE_0_1_0 = (("roll_defects", "defect_type"), ("roll_defects", "type_confidence"))
 
 
 def forget_migrations(connection) -> None:
     """Turn a current SQLite database into what a release before migrations left: no
-    `alembic_version`, and none of the tables later migrations added (`sqlite3` connection)."""
+    `alembic_version`, and none of the tables and columns later migrations added (`sqlite3`
+    connection)."""
     for table in ("alembic_version", *TABLES_SINCE_0_1_0):
         connection.execute(f"DROP TABLE {table}")
+    for table, column in COLUMNS_SINCE_0_1_0:
+        connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")

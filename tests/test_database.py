@@ -18,7 +18,7 @@ from fabricad.service.database import Base, Database, alembic_config, head_revis
 from fabricad.service.defect_log import DefectLog
 from fabricad.service.rolls import RollTracker
 from fabricad.service.thresholds import ThresholdStore
-from tests.databases import SERVER_URL, database_url
+from tests.databases import COLUMNS_SINCE_0_1_0, SERVER_URL, database_url
 
 RELEASE_0_1_0 = Path(__file__).parent / "fixtures" / "fabricad-0.1.0.sql"
 """`sqlite3 .dump` of a database written by release 0.1.0 (create_all, no alembic_version):
@@ -66,6 +66,8 @@ def test_a_database_made_before_migrations_is_adopted_with_its_records(tmp_path)
     Base.metadata.create_all(database.engine, tables=[Base.metadata.tables[name] for name in TABLES_OF_0_1_0])
     with database.engine.begin() as connection:
         connection.execute(text("ALTER TABLE defects DROP COLUMN alignment_json"))
+        for table, column in COLUMNS_SINCE_0_1_0:  # added by later migrations, not by 0.1.0
+            connection.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
         connection.execute(text("INSERT INTO thresholds VALUES ('plain', 'v1', 1.5, 'manual', NULL, 0, CURRENT_TIMESTAMP)"))
     database.upgrade()
     assert database.revision() == head_revision() and schema_differences(database) == []

@@ -131,3 +131,24 @@ def test_train_types_writes_the_bundle_classifier_and_the_engine_names_regions(t
     bad = subprocess.run([sys.executable, "-m", "fabricad", "train-types", "--bundle", str(tmp_path), "--data",
                           str(typed_category)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "not an exported bundle" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_predicted_type_grades_like_a_label_and_the_report_counts_points_per_type():
+    from fabricad.rolls.grading import GradedDefect, GradingRules, defect_points, grading_type
+    from fabricad.rolls.report import points_by_type, roll_map, type_colours
+
+    rules = GradingRules(compact_as_hole_max_mm=None)
+    small = ((0.0, 30.0), (0.0, 0.030))  # 30 mm: 1 point as a defect, 4 as a hole over 25 mm
+    assert defect_points(GradedDefect(1, *small, grading_type("hole")), rules) == 4
+    assert defect_points(GradedDefect(2, *small, grading_type("nep")), rules) == 1
+    for unsure in ("unknown", "spot", "line_along", None):
+        assert grading_type(unsure) is None
+    defects = [{"id": 1, "type": "hole", "points": 4, "along_m": [0.1, 0.13], "across_mm": [0, 30]},
+               {"id": 2, "type": "nep", "points": 1, "along_m": [0.5, 0.51], "across_mm": [5, 10]},
+               {"id": 3, "type": "hole", "label": "false_alarm", "points": 0, "along_m": [0.7, 0.71], "across_mm": [5, 10]},
+               {"id": 4, "type": "nep", "points": 2, "along_m": [0.8, 0.81], "across_mm": [5, 10]}]
+    assert points_by_type(defects) == [("hole", 1, 4), ("nep", 2, 3), ("false_alarm", 1, 0)]
+    colours = type_colours(defects)
+    assert colours["hole"] != colours["nep"] and colours["false_alarm"] == (150, 150, 150)
+    picture = roll_map({"id": "R", "article": "a", "length_m": 1.0, "width_mm": 100}, defects)
+    assert (picture == np.array(colours["hole"], np.uint8)).all(axis=2).sum() > 20  # the hole drawn in its colour

@@ -135,6 +135,7 @@ def test_defects_and_stops_reach_the_plc_rolls_come_from_it_and_a_broker_outage_
         defects = plc.wait("/loom3/defect", 3)
         assert [d["defect_id"] for d in defects] == first  # in order
         assert defects[0]["roll_id"] == "R-line" and defects[0]["along_m"] >= 2.5 and defects[0]["length_mm"] > 0
+        assert defects[0]["type"] in ("spot", "line_along", "line_across")  # no classifier: the geometry rules
         assert len(plc.wait("/loom3/stop", 3)) == 3 and plc.of("/loom3/verdict")[0]["verdict"] == "DEFECT"
 
         broker.stop()  # the broker goes away mid-stream; inspection carries on and the messages wait on disk

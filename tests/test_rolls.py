@@ -71,6 +71,8 @@ def test_simulated_roll_positions_points_and_report(roll_setup, trained_models, 
             assert len(near) == 1, f"{planted.kind} at {centre}: {[(d['across_mm'], d['along_m']) for d in found]}"
             assert near[0]["points"] == points, (planted.kind, near[0])
             assert abs(near[0]["length_mm"] - h) <= 25  # the map is 8 px coarse and blurred: sizes to ±25 mm
+        # no classifier in this bundle: the geometry rules name each defect's shape
+        assert all(d["type"] in ("spot", "line_along", "line_across") and d["type_confidence"] is None for d in found)
         spanning = [d for d in found if len(d["sightings"]) > 1]
         assert spanning, "the defects across frame borders were seen twice and merged into one"
         # metre 0 holds 1 + 2 points, metre 1 the 4-point yarn fault; 128 mm × 1.28 m of fabric
@@ -94,12 +96,13 @@ def test_simulated_roll_positions_points_and_report(roll_setup, trained_models, 
         pdf = httpx.get(f"{url}/v1/rolls/R-0001/report.pdf")
         assert pdf.headers["content-type"] == "application/pdf"
         text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages)
-        assert "R-0001" in text and "Defects and points" in text
+        assert "R-0001" in text and "Defects and points" in text and "Points per defect type" in text
+        assert "false_alarm (operator)" in text and any(d["type"] in text for d in found)
         page = pypdfium2.PdfDocument(pdf.content)[0].render(scale=1).to_pil()
         page.save(tmp_path / "report-page1.png")
         assert page.size[0] > 800 and np.asarray(page).std() > 10  # a real rendered page, not blank
         csv_rows = httpx.get(f"{url}/v1/rolls/R-0001/report.csv").text.splitlines()
-        assert len(csv_rows) == len(found) + 1
+        assert len(csv_rows) == len(found) + 1 and "type,type_confidence" in csv_rows[0]
         assert httpx.get(f"{url}/v1/rolls/R-0001/map.png").content[:4] == b"\x89PNG"
         assert httpx.get(f"{url}/v1/rolls/..%2Fetc/report.pdf").status_code in (404, 422)
         assert [r["id"] for r in httpx.get(f"{url}/v1/rolls?status=ended").json()] == ["R-0001"]

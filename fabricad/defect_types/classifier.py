@@ -20,6 +20,7 @@ from fabricad.errors import FabricadError
 
 TYPES_FILE = "defect_types.json"
 UNKNOWN = "unknown"
+GEOMETRY_TYPES = ("spot", "line_along", "line_across")
 LINE_ELONGATION = 3.0
 """a box at least this many times longer than wide is a line (geometry rules)"""
 
@@ -38,8 +39,8 @@ def geometry_type(width: float, height: float) -> TypeVerdict:
     warp streak), a line across it (a broken pick, a weft bar) or a spot (a hole, a knot, a nep)."""
     small, large = sorted((max(width, 1e-9), max(height, 1e-9)))
     if large / small < LINE_ELONGATION:
-        return TypeVerdict("spot", None, "geometry")
-    return TypeVerdict("line_along" if height > width else "line_across", None, "geometry")
+        return TypeVerdict(GEOMETRY_TYPES[0], None, "geometry")
+    return TypeVerdict(GEOMETRY_TYPES[1] if height > width else GEOMETRY_TYPES[2], None, "geometry")
 
 
 class Example(BaseModel):

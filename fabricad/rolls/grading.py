@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field, model_validator
 
+from fabricad.defect_types.classifier import GEOMETRY_TYPES, UNKNOWN
+
 SQ_YARD_M2 = 0.9144**2
 FALSE_ALARM = "false_alarm"
 
@@ -71,6 +73,15 @@ class GradedDefect:
     def size_mm(self) -> float:
         """ASTM D5430 measures a defect's length in any direction: its larger extent."""
         return max(self.width_mm, self.length_mm)
+
+
+def grading_type(defect_type: str | None) -> str | None:
+    """A predicted defect type as a grading label: a classifier's named type grades like an
+    operator's label (a `hole` by the hole rule); `unknown` and the geometry rules' shapes say
+    nothing the size rules do not, so they leave the defect unlabelled."""
+    if defect_type is None or defect_type == UNKNOWN or defect_type in GEOMETRY_TYPES:
+        return None
+    return defect_type
 
 
 def is_hole(defect: GradedDefect, rules: GradingRules) -> bool:

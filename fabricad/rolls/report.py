@@ -15,19 +15,43 @@ import cv2
 import numpy as np
 from fpdf import FPDF
 
-POINT_COLOURS = {0: (150, 150, 150), 1: (250, 204, 21), 2: (249, 115, 22), 3: (220, 38, 38), 4: (127, 29, 29)}  # RGB
+TYPE_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+                (227, 119, 194), (188, 189, 34), (23, 190, 207), (82, 82, 82)]  # RGB, matplotlib's tab10
+UNTYPED = (150, 150, 150)
 CSV_FIELDS = ["id", "along_start_m", "along_end_m", "across_start_mm", "across_end_mm", "width_mm", "length_mm",
-              "points", "label", "max_score", "cameras", "sightings"]
+              "points", "label", "type", "type_confidence", "max_score", "cameras", "sightings"]
+
+
+def kind_of(defect: dict) -> str:
+    """What a defect is on the report: the operator's label, else the predicted type."""
+    return defect.get("label") or defect.get("type") or "untyped"
+
+
+def type_colours(defects: list[dict]) -> dict[str, tuple[int, int, int]]:
+    """One colour per kind on this roll, in order of first appearance (the legend's order)."""
+    kinds = list(dict.fromkeys(kind_of(d) for d in defects))
+    named = [k for k in kinds if k not in ("untyped", "unknown", "false_alarm")]
+    colours = {k: TYPE_PALETTE[i % len(TYPE_PALETTE)] for i, k in enumerate(named)}
+    return {k: colours.get(k, UNTYPED) for k in kinds}
+
+
+def points_by_type(defects: list[dict]) -> list[tuple[str, int, int]]:
+    """(kind, defects, points before the per-metre cap), most points first."""
+    table: dict[str, list[int]] = {}
+    for d in defects:
+        table.setdefault(kind_of(d), []).append(d.get("points") or 0)
+    return sorted(((k, len(v), sum(v)) for k, v in table.items()), key=lambda row: (-row[2], row[0]))
 
 
 def roll_map(summary: dict, defects: list[dict], width_px: int = 1600) -> np.ndarray:
-    """The roll as a strip (start at the left, width top to bottom) with defects coloured by points."""
+    """The roll as a strip (start at the left, width top to bottom) with defects coloured by type
+    (the operator's label where there is one) and numbered; a legend names the colours."""
     length = max(summary["length_m"], max((d["along_m"][1] for d in defects), default=0.0), 1e-3)
     width_mm = summary["width_mm"]
     margin, strip_h = 40, 160
     scale_x = (width_px - 2 * margin) / length  # px per metre
     scale_y = strip_h / width_mm  # px per mm across
-    image = np.full((strip_h + 2 * margin, width_px, 3), 255, np.uint8)
+    image = np.full((strip_h + 2 * margin + 12, width_px, 3), 255, np.uint8)
     cv2.rectangle(image, (margin, margin), (width_px - margin, margin + strip_h), (225, 215, 195), -1)
     # hatched: what no camera result vouches for (stretches along the roll, bands across it)
     for stretch in summary.get("uninspected", []):
@@ -43,16 +67,22 @@ def roll_map(summary: dict, defects: list[dict], width_px: int = 1600) -> np.nda
         cv2.line(image, (x, margin + strip_h), (x, margin + strip_h + 6), (60, 60, 60), 1)
         cv2.putText(image, f"{metre:g} m", (x - 12, margin + strip_h + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1)
         metre += step
+    colours = type_colours(defects)
     for d in defects:
         x0, x1 = (int(margin + a * scale_x) for a in d["along_m"])
         y0, y1 = (int(margin + a * scale_y) for a in d["across_mm"])
-        colour = POINT_COLOURS.get(d.get("points") or 0, POINT_COLOURS[4])
+        colour = colours[kind_of(d)]
         cv2.rectangle(image, (x0 - 3, y0 - 3), (max(x1, x0) + 3, max(y1, y0) + 3), colour, -1)
         cv2.rectangle(image, (x0 - 3, y0 - 3), (max(x1, x0) + 3, max(y1, y0) + 3), (30, 30, 30), 1)
         cv2.putText(image, str(d["id"]), (x0, max(y0 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (30, 30, 30), 1)
     if summary.get("uninspected") or summary.get("uncovered_across_mm"):
         cv2.putText(image, "hatched: not inspected", (width_px - margin - 175, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     (90, 90, 90), 1)
+    x = margin
+    for kind, colour in colours.items():  # the legend, under the metre marks
+        cv2.rectangle(image, (x, margin + strip_h + 28), (x + 10, margin + strip_h + 38), colour, -1)
+        cv2.putText(image, kind, (x + 14, margin + strip_h + 37), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (30, 30, 30), 1)
+        x += 24 + 8 * len(kind)
     title = f"roll {summary['id']}  {summary['article']}  {length:.2f} m x {width_mm:g} mm"
     cv2.putText(image, title, (margin, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (20, 20, 20), 1)
     return image
@@ -92,7 +122,9 @@ def defects_csv(defects: list[dict]) -> str:
             "id": d["id"], "along_start_m": f"{d['along_m'][0]:.4f}", "along_end_m": f"{d['along_m'][1]:.4f}",
             "across_start_mm": f"{d['across_mm'][0]:.1f}", "across_end_mm": f"{d['across_mm'][1]:.1f}",
             "width_mm": d["width_mm"], "length_mm": d["length_mm"], "points": d.get("points"),
-            "label": d.get("label") or "", "max_score": f"{d['max_score']:.4f}",
+            "label": d.get("label") or "", "type": d.get("type") or "",
+            "type_confidence": "" if d.get("type_confidence") is None else f"{d['type_confidence']:.3f}",
+            "max_score": f"{d['max_score']:.4f}",
             "cameras": " ".join(d.get("cameras", [])), "sightings": " ".join(map(str, d.get("sightings", []))),
         })
     return out.getvalue()
@@ -182,18 +214,27 @@ def roll_pdf(summary: dict, defects: list[dict], thumbnails: dict[int, np.ndarra
     pdf.ln(4)
     picture = roll_map(summary, defects)
     pdf.image(io.BytesIO(png_bytes(picture)), w=270)
+    if defects:
+        pdf.ln(2)
+        pdf.set_font(family, "B", 11)
+        pdf.cell(0, 7, "Points per defect type", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font(family, "", 10)
+        with pdf.table(col_widths=(60, 30, 30), width=120, align="LEFT") as table:
+            table.row(["type (label, else predicted)", "defects", "points"])
+            for kind, count, points in points_by_type(defects):
+                table.row([cell_text(kind), str(count), str(points)])
     pdf.add_page()
     pdf.set_font(family, "B", 12)
     pdf.cell(0, 8, "Defects and points", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font(family, "", 9)
     # Rows as tall as a readable thumbnail when there are pictures (fpdf2 sizes cell images by line height).
     with pdf.table(col_widths=(12, 28, 28, 22, 22, 14, 40, 20, 84), line_height=20 if thumbnails else 6) as table:
-        table.row(["#", "along (m)", "across (mm)", "width mm", "length mm", "points", "label", "score", "picture"])
+        table.row(["#", "along (m)", "across (mm)", "width mm", "length mm", "points", "type", "score", "picture"])
         for d in defects:
             row = table.row()
             for value in (d["id"], f"{d['along_m'][0]:.3f}-{d['along_m'][1]:.3f}",
                           f"{d['across_mm'][0]:.0f}-{d['across_mm'][1]:.0f}", f"{d['width_mm']:.0f}",
-                          f"{d['length_mm']:.0f}", d.get("points"), d.get("label") or "", f"{d['max_score']:.3f}"):
+                          f"{d['length_mm']:.0f}", d.get("points"), _type_text(d), f"{d['max_score']:.3f}"):
                 row.cell(cell_text(value))
             thumb = thumbnails.get(d["id"])
             if thumb is not None:
@@ -201,6 +242,14 @@ def roll_pdf(summary: dict, defects: list[dict], thumbnails: dict[int, np.ndarra
             else:
                 row.cell("")
     return bytes(pdf.output())
+
+
+def _type_text(defect: dict) -> str:
+    """The label an operator gave, else the predicted type with its confidence."""
+    if defect.get("label"):
+        return f"{defect['label']} (operator)"
+    kind, confidence = defect.get("type") or "", defect.get("type_confidence")
+    return f"{kind} {confidence:.2f}" if confidence is not None else kind
 
 
 def write_report(folder: Path, summary: dict, defects: list[dict], thumbnails: dict[int, np.ndarray] | None = None) -> dict[str, Path]:

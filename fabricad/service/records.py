@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from fabricad.rolls.coverage import RollCoverage
 from fabricad.rolls.geometry import RollBox
-from fabricad.rolls.grading import GradedDefect
+from fabricad.rolls.grading import GradedDefect, grading_type
 from fabricad.service.database import Base, UtcDateTime
 from fabricad.service.schemas import RollSpec
 
@@ -90,6 +90,10 @@ class RollDefectRecord(Base):
     cameras_json: Mapped[str] = mapped_column(Text, default="[]")
     max_score: Mapped[float] = mapped_column(Float)
     label: Mapped[str | None] = mapped_column(String(64))
+    """the operator's label: it decides over the predicted type"""
+    # Added later (defect types): the type of the strongest region that became part of it.
+    defect_type: Mapped[str | None] = mapped_column(String(64))
+    type_confidence: Mapped[float | None] = mapped_column(Float)
 
     @property
     def box(self) -> RollBox:
@@ -97,7 +101,8 @@ class RollDefectRecord(Base):
                        [tuple(p) for p in json.loads(self.outline_json)])
 
     def graded(self) -> GradedDefect:
-        return GradedDefect(self.id, (self.across_min, self.across_max), (self.along_min, self.along_max), self.label)
+        return GradedDefect(self.id, (self.across_min, self.across_max), (self.along_min, self.along_max),
+                            self.label or grading_type(self.defect_type))
 
     def as_dict(self, points: int | None = None) -> dict:
         return {
@@ -107,7 +112,7 @@ class RollDefectRecord(Base):
             "length_mm": round((self.along_max - self.along_min) * 1000, 2),
             "outline": json.loads(self.outline_json), "sightings": json.loads(self.sightings_json),
             "cameras": json.loads(self.cameras_json), "max_score": self.max_score, "label": self.label,
-            "points": points,
+            "type": self.defect_type, "type_confidence": self.type_confidence, "points": points,
         }
 
 

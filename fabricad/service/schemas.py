@@ -288,7 +288,10 @@ class RollDefectOut(BaseModel):
     sightings: list[int] = Field(description="defect-log ids of the frames it was seen in")
     cameras: list[str]
     max_score: float
-    label: str | None
+    label: str | None = Field(description="the operator's label; it decides over `type`")
+    type: str | None = Field(None, description="the predicted type of its strongest sighting (see RegionOut.type); "
+                                               "a classifier's named type grades like a label (a `hole` by the hole rule)")
+    type_confidence: float | None = None
     points: int | None = Field(description="4-point-system points (with the roll's grade)")
 
 

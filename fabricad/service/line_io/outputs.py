@@ -106,7 +106,8 @@ class LineOutputs:
                 "regions": len(data["regions"]), "along_m": top.centre[1] if top else data.get("along_m"),
                 "across_mm": top.centre[0] if top else None,
                 "length_mm": round((top.along_m[1] - top.along_m[0]) * 1000, 2) if top else None,
-                "width_mm": round(top.across_mm[1] - top.across_mm[0], 2) if top else None, "type": None,
+                "width_mm": round(top.across_mm[1] - top.across_mm[0], 2) if top else None,
+                "type": data["regions"][0].get("type") if data["regions"] else None,
                 "roll_points": self._roll_points(data.get("roll_id")),
             }))
         for sink in sinks:

@@ -43,11 +43,15 @@ def place_regions(session: Session, roll_id: str, spec: RollSpec, placement: Cam
             parts = [record.box, box] + [nearby[k].box for k in fold]
         sightings = set(json.loads(record.sightings_json)) | ({defect_id} if defect_id else set())
         cameras = set(json.loads(record.cameras_json)) | {placement.camera_id}
+        if keep is None or region["max_score"] > record.max_score:  # the strongest sighting names the type
+            record.defect_type, record.type_confidence = region.get("type"), region.get("type_confidence")
         score = max(record.max_score, region["max_score"])
         labels = [record.label]
         for k in fold:  # a new sighting that bridges two known defects joins them
             sightings |= set(json.loads(nearby[k].sightings_json))
             cameras |= set(json.loads(nearby[k].cameras_json))
+            if nearby[k].max_score > score:
+                record.defect_type, record.type_confidence = nearby[k].defect_type, nearby[k].type_confidence
             score = max(score, nearby[k].max_score)
             labels.append(nearby[k].label)
             session.delete(nearby[k])

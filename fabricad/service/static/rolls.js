@@ -1,8 +1,22 @@
-// Rolls: list with grade, start/end, the roll map (a zoomable strip, markers coloured by points)
-// and the reports.
+// Rolls: list with grade, start/end, the roll map (a zoomable strip, markers coloured by defect
+// type, as the PDF's map) and the reports.
 import { api, auth, download, el, fmt, notify } from "./api.js";
 
-const POINT_COLOURS = ["#969696", "#facc15", "#f97316", "#dc2626", "#7f1d1d"];
+// matplotlib's tab10, the PDF roll map's palette (fabricad/rolls/report.py), in first-seen order
+const TYPE_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#525252"];
+const UNTYPED = "#969696";
+const kindOf = (d) => d.label || d.type || "untyped";
+
+function typeColours(defects) {
+  const colours = new Map();
+  let next = 0;
+  for (const d of defects) {
+    const kind = kindOf(d);
+    if (colours.has(kind)) continue;
+    colours.set(kind, ["untyped", "unknown", "false_alarm"].includes(kind) ? UNTYPED : TYPE_PALETTE[next++ % TYPE_PALETTE.length]);
+  }
+  return colours;
+}
 const SVG = "http://www.w3.org/2000/svg";
 let selected = null;
 let zoom = 1;
@@ -50,20 +64,27 @@ function rollMap(roll, onPick) {
     label.textContent = `${+m.toFixed(2)} m`;
     map.append(label);
   }
+  const colours = typeColours(roll.defect_list);
   for (const d of roll.defect_list) {
     const rect = svg("rect", {
       class: "defect", "data-id": d.id,
       x: 20 + d.along_m[0] * sx - 3, y: 10 + d.across_mm[0] * sy - 3,
       width: Math.max((d.along_m[1] - d.along_m[0]) * sx, 0) + 6, height: Math.max((d.across_mm[1] - d.across_mm[0]) * sy, 0) + 6,
-      fill: POINT_COLOURS[Math.min(d.points ?? 0, 4)],
+      fill: colours.get(kindOf(d)), "data-type": kindOf(d),
     });
     const title = svg("title");
-    title.textContent = `#${d.id}: ${d.points} points, ${d.length_mm} × ${d.width_mm} mm at ${d.along_m[0].toFixed(3)} m${d.label ? `, ${d.label}` : ""}`;
+    title.textContent = `#${d.id}: ${kindOf(d)}, ${d.points} points, ${d.length_mm} × ${d.width_mm} mm at ${d.along_m[0].toFixed(3)} m`;
     rect.append(title);
     rect.addEventListener("click", () => onPick(d));
     map.append(rect);
   }
   return map;
+}
+
+function legend(defects) {
+  const colours = typeColours(defects);
+  return el("p", { class: "legend", "data-testid": "roll-legend" }, ...[...colours].map(([kind, colour]) =>
+    el("span", { class: "legend-item" }, el("span", { class: "swatch", style: `background:${colour}` }), ` ${kind} `)));
 }
 
 function defectInfo(roll, d) {
@@ -73,7 +94,8 @@ function defectInfo(roll, d) {
   return el("div", { class: "card", "data-testid": "roll-defect" },
     el("h4", {}, `Defect #${d.id}: ${d.points} points`),
     el("p", {}, `${d.along_m[0].toFixed(3)}–${d.along_m[1].toFixed(3)} m along, ${d.across_mm[0].toFixed(0)}–${d.across_mm[1].toFixed(0)} mm across`),
-    el("p", {}, `${d.length_mm} mm long, ${d.width_mm} mm wide · cameras ${d.cameras.join(", ")} · label ${d.label ?? "—"}`),
+    el("p", {}, `${d.length_mm} mm long, ${d.width_mm} mm wide · cameras ${d.cameras.join(", ")} · label ${d.label ?? "—"}`
+      + ` · predicted type ${d.type ?? "—"}${d.type_confidence != null ? ` (${(100 * d.type_confidence).toFixed(0)} %)` : ""}`),
     el("p", {}, "seen in frames: ", d.sightings.map((id) => el("a", { href: "#", onclick: (e) => { e.preventDefault(); document.dispatchEvent(new CustomEvent("fabricad:show-defect", { detail: id })); } }, `#${id} `))),
     el("div", { class: "actions" },
       el("button", { disabled: !operator, onclick: () => label("false_alarm") }, "False alarm"),
@@ -103,7 +125,7 @@ async function showRoll(id) {
       `not inspected: ${g.uninspected_m.toFixed(2)} m in ${roll.uninspected.length} stretch${roll.uninspected.length > 1 ? "es" : ""} (hatched on the map)`) : null,
     roll.uncovered_across_mm?.length ? el("p", { class: "fail", "data-testid": "roll-uncovered" },
       `in no camera's view: ${roll.uncovered_across_mm.map(([a, b]) => `${a}–${b} mm`).join(", ")} across (hatched on the map)`) : null,
-    el("label", { class: "hint" }, "zoom ", zoomer), wrap, info,
+    el("label", { class: "hint" }, "zoom ", zoomer), wrap, legend(roll.defect_list), info,
     el("div", { class: "actions" },
       roll.status === "running" ? el("button", { disabled: !operator, onclick: async () => {
         try { await api(`/v1/rolls/${encodeURIComponent(id)}/end`, { method: "POST" }); await refreshRolls(); } catch (e) { notify(e.message); }
