@@ -134,7 +134,12 @@ def test_train_types_writes_the_bundle_classifier_and_the_engine_names_regions(t
 
 
 def test_a_predicted_type_grades_like_a_label_and_the_report_counts_points_per_type():
-    from fabricad.rolls.grading import GradedDefect, GradingRules, defect_points, grading_type
+    from fabricad.rolls.grading import (
+        GradedDefect,
+        GradingRules,
+        defect_points,
+        grading_type,
+    )
     from fabricad.rolls.report import points_by_type, roll_map, type_colours
 
     rules = GradingRules(compact_as_hole_max_mm=None)

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fabricad.defect_types.classifier import Example, TypeClassifier, geometry_type, load_types
+from fabricad.defect_types.classifier import (
+    Example,
+    TypeClassifier,
+    geometry_type,
+    load_types,
+)
 from fabricad.defect_types.descriptors import FEATURE_NAMES
 from fabricad.errors import DataError, FabricadError
 
