@@ -102,3 +102,13 @@ def test_line_scan(trained_models, tmp_path):
     out = bench("benchmarks.line_scan", "--bundle", str(trained_models / "plain"), "--image", str(image),
                 "--widths", "512", "--rates", "200", "--seconds", "1")
     assert "| 512 | 200 |" in out and "GigE Vision link" in out
+
+
+def test_defect_types_on_aitex(tmp_path):
+    aitex = ROOT.parent / "shared" / "data" / "aitex"
+    if not aitex.is_dir():
+        pytest.skip("AITEX is not at ../shared/data/aitex")
+    out = bench("benchmarks.defect_types", "--data", str(aitex), "--out", str(tmp_path))
+    assert "| **all: accuracy / macro-F1** |" in out and (tmp_path / "confusion.png").stat().st_size > 0
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert len(figures["types"]) >= 5 and figures["classifier"]["macro_f1"] > figures["geometry_rules"]["macro_f1"]

@@ -207,6 +207,8 @@ def test_inspect_by_drop_and_operator_limits(live, page):
     page.click('#tabs button[data-tab="models"]')
     expect(page.locator('[data-model="plain"] input[type=range]')).to_be_disabled()  # operators cannot change thresholds
     expect(page.locator('[data-model="plain"] .hint')).to_contain_text("aligns the weave to training")
+    expect(page.get_by_test_id("defect-types")).to_contain_text("no type classifier")  # the bundle has none
+    expect(page.get_by_role("button", name="Refit defect types from labels")).to_be_disabled()  # admins only
 
 
 def test_the_live_page_shows_each_line_connection_as_it_comes_and_goes(trained_models, tmp_path, page):

@@ -157,3 +157,52 @@ def test_a_predicted_type_grades_like_a_label_and_the_report_counts_points_per_t
     assert colours["hole"] != colours["nep"] and colours["false_alarm"] == (150, 150, 150)
     picture = roll_map({"id": "R", "article": "a", "length_m": 1.0, "width_mm": 100}, defects)
     assert (picture == np.array(colours["hole"], np.uint8)).all(axis=2).sum() > 20  # the hole drawn in its colour
+
+
+def test_operators_type_labels_refit_the_classifier_of_a_running_service(tmp_path, models_dir, typed_category):
+    """A real service: frames inspected, acknowledged with types, the classifier refitted by the
+    API, and the next frame's regions named by it."""
+    httpx = pytest.importorskip("httpx")
+    from tests.live_server import ADMIN, OPERATOR, Server, png
+
+    models = tmp_path / "models"
+    shutil.copytree(models_dir / "plain-a", models / "plain-a")
+    server = Server(models, tmp_path / "svc")
+    admin, operator = {"X-API-Key": ADMIN}, {"X-API-Key": OPERATOR}
+    url = f"{server.url}/v1/models/plain-a"
+    try:
+        assert httpx.get(f"{url}/defect-types").status_code == 404  # none yet: geometry rules
+        assert httpx.put(f"{url}/threshold", json={"value": 1e-6}, headers=admin).status_code == 200
+        from fabricad.data.images import read_image
+
+        def inspect(path) -> dict:
+            answer = httpx.post(f"{server.url}/v1/inspect", content=png(read_image(path)),
+                                headers={"content-type": "image/png"}, timeout=60)
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        labelled = {}
+        for kind in ("hole", "broken_yarn"):
+            for path in sorted((typed_category / "test" / kind).glob("*.png"))[:6]:
+                body = inspect(path)
+                assert body["regions"][0]["type"] in ("spot", "line_along", "line_across")
+                labelled[body["defect_id"]] = kind
+        first = next(iter(labelled))
+        assert httpx.post(f"{server.url}/v1/defects/{first}/ack", json={"label": "hole"}, headers=operator).status_code == 200
+        refused = httpx.post(f"{url}/defect-types", headers=admin, timeout=60)
+        assert refused.status_code == 400 and "at least two types" in refused.json()["detail"]
+        for defect_id, kind in labelled.items():
+            assert httpx.post(f"{server.url}/v1/defects/{defect_id}/ack", json={"label": kind}, headers=operator).status_code == 200
+        assert httpx.post(f"{url}/defect-types", headers=operator).status_code == 403  # admins teach the model
+        fitted = httpx.post(f"{url}/defect-types", headers=admin, timeout=60)
+        assert fitted.status_code == 200, fitted.text
+        assert fitted.json()["types"] == {"hole": 6, "broken_yarn": 6} and fitted.json()["from_service"] == 12
+        assert (models / "plain-a" / TYPES_FILE).is_file()
+        named = inspect(sorted((typed_category / "test" / "hole").glob("*.png"))[-1])["regions"]
+        assert named and named[0]["type"] in ("hole", "broken_yarn", "unknown") and named[0]["type_confidence"] is not None
+        again = httpx.post(f"{url}/defect-types", headers=admin, timeout=60).json()  # labels are not counted twice
+        assert again["from_service"] == 12 and httpx.get(f"{url}/defect-types").json()["types"] == again["types"]
+        audit = httpx.get(f"{server.url}/v1/audit", headers=admin).json()
+        assert sum(e["action"] == "model.defect_types" for e in audit) == 2
+    finally:
+        server.stop()

@@ -162,6 +162,16 @@ class AuditOut(BaseModel):
     detail: dict
 
 
+class DefectTypesOut(BaseModel):
+    types: dict[str, int] = Field(description="labelled examples per type the classifier was fitted on (all sources)")
+    unknown_below: float = Field(description="a top probability below this answers `unknown`")
+    trained_at: str
+    from_service: int = Field(description="examples from the operators' labels on this service")
+    skipped: int = Field(0, description="labelled defects left out: their image was pruned or unreadable")
+    validation: dict | None = Field(None, description="leave-one-image-out accuracy, macro-F1 and per-type accuracy, "
+                                                      "beside the geometry rules'; null with too few images per type")
+
+
 class ModelOut(BaseModel):
     name: str
     active: bool

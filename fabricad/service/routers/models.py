@@ -6,11 +6,13 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
+from fabricad.defect_types import load_types
 from fabricad.rolls.grading import FALSE_ALARM
 from fabricad.service.audit import Actor
 from fabricad.service.dependencies import AppState, get_state, reader, require
 from fabricad.service.schemas import (
     CalibrationOut,
+    DefectTypesOut,
     ModelOut,
     TeachInIn,
     TeachInOut,
@@ -18,6 +20,7 @@ from fabricad.service.schemas import (
     ThresholdOut,
 )
 from fabricad.service.teach_in import line_threshold
+from fabricad.service.type_labels import SOURCE, service_examples
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(reader)])
 
@@ -159,3 +162,41 @@ def cancel_teach_in(name: str, actor: Actor = Depends(require("admin")), state: 
     if state.teach_ins.finish(name) is None:
         raise HTTPException(404, f"no teach-in is running for {name}")
     state.audit.record(actor, "teach_in.cancel", name)
+
+
+def _types_out(classifier, skipped: int = 0) -> DefectTypesOut:
+    validation = dict(classifier.validation or {})
+    validation.pop("predictions", None)
+    return DefectTypesOut(types=classifier.counts, unknown_below=classifier.unknown_below, trained_at=classifier.trained_at,
+                          from_service=sum(e.source == SOURCE for e in classifier.examples), skipped=skipped,
+                          validation=validation or None)
+
+
+@router.get("/{name}/defect-types", response_model=DefectTypesOut)
+def get_defect_types(name: str, state: AppState = Depends(get_state)) -> DefectTypesOut:
+    classifier = load_types(state.registry.entry(name).path)
+    if classifier is None:
+        raise HTTPException(404, f"model {name} has no defect-type classifier: regions are named by the geometry rules "
+                                 "(fabricad train-types, or POST this path once operators have labelled types)")
+    return _types_out(classifier)
+
+
+@router.post("/{name}/defect-types", response_model=DefectTypesOut)
+async def train_defect_types(name: str, actor: Actor = Depends(require("admin")),
+                             state: AppState = Depends(get_state)) -> DefectTypesOut:
+    """Refit the model's type classifier with every type label operators gave its defects (kept
+    beside the examples it was fitted on before); the engine names regions by it at once."""
+    from fabricad.defect_types.fit import refit
+
+    entry = state.registry.entry(name)
+
+    def work():
+        examples, skipped = service_examples(state.defects, name)
+        classifier, _ = refit(entry.path, examples, {SOURCE})
+        if entry.engine is not None:
+            entry.engine.types = classifier
+        return classifier, skipped
+
+    classifier, skipped = await run_in_threadpool(work)
+    state.audit.record(actor, "model.defect_types", name, types=classifier.counts, skipped=skipped)
+    return _types_out(classifier, skipped)

@@ -52,6 +52,22 @@ function teachInBlock(model, status) {
   return block;
 }
 
+// Defect types: what the model's classifier knows, and a refit from the operators' type labels.
+function typesBlock(model, admin) {
+  const status = el("span", { class: "types-status", "data-testid": "defect-types" }, "");
+  const show = (t) => {
+    const v = t.validation?.classifier;
+    status.textContent = `types: ${Object.entries(t.types).map(([k, n]) => `${k} (${n})`).join(", ")}`
+      + (v ? ` · held-out accuracy ${(100 * v.accuracy).toFixed(0)} %` : "") + ` · ${t.from_service} from operators' labels`;
+  };
+  api(`${modelPath(model.name)}/defect-types`).then(show).catch(() => { status.textContent = "no type classifier: regions are named spot / line along / line across"; });
+  const refit = el("button", { disabled: !admin, onclick: async () => {
+    try { const t = await api(`${modelPath(model.name)}/defect-types`, { method: "POST" }); show(t); notify(`defect types of ${model.name} refitted`, "info"); }
+    catch (e) { notify(`defect types: ${e.message}`); }
+  } }, "Refit defect types from labels");
+  return el("div", { class: "types" }, status, " ", refit);
+}
+
 function modelCard(model, cameras, calibration, teachIn) {
   const admin = auth.role === "admin";
   const scores = [...calibration.normal_scores, ...calibration.defect_scores, ...calibration.false_alarm_scores, model.threshold.value];
@@ -89,6 +105,7 @@ function modelCard(model, cameras, calibration, teachIn) {
     el("p", {}, "threshold in force: ", el("b", { "data-testid": "threshold" }, fmt.num(model.threshold.value, 4)), ` (${model.threshold.method})`),
     el("div", { class: "threshold" }, slider, out, apply, reset),
     teachInBlock(model, teachIn),
+    typesBlock(model, admin),
     model.active ? null : el("button", { disabled: !admin, onclick: async () => {
       try { await api(`/v1/models/${encodeURIComponent(model.name)}/activate`, { method: "POST" }); refreshModels(); } catch (e) { notify(e.message); }
     } }, "Make active"),
