@@ -206,3 +206,22 @@ def test_operators_type_labels_refit_the_classifier_of_a_running_service(tmp_pat
         assert sum(e["action"] == "model.defect_types" for e in audit) == 2
     finally:
         server.stop()
+
+
+def test_a_new_type_file_reaches_the_serving_engine_without_loading_the_model_again(tmp_path, models_dir, examples):
+    from fabricad.service.registry import ModelRegistry
+
+    shutil.copytree(models_dir / "plain-a", tmp_path / "plain-a")
+    registry = ModelRegistry(tmp_path)
+    _, engine = registry.engine("plain-a")
+    assert engine.types is None
+    fit_types(examples).save(tmp_path / "plain-a")
+    registry.scan()
+    entry, serving = registry.engine("plain-a")
+    assert serving is engine and engine.types is not None and set(engine.types.classes) == set(TYPES)
+    (tmp_path / "plain-a" / TYPES_FILE).write_text("{broken")
+    registry.scan()  # refused with a log line; the classifier in use stays
+    assert registry.engine("plain-a")[1] is engine and set(engine.types.classes) == set(TYPES)
+    (tmp_path / "plain-a" / TYPES_FILE).unlink()
+    registry.scan()
+    assert registry.engine("plain-a")[1] is engine and engine.types is None

@@ -8,6 +8,7 @@ the service can refit it with its operators' labels added without the datasets a
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,10 +86,7 @@ class TypeClassifier(BaseModel):
 
     @property
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for example in self.examples:
-            out[example.label] = out.get(example.label, 0) + 1
-        return out
+        return dict(Counter(example.label for example in self.examples))
 
     def save(self, folder: Path) -> Path:
         path = Path(folder) / TYPES_FILE

@@ -28,7 +28,7 @@ DEVIATION = 2.5
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
-    gray = image if image.ndim == 2 else cv2.cvtColor(image[:, :, :3], cv2.COLOR_RGB2GRAY)
+    gray = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_RGB2GRAY)
     return gray.astype(np.float32)
 
 
@@ -36,14 +36,13 @@ def describe(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """The descriptor vector (in `FEATURE_NAMES` order) of the region `box` = (x, y, width,
     height) on `image` (RGB or gray, any size). The cloth around the box — a ring as wide as half
     the box, at least 8 px — is the reference every contrast is measured against."""
-    gray = _gray(image)
-    height, width = gray.shape
+    height, width = image.shape[:2]
     x, y, w, h = (int(v) for v in box)
     x, y = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
     w, h = max(1, min(w, width - x)), max(1, min(h, height - y))
     margin = max(8, (max(w, h) + 1) // 2)
     x0, y0, x1, y1 = max(0, x - margin), max(0, y - margin), min(width, x + w + margin), min(height, y + h + margin)
-    crop = gray[y0:y1, x0:x1]
+    crop = _gray(image[y0:y1, x0:x1])  # only the window: a scan holds many regions, each reads its own
     inside = np.zeros(crop.shape, bool)
     inside[y - y0:y - y0 + h, x - x0:x - x0 + w] = True
     ring = crop[~inside] if (~inside).any() else crop.ravel()

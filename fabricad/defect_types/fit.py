@@ -27,9 +27,7 @@ def fit_types(examples: list[Example], unknown_below: float = 0.5, c: float = 1.
         from sklearn.linear_model import LogisticRegression
     except ImportError:
         raise FabricadError("fitting defect types needs scikit-learn: pip install 'fabricad[train]'") from None
-    counts: dict[str, int] = {}
-    for e in examples:
-        counts[e.label] = counts.get(e.label, 0) + 1
+    counts = Counter(e.label for e in examples)
     kept = sorted(label for label, n in counts.items() if n >= MIN_PER_TYPE)
     if len(kept) < 2:
         raise DataError("defect types need at least two types with " f"{MIN_PER_TYPE}+ labelled examples each; have "
@@ -51,7 +49,7 @@ def fit_types(examples: list[Example], unknown_below: float = 0.5, c: float = 1.
 
 
 def _geometry_of(example: Example) -> str:
-    width, height = np.exp(example.features[0]), np.exp(example.features[1])  # descriptors 0, 1: log box size
+    width, height = (np.exp(example.features[FEATURE_NAMES.index(n)]) for n in ("log_width", "log_height"))
     return geometry_type(width, height).type
 
 
@@ -113,7 +111,7 @@ def refit(folder: Path, new: list[Example], replaces: set[str], unknown_below: f
         try:
             figures = leave_one_image_out(examples, progress=progress)
         except DataError:  # too few images per type to hold one out: the classifier still stands
-            figures = None
+            pass
     model.validation = figures
     model.save(folder)
     return model, figures

@@ -15,6 +15,9 @@ import cv2
 import numpy as np
 from fpdf import FPDF
 
+from fabricad.defect_types.classifier import UNKNOWN
+from fabricad.rolls.grading import FALSE_ALARM
+
 TYPE_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
                 (227, 119, 194), (188, 189, 34), (23, 190, 207), (82, 82, 82)]  # RGB, matplotlib's tab10
 UNTYPED = (150, 150, 150)
@@ -30,7 +33,7 @@ def kind_of(defect: dict) -> str:
 def type_colours(defects: list[dict]) -> dict[str, tuple[int, int, int]]:
     """One colour per kind on this roll, in order of first appearance (the legend's order)."""
     kinds = list(dict.fromkeys(kind_of(d) for d in defects))
-    named = [k for k in kinds if k not in ("untyped", "unknown", "false_alarm")]
+    named = [k for k in kinds if k not in ("untyped", UNKNOWN, FALSE_ALARM)]
     colours = {k: TYPE_PALETTE[i % len(TYPE_PALETTE)] for i, k in enumerate(named)}
     return {k: colours.get(k, UNTYPED) for k in kinds}
 

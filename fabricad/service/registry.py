@@ -19,10 +19,10 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fabricad.defect_types import load_types
+from fabricad.defect_types import TYPES_FILE, load_types
 from fabricad.errors import FabricadError
 from fabricad.inference.bundle import BundleMeta, read_bundle
 from fabricad.inference.engine import InferenceEngine
@@ -53,6 +53,10 @@ class ModelEntry:
 BUNDLE_SUFFIXES = {".json", ".onnx", ".plan", ".data"}
 """The files that make a bundle (metadata, graph, TensorRT plan, external weights); caches the
 runtime writes beside them (`trt_cache/`) and notes a person leaves there are not the model."""
+
+
+def _without_types(files: tuple) -> tuple:
+    return tuple(f for f in files if f[0] != TYPES_FILE)
 
 
 def files_of(folder: Path) -> tuple:
@@ -110,6 +114,9 @@ class ModelRegistry:
                 known = self._entries.get(name)
                 if (known is not None and known.files == files) or self._skipped.get(name) == files:
                     continue
+                if known is not None and _without_types(known.files) == _without_types(files):
+                    self._new_types(known, files)  # the model is the same: no engine to load again
+                    continue
                 try:
                     meta, _ = read_bundle(folder)
                     entry = ModelEntry(name, folder, meta, files=files)
@@ -134,6 +141,21 @@ class ModelRegistry:
                 self._entries = {n: e for n, e in self._entries.items() if n not in gone}
                 log.info("model bundles removed from %s: %s", self.models_dir, ", ".join(gone))
         return added
+
+    def _new_types(self, known: ModelEntry, files: tuple) -> None:
+        """Only the bundle's defect-type classifier changed (`fabricad train-types`, a refit from
+        the operators' labels): the serving engine takes it over as it is."""
+        try:
+            types = load_types(known.path)
+        except FabricadError as exc:
+            log.error("defect types of %s not taken (the loaded ones stay): %s", known.name, exc)
+            self._skipped[known.name] = files
+            return
+        if known.engine is not None:
+            known.engine.types = types
+        self._skipped.pop(known.name, None)
+        self._entries = {**self._entries, known.name: replace(known, files=files)}
+        log.info("defect types of %s changed on disk: %s", known.name, ", ".join(types.classes) if types else "none")
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -193,8 +193,7 @@ async def train_defect_types(name: str, actor: Actor = Depends(require("admin"))
     def work():
         examples, skipped = service_examples(state.defects, name)
         classifier, _ = refit(entry.path, examples, {SOURCE})
-        if entry.engine is not None:
-            entry.engine.types = classifier
+        state.registry.scan()  # the serving engine takes the new file, as after `fabricad train-types`
         return classifier, skipped
 
     classifier, skipped = await run_in_threadpool(work)
