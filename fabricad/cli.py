@@ -159,6 +159,54 @@ def train_types(
 
 
 @app.command()
+def finetune(
+    bundle: Annotated[Path, typer.Option("--bundle", help="The bundle in use (exported --with-checkpoint).")],
+    false_alarms: Annotated[list[Path], typer.Option("--false-alarms", help="Frames labelled false alarms: images or "
+                                                     "folders (repeatable); learnt as normal fabric.")],
+    out: Annotated[Path, typer.Option("--out", help="Job folder: the fine-tune's checkpoint (run/) and the candidate (bundle/).")],
+    defects: Annotated[Optional[list[Path]], typer.Option("--defects", help="Frames confirmed as defects (repeatable): the "
+                                                          "candidate must still catch them.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="The model's training images, where they are not at the "
+                                                 "path its checkpoint names.")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, max=100_000, help="Fine-tune steps.")] = 200,
+    max_minutes: Annotated[float, typer.Option("--max-minutes", min=0.1, help="Time budget of the fine-tune.")] = 10.0,
+    status: Annotated[Optional[Path], typer.Option("--status", help="Write progress and the result to this JSON file "
+                                                   "(the service reads it).")] = None,
+    job: Annotated[Optional[str], typer.Option("--job", help="The job's name in the status file (default: OUT's name).")] = None,
+    nice: Annotated[int, typer.Option("--nice", min=0, max=19, help="Lower this process's CPU priority by this much "
+                                      "(the service's jobs: 10, so cameras keep theirs).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Fine-tune a bundle's model on frames labelled false alarms and export a candidate bundle
+    (OUT/bundle), judged against BUNDLE on the held-out images, the labelled frames and the
+    dataset's test images: it is offered only if it is not worse."""
+    import os
+
+    from fabricad.data.images import IMAGE_EXTENSIONS
+    from fabricad.export.candidate import retrain_candidate
+
+    def images(items: list[Path]) -> list[Path]:
+        found = []
+        for item in items:
+            if not item.exists():
+                raise FabricadError(f"not found: {item}")
+            found += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if item.is_dir() else [item]
+        return found
+
+    frames = images(false_alarms)
+    if not frames:
+        raise FabricadError(f"no images in {', '.join(map(str, false_alarms))}: give the frames labelled false alarms")
+    if nice:
+        os.nice(nice)
+    result = retrain_candidate(bundle, frames, out, defects=images(defects or []), data=data, steps=steps,
+                               max_minutes=max_minutes, status_file=status, job=job, progress=not quiet)
+    for row in result.comparison:
+        typer.echo(f"{row.change()} on {row.images} images [{row.verdict}]")
+    offered = "offered for activation" if result.offered else "not offered: " + "; ".join(result.reasons)
+    typer.echo(f"candidate: {out / 'bundle'} ({result.verdict}, {offered})")
+
+
+@app.command()
 def export(
     model: Annotated[Path, typer.Option("--model", help="model.ckpt (or its folder).")],
     format: Annotated[str, typer.Option("--format", help="onnx, tensorrt, or triton (OUT is then a Triton model repository).")] = "onnx",
@@ -169,6 +217,8 @@ def export(
     name: Annotated[Optional[str], typer.Option("--name", help="Model name shown by the service (default: folder name).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Inference settings, e.g. model.fabric_roi=false.")] = None,
+    with_checkpoint: Annotated[bool, typer.Option("--with-checkpoint", help="Carry the training checkpoint in the bundle, "
+                                                  "so the service can retrain it from the operators' false-alarm labels.")] = False,
 ) -> None:
     """Export a checkpoint to a deployable bundle: ONNX (fp32/fp16/int8), optionally a TensorRT engine."""
     from fabricad.export.onnx_export import export_checkpoint
@@ -196,7 +246,7 @@ def export(
         typer.echo(f"triton model repository: {out} (model {model_name}: {folder / 'config.pbtxt'})")
         return
     bundle = export_checkpoint(model, out, precision=precision, data=data, category=category, name=name,
-                               progress=not quiet, overrides=overrides)
+                               progress=not quiet, overrides=overrides, with_checkpoint=with_checkpoint)
     typer.echo(f"bundle: {bundle}")
     if format == "tensorrt":
         typer.echo(f"tensorrt engine: {build_engine(bundle, fp16=precision != 'fp32')}")

@@ -122,7 +122,8 @@ def export_model(plan: DemoPlan, name: str) -> Path:
         _say(f"export: reusing {bundle}")
         return bundle
     _say(f"export: ONNX bundle {bundle}")
-    return export_checkpoint(plan.model_dir, bundle, name=name)
+    # with its checkpoint: the dashboard can then retrain it from the false alarms operators label
+    return export_checkpoint(plan.model_dir, bundle, name=name, with_checkpoint=True)
 
 
 def camera_frames(plan: DemoPlan, data: Path, category: str | None) -> Path:

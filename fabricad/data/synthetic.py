@@ -174,6 +174,18 @@ def add_defect(
     return np.clip(out, 0, 255).astype(np.uint8), mask
 
 
+def another_lot(image: np.ndarray, rng: np.random.Generator, tint: tuple[float, float, float] = (0.85, 0.95, 1.15)) -> np.ndarray:
+    """Good cloth of another dye lot: a band across the frame (a quarter of its height, at a random
+    place in its upper half) whose colour is shifted by `tint`. A mill accepts it; a model trained
+    on one lot alone raises it as a defect. What the operators' feedback loop learns
+    (`fabricad finetune`, tests and benchmarks)."""
+    height = image.shape[0]
+    top = int(rng.integers(0, max(height // 2, 1)))
+    out = image.astype(np.float32)
+    out[top:top + max(height // 4, 1)] *= np.asarray(tint, np.float32)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class Scene:
     """How photographs of a surface differ from one another where they are not a line scan: a

@@ -6,6 +6,7 @@ import logging
 import shutil
 import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,12 @@ from fabricad.backbones.static_padding import freeze_same_padding
 from fabricad.data import Sample
 from fabricad.errors import FabricadError
 from fabricad.inference.backends import OnnxBackend
-from fabricad.inference.bundle import OPSET, sha256_file, write_meta
+from fabricad.inference.bundle import CHECKPOINT_FILE, OPSET, sha256_file, write_meta
 from fabricad.inference.bundle_meta import bundle_meta, checkpoint_meta
 from fabricad.inference.engine import InferenceEngine
 from fabricad.inference.scoring import score_samples
 from fabricad.models import DistillationModel
-from fabricad.training.checkpoint import Checkpoint
+from fabricad.training.checkpoint import Checkpoint, write_checkpoint
 from fabricad.training.dataset import ImageDataset
 
 log = logging.getLogger(__name__)
@@ -185,9 +186,10 @@ def export_bundle(
 
 def export_checkpoint(model: Path, out: Path, precision: str = "fp32", data: Path | None = None,
                       category: str | None = None, name: str | None = None, progress: bool = True,
-                      overrides: list[str] | None = None) -> Path:
+                      overrides: list[str] | None = None, with_checkpoint: bool = False) -> Path:
     """`fabricad export` as a function: the checkpoint's own normal images (or `data`) calibrate the
-    threshold on the held-out part and, for int8, the quantiser on the training part."""
+    threshold on the held-out part and, for int8, the quantiser on the training part. With
+    `with_checkpoint`, the bundle also carries the checkpoint, so the service can fine-tune it."""
     from fabricad.data import load_dataset
     from fabricad.data.holdout import holdout_split
     from fabricad.data.tiling import as_trained
@@ -201,5 +203,17 @@ def export_checkpoint(model: Path, out: Path, precision: str = "fp32", data: Pat
         train_samples, holdout = holdout_split(as_trained(split.train, ckpt.training.get("dataset", {})), ckpt.config)
     elif precision == "int8":
         raise FabricadError("int8 export needs the normal training images for calibration: pass --data")
-    return export_bundle(detector, ckpt, out, precision=precision, calibration_samples=train_samples,
-                         holdout_samples=holdout, name=name, progress=progress)
+    bundle = export_bundle(detector, ckpt, out, precision=precision, calibration_samples=train_samples,
+                           holdout_samples=holdout, name=name, progress=progress)
+    if with_checkpoint:
+        save_portable_checkpoint(ckpt, bundle / CHECKPOINT_FILE)
+    return bundle
+
+
+def save_portable_checkpoint(checkpoint: Checkpoint, path: Path) -> Path:
+    """The checkpoint a bundle carries: weights, configuration (the inference settings given at
+    export included), score statistics and the dataset's description; no optimiser state or
+    history, which a fine-tune starts afresh and which would triple the file."""
+    training = {k: v for k, v in checkpoint.training.items() if k in ("dataset", "epoch", "step", "best_loss")}
+    payload = replace(checkpoint, training=training)
+    return write_checkpoint(path, payload)

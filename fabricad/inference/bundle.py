@@ -19,6 +19,9 @@ BUNDLE_FORMAT = 1
 META_FILE = "model.json"
 OPSET = 17
 """ONNX opset of every graph fabricad writes: bundles and the training-time teacher."""
+CHECKPOINT_FILE = "checkpoint.ckpt"
+"""The training checkpoint a bundle may carry (`fabricad export --with-checkpoint`): not needed to
+serve it, only to fine-tune it from the operators' labels (`fabricad.inference.retraining`)."""
 
 
 class InputSpec(BaseModel):

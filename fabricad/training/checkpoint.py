@@ -47,22 +47,32 @@ def teacher_identity(model: DistillationModel) -> dict[str, Any]:
 
 
 def save_checkpoint(path: str | Path, model: DistillationModel, config: FabricadConfig, **extra: Any) -> Path:
+    """`model`'s trainable weights with `config` and `extra` (score_stats, training, texture)."""
+    return write_checkpoint(path, Checkpoint(
+        config=config,
+        state_dict={k: v.detach().cpu() for k, v in model.trainable_state_dict().items()},
+        teacher=teacher_identity(model),
+        score_stats=extra.get("score_stats", {}),
+        training=extra.get("training", {}),
+        teacher_state=({k: v.detach().cpu() for k, v in model.teacher.state_dict().items()}
+                       if model.teacher.weights_source == "random" else None),
+        texture=extra.get("texture"),
+    ))
+
+
+def write_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "fabricad_version": __version__,
-        "config": config.model_dump(mode="json"),
-        "teacher": teacher_identity(model),
-        "state_dict": {k: v.detach().cpu() for k, v in model.trainable_state_dict().items()},
-        "teacher_state": (
-            {k: v.detach().cpu() for k, v in model.teacher.state_dict().items()}
-            if model.teacher.weights_source == "random"
-            else None
-        ),
-        "score_stats": extra.get("score_stats", {}),
-        "training": extra.get("training", {}),
-        "texture": extra.get("texture"),
+        "config": checkpoint.config.model_dump(mode="json"),
+        "teacher": checkpoint.teacher,
+        "state_dict": checkpoint.state_dict,
+        "teacher_state": checkpoint.teacher_state,
+        "score_stats": checkpoint.score_stats,
+        "training": checkpoint.training,
+        "texture": checkpoint.texture,
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)

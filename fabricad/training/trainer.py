@@ -7,6 +7,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,12 @@ from fabricad.inference.scoring import score_samples
 from fabricad.inference.thresholds import FEW_CALIBRATION_IMAGES
 from fabricad.models import DistillationModel, create_model
 from fabricad.models.loss import distillation_loss
-from fabricad.training.checkpoint import build_model, read_checkpoint, save_checkpoint
+from fabricad.training.checkpoint import (
+    Checkpoint,
+    build_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from fabricad.training.dataset import ImageDataset
 from fabricad.training.device import select_device
 from fabricad.training.distributed import DistillationStep, DistributedContext
@@ -45,6 +51,8 @@ from fabricad.training.premises import check_premises, sources_of
 from fabricad.training.torch_backend import evaluating, scoring_engine
 
 log = logging.getLogger(__name__)
+FINETUNE_SHARE = 0.25
+"""Share of a fine-tune's training set its new images are repeated to (`FineTune`)."""
 
 
 @dataclass
@@ -59,6 +67,24 @@ class TrainResult:
     """sha256 of the final trainable weights: equal on every process of a distributed run."""
     image_size: tuple[int, int] | None = None
     """(height, width) the model was trained at: `data.image_size`, or less for smaller images."""
+
+
+@dataclass
+class FineTune:
+    """What a fine-tune (`fabricad.training.finetune`) continues from, and the normal samples it adds."""
+
+    checkpoint: Checkpoint
+    extra: list[Sample]
+    """new normal samples, cut as the checkpoint's training images were"""
+    share: float = FINETUNE_SHARE
+
+    def repeated(self, trained: int) -> list[Sample]:
+        """`extra` repeated so it makes about `share` of a training set with `trained` samples
+        (at least once each)."""
+        if not self.extra:
+            return []
+        times = max(1, math.ceil(self.share * trained / ((1 - self.share) * len(self.extra))))
+        return self.extra * times
 
 
 def seed_everything(seed: int) -> None:
@@ -139,14 +165,19 @@ def train(
     *,
     resume: str | Path | None = None,
     progress: bool = True,
+    finetune: FineTune | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train and write `out_dir/model.ckpt`. Under torchrun, every process runs this; rank 0
-    writes the files and shows progress (see `fabricad.training.distributed`)."""
+    writes the files and shows progress (see `fabricad.training.distributed`). `finetune`:
+    continue a trained model on more normal images (`fabricad.training.finetune`). `on_step` is
+    called with (step, total steps) after every step, on rank 0: a job's progress for the service."""
     ctx = DistributedContext.from_env()
     device = ctx.device(select_device(config.train.device))
     ctx.start(device)
     try:
-        return _train(config, Path(out_dir), resume, progress and ctx.is_main, ctx, device)
+        return _train(config, Path(out_dir), resume, progress and ctx.is_main, ctx, device, finetune,
+                      on_step if ctx.is_main else None)
     finally:
         ctx.stop()
 
@@ -196,7 +227,8 @@ def not_enlarged(config: FabricadConfig, samples: list[Sample]) -> FabricadConfi
 
 
 def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, progress: bool,
-           ctx: DistributedContext, device: torch.device) -> TrainResult:
+           ctx: DistributedContext, device: torch.device, finetune: FineTune | None,
+           on_step: Callable[[int, int], None] | None) -> TrainResult:
     if config.data.path is None:
         raise ConfigError("no training data: pass --data PATH (or data.path in the config)")
     # Absolute, so that eval and export find the data from any working directory.
@@ -220,17 +252,22 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
     config = check_premises(config, split.train, sizes)
     train_samples, holdout_samples = holdout_split(split.train, config)
     config = not_enlarged(config, split.train)
+    if finetune is not None:
+        added = finetune.repeated(len(train_samples))
+        log.info("fine-tuning with %d new normal samples, repeated to %d", len(finetune.extra), len(added))
+        train_samples = train_samples + added
     log.info("training on %d images, %d held out (%s)", len(train_samples), len(holdout_samples), split.name)
 
-    if resume is not None:
-        checkpoint = read_checkpoint(resume)
+    if resume is not None or finetune is not None:
+        checkpoint = read_checkpoint(resume) if resume is not None else finetune.checkpoint
         if checkpoint.config.model != config.model or checkpoint.config.data.image_size != config.data.image_size:
             raise ConfigError(
-                f"cannot resume {resume} with another model or image size; change only training settings "
-                "(or start a new run)"
+                f"cannot {'resume' if resume is not None else 'fine-tune'} the model with another model or image size "
+                "(its training images now give other settings); change only training settings, or start a new run"
             )
         model = build_model(checkpoint)
-        state = checkpoint.training
+        # A fine-tune starts its own run (optimiser, steps, loss) from the trained weights.
+        state = checkpoint.training if resume is not None else {}
     else:
         model, state = create_model(config.model), {}
     model.roi_scale = magnification(tile, config.data.image_size)
@@ -341,6 +378,8 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
             running += step_loss
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{step_loss:.4f}", best=f"{best_loss:.4f}")
+            if on_step is not None:
+                on_step(step, tc.max_steps or tc.epochs * steps_per_epoch)
             if budget_spent():
                 break
         train_loss = ctx.mean(running / max(steps_per_epoch, 1), device)
@@ -355,6 +394,8 @@ def _train(config: FabricadConfig, out_dir: Path, resume: str | Path | None, pro
             best_state = copy.deepcopy(model.trainable_state_dict())
         else:
             bad_epochs += 1
+        if finetune is not None:  # the last weights: the best on the old held-out images have not learnt the new ones
+            best_state = copy.deepcopy(model.trainable_state_dict())
         save(epoch)  # resumable after every epoch
         if budget_spent():
             break
