@@ -206,7 +206,7 @@ def test_inspect_by_drop_and_operator_limits(live, page):
     expect(page.locator("#inspect-result p")).to_contain_text("no fabric in view", timeout=30_000)
     page.click('#tabs button[data-tab="models"]')
     expect(page.locator('[data-model="plain"] input[type=range]')).to_be_disabled()  # operators cannot change thresholds
-    expect(page.locator('[data-model="plain"] .hint')).to_contain_text("aligns the weave to training")
+    expect(page.locator('[data-model="plain"] > p.hint')).to_contain_text("aligns the weave to training")
     expect(page.get_by_test_id("defect-types")).to_contain_text("no type classifier")  # the bundle has none
     expect(page.get_by_role("button", name="Refit defect types from labels")).to_be_disabled()  # admins only
 

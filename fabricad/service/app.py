@@ -25,6 +25,7 @@ from fabricad.service.metrics import ServiceMetrics
 from fabricad.service.openapi import declare_errors, operation_id
 from fabricad.service.pipeline import InspectionPipeline
 from fabricad.service.registry import ModelRegistry, UnknownModel
+from fabricad.service.retraining import Retraining
 from fabricad.service.rolls import RollTracker
 from fabricad.service.routers import (
     auth,
@@ -34,6 +35,7 @@ from fabricad.service.routers import (
     inspect,
     line,
     models,
+    retraining,
     rolls,
 )
 from fabricad.service.settings import ServiceSettings, load_settings
@@ -61,9 +63,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         pipeline = InspectionPipeline(registry, defect_log, rolls, metrics, teach_ins, line)
         cameras = CameraManager(settings.media_dir, pipeline.inspect_frames, settings.max_batch,
                                 workers=settings.inference_workers)
+        retraining = Retraining(settings.jobs_dir, registry, defect_log, python=settings.retrain_python,
+                                data=settings.retrain_data, steps=settings.retrain_steps, keep=settings.model_history)
         state = AppState(settings, registry, database, defect_log, metrics, pipeline, cameras=cameras, rolls=rolls,
                          thresholds=thresholds, teach_ins=teach_ins, line=line,
-                         accounts=Accounts(database, settings.session_hours), audit=audit)
+                         accounts=Accounts(database, settings.session_hours), audit=audit, retraining=retraining)
         app.state.fabricad = state
         line.start(cameras.states)
         if not activate_default(state):
@@ -110,8 +114,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
 
-    for router in (health.router, auth.router, inspect.router, models.router, defects.router, cameras.router,
-                   rolls.router, line.router):
+    for router in (health.router, auth.router, inspect.router, models.router, retraining.router, defects.router,
+                   cameras.router, rolls.router, line.router):
         declare_errors(router)
         app.include_router(router)
 

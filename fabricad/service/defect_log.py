@@ -114,6 +114,15 @@ class DefectLog:
             session.expunge_all()
         return rows
 
+    def labelled_records(self, model: str) -> list[DefectRecord]:
+        """A model's defects operators acknowledged with a label, oldest first."""
+        query = (select(DefectRecord).where(DefectRecord.model == model, DefectRecord.acknowledged.is_(True),
+                                            DefectRecord.label.is_not(None)).order_by(DefectRecord.id))
+        with self.database.session() as session:
+            rows = list(session.scalars(query))
+            session.expunge_all()
+        return rows
+
     def labelled_scores(self, model: str) -> dict[str, list[float]]:
         """Scores of acknowledged defects by label, for a model: what a new threshold would keep."""
         with self.database.session() as session:

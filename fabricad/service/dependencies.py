@@ -25,6 +25,7 @@ from fabricad.service.line_io.outputs import LineOutputs
 from fabricad.service.metrics import ServiceMetrics
 from fabricad.service.pipeline import InspectionPipeline
 from fabricad.service.registry import ModelRegistry
+from fabricad.service.retraining import Retraining
 from fabricad.service.rolls import RollTracker
 from fabricad.service.settings import ServiceSettings
 from fabricad.service.teach_in import TeachIns
@@ -50,6 +51,7 @@ class AppState:
     line: LineOutputs | None = None
     accounts: Accounts | None = None
     audit: AuditLog | None = None
+    retraining: Retraining | None = None
     _inspect_limiter: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
 
     def inspect_load(self) -> tuple[int, int]:

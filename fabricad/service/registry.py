@@ -142,6 +142,17 @@ class ModelRegistry:
                 log.info("model bundles removed from %s: %s", self.models_dir, ", ".join(gone))
         return added
 
+    def replace(self, name: str, incoming: Path, kept_as: Path) -> None:
+        """Bundle `name` becomes the folder `incoming` (on the models folder's disk) and its current
+        folder moves to `kept_as`; the engine is reloaded from the new files before it serves, as
+        after an export in place. Both renames happen under the scan lock, so no scan sees the
+        name without a bundle."""
+        with self._scan_lock:
+            current = self.models_dir / name
+            current.rename(kept_as)
+            incoming.rename(current)
+        self.scan()
+
     def _new_types(self, known: ModelEntry, files: tuple) -> None:
         """Only the bundle's defect-type classifier changed (`fabricad train-types`, a refit from
         the operators' labels): the serving engine takes it over as it is."""

@@ -371,3 +371,60 @@ class LineSinkOut(BaseModel):
     resent: int = Field(description="messages sent again after no acknowledgement (the PLC may see them twice, same id)")
     dropped: int = Field(description="messages dropped: the oldest when the outbox was full, Modbus pulses that came too late")
     last_error: str | None
+
+
+# --- retraining from the operators' labels ---------------------------------------------------------
+class RetrainIn(BaseModel):
+    steps: int | None = Field(None, ge=10, le=100_000, description="fine-tune steps; the service's retrain_steps when null")
+
+
+class ComparisonOut(BaseModel):
+    measure: str = Field(description="what is compared, e.g. 'labelled false alarms still raised'")
+    images: int
+    old: float | None = Field(description="the model in use, at its own calibrated threshold")
+    new: float | None = Field(description="the candidate, at its own calibrated threshold")
+    better: Literal["lower", "higher"]
+    unit: Literal["share", "auroc"] = Field(description="a share of the images (0..1), or an AUROC")
+    tolerance: float
+    gate: bool = Field(description="whether the candidate is withheld when this figure is worse")
+    verdict: Literal["better", "same", "worse", "n/a"]
+
+
+class RetrainJobOut(BaseModel):
+    job: str
+    model: str
+    state: Literal["running", "done", "failed", "cancelled", "activated", "discarded"]
+    phase: str = Field(description="fine-tuning, exporting, comparing …")
+    step: int
+    steps: int
+    started_at: datetime
+    updated_at: datetime
+    old_version: str
+    new_version: str | None
+    false_alarm_frames: int
+    defect_frames: int
+    comparison: list[ComparisonOut]
+    verdict: Literal["better", "not_worse", "worse"] | None
+    reasons: list[str]
+    error: str | None
+    offered: bool = Field(description="the candidate may be activated: done, and not worse than the model in use")
+
+
+class KeptVersionOut(BaseModel):
+    version: str
+    kept_at: datetime
+    reason: str
+
+
+class RetrainOut(BaseModel):
+    model: str
+    available: bool = Field(description="a retrain can start now")
+    reason: str | None = Field(description="why not, when it cannot")
+    false_alarms: int = Field(description="frames labelled false_alarm whose image is kept: what a retrain learns")
+    confirmed_defects: int = Field(description="frames labelled otherwise: what the candidate must still catch")
+    job: RetrainJobOut | None = Field(description="the newest retrain")
+    history: list[KeptVersionOut] = Field(description="bundles kept to roll back to, newest first")
+
+
+class RollbackIn(BaseModel):
+    version: str | None = Field(None, pattern=r"^[0-9a-f]{12}$", description="the kept version; the newest when null")

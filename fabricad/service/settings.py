@@ -89,6 +89,20 @@ class ServiceSettings(BaseSettings):
     'fabricad[openvino]'`; INT8 1.5× ONNX Runtime's on the EPYC VM, BENCHMARKS.md) on `openvino_device`."""
     openvino_device: str = "CPU"
     """OpenVINO's device: CPU, GPU (Intel graphics), NPU or AUTO."""
+    jobs_dir: Path = Path("jobs")
+    """Where retraining jobs work: the labelled frames each learns from, the fine-tune's checkpoint,
+    the candidate bundle, its status and log (`fabricad.service.retraining`)."""
+    retrain_python: str | None = None
+    """The Python that runs retraining (`python -m fabricad finetune`): one with the training extra
+    (`pip install 'fabricad[train]'`). This service's own interpreter when unset; a line PC with the
+    runtime install only names another environment's here, or retrains nowhere."""
+    retrain_data: dict[str, Path] = {}
+    """Model name → its training images, for models whose images are not at the path their
+    checkpoint names (trained on another machine): a fine-tune keeps learning from them."""
+    retrain_steps: int = Field(200, ge=10, le=100_000)
+    """Fine-tune steps of a retrain from the operators' false-alarm labels."""
+    model_history: int = Field(5, ge=0, le=100)
+    """Bundles kept per model after an activation or rollback replaced them (`models_dir/.history`)."""
     align_texture: bool = True
     """Score a scan whose weave is sheared, mirrored or squeezed against the training scans' turned
     back to them, for bundles that carry a texture reference (fabricad.data.alignment). Off: every scan

@@ -68,7 +68,57 @@ function typesBlock(model, admin) {
   return el("div", { class: "types" }, status, " ", refit);
 }
 
-function modelCard(model, cameras, calibration, teachIn) {
+// Retraining from the operators' labels: frames labelled false alarms teach a fine-tune (a job of
+// its own, refreshed every 2 s while it runs); its candidate is shown beside the model in use and
+// can be activated only if it is not worse; bundles it replaced are kept to roll back to.
+function retrainBlock(model, r) {
+  const admin = auth.role === "admin";
+  const act = (path, method, message, body) => async () => {
+    try { await api(`${modelPath(model.name)}${path}`, { method, body }); if (message) notify(message, "info"); refreshModels(); }
+    catch (e) { notify(`retrain: ${e.message}`); }
+  };
+  const job = r.job;
+  const parts = [el("h3", {}, "Retrain from labels")];
+  if (job && job.state === "running") {
+    parts.push(el("p", { "data-testid": "retrain-progress" }, `retraining: ${job.phase}`, job.steps ? ` · step ${job.step} of ${job.steps}` : "",
+      " ", el("progress", { max: job.steps || 1, value: job.step })),
+    el("button", { disabled: !admin, onclick: act("/retrain", "DELETE", `retrain of ${model.name} cancelled`) }, "Cancel retrain"));
+  } else if (job && job.state === "done") {
+    const show = (c, x) => (c.unit === "share" ? fmt.pct(x) : fmt.num(x, 3));
+    parts.push(el("p", { class: "hint" }, `the model in use (${job.old_version}) beside the candidate (${job.new_version}), each at its own calibrated threshold:`),
+    el("table", { class: "comparison", "data-testid": "retrain-comparison" },
+      el("thead", {}, el("tr", {}, ...["", "images", "in use", "candidate", ""].map((h) => el("th", {}, h)))),
+      el("tbody", {}, ...job.comparison.map((c) => el("tr", { class: c.verdict },
+        el("td", {}, c.measure, c.gate ? "" : " (shown only)"), el("td", {}, String(c.images)), el("td", {}, show(c, c.old)), el("td", {}, show(c, c.new)),
+        el("td", {}, c.verdict))))),
+    el("p", { "data-testid": "retrain-verdict" }, job.offered
+      ? `The candidate is ${job.verdict === "better" ? "better" : "not worse"} than the model in use${job.reasons.length ? `: ${job.reasons.join("; ")}` : ""}.`
+      : `The candidate is worse and is not offered: ${job.reasons.join("; ")}.`),
+    el("button", { disabled: !admin || !job.offered, onclick: act("/retrain/activate", "POST", `${model.name} now runs the retrained model`) }, "Activate the candidate"),
+    " ", el("button", { disabled: !admin, onclick: act("/retrain", "DELETE", "candidate discarded") }, "Discard"));
+  } else {
+    if (job && job.state === "failed") parts.push(el("p", { class: "fail", "data-testid": "retrain-error" }, `the last retrain failed: ${job.error}`));
+    if (job && job.state === "activated") parts.push(el("p", { class: "hint" }, `retrained ${fmt.time(job.updated_at)}: ${job.old_version} → ${job.new_version}`));
+    parts.push(el("button", { disabled: !admin || !r.available, title: r.reason || "", onclick: act("/retrain", "POST", `retrain of ${model.name} started`) },
+      `Retrain with ${r.false_alarms} confirmed false alarm${r.false_alarms === 1 ? "" : "s"}`),
+    r.reason ? el("span", { class: "hint", "data-testid": "retrain-reason" }, ` ${r.reason}`) : null);
+  }
+  if (r.history.length) {
+    const last = r.history[0];
+    parts.push(el("p", { class: "hint", "data-testid": "retrain-history" }, `kept to go back to: ${r.history.map((k) => `${k.version} (${fmt.time(k.kept_at)})`).join(", ")} `,
+      el("button", { disabled: !admin, onclick: act("/rollback", "POST", `${model.name} rolled back to ${last.version}`, {}) }, `Roll back to ${last.version}`)));
+  }
+  const block = el("div", { class: "retrain", "data-testid": "retrain" }, ...parts);
+  if (job && job.state === "running") {
+    setTimeout(async () => {
+      if (!block.isConnected) return;
+      try { block.replaceWith(retrainBlock(model, await api(`${modelPath(model.name)}/retrain`))); } catch { /* shown again on the next refresh */ }
+    }, 2000);
+  }
+  return block;
+}
+
+function modelCard(model, cameras, calibration, teachIn, retrain) {
   const admin = auth.role === "admin";
   const scores = [...calibration.normal_scores, ...calibration.defect_scores, ...calibration.false_alarm_scores, model.threshold.value];
   const lo = Math.min(...scores) * 0.9;
@@ -106,6 +156,7 @@ function modelCard(model, cameras, calibration, teachIn) {
     el("div", { class: "threshold" }, slider, out, apply, reset),
     teachInBlock(model, teachIn),
     typesBlock(model, admin),
+    retrain ? retrainBlock(model, retrain) : null,
     model.active ? null : el("button", { disabled: !admin, onclick: async () => {
       try { await api(`/v1/models/${encodeURIComponent(model.name)}/activate`, { method: "POST" }); refreshModels(); } catch (e) { notify(e.message); }
     } }, "Make active"),
@@ -116,10 +167,11 @@ function modelCard(model, cameras, calibration, teachIn) {
 export async function refreshModels() {
   try {
     const [models, cameras] = await Promise.all([api("/v1/models"), api("/v1/cameras")]);
-    const [calibrations, teachIns] = await Promise.all([
+    const [calibrations, teachIns, retrains] = await Promise.all([
       Promise.all(models.map((m) => api(`${modelPath(m.name)}/calibration`))),
       Promise.all(models.map((m) => teachInStatus(m.name))),
+      Promise.all(models.map((m) => api(`${modelPath(m.name)}/retrain`).catch(() => null))),
     ]);
-    document.getElementById("model-list").replaceChildren(...models.map((m, i) => modelCard(m, cameras, calibrations[i], teachIns[i])));
+    document.getElementById("model-list").replaceChildren(...models.map((m, i) => modelCard(m, cameras, calibrations[i], teachIns[i], retrains[i])));
   } catch (e) { notify(`models: ${e.message}`); }
 }
