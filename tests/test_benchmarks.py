@@ -112,3 +112,11 @@ def test_defect_types_on_aitex(tmp_path):
     assert "| **all: accuracy / macro-F1** |" in out and (tmp_path / "confusion.png").stat().st_size > 0
     figures = json.loads((tmp_path / "figures.json").read_text())
     assert len(figures["types"]) >= 5 and figures["classifier"]["macro_f1"] > figures["geometry_rules"]["macro_f1"]
+
+
+def test_feedback_loop(tmp_path):
+    out = bench("benchmarks.feedback_loop", "--out", str(tmp_path), "--fabrics", "plain", "--size", "64", "--train", "8",
+                "--steps", "4", "--labelled", "3", "--unseen", "2", "--retrain-steps", "4", "--set",
+                "model.teacher.name=resnet18", "model.teacher.weights=random", "model.width=64", timeout=600)
+    row = next(line for line in out.splitlines() if line.startswith("| plain | 3 |"))
+    assert row.split("|")[8].strip() in ("better", "not_worse", "worse")
