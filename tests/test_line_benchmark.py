@@ -60,6 +60,21 @@ def test_size_rule_removes_speck_alarms_and_keeps_every_defect():
     json.dumps(result)  # what metrics.json stores
 
 
+def test_the_ceiling_is_the_recall_with_no_false_alarm_on_the_good_scans():
+    """Defects of two strengths, good scans whose brightest pixel lies between them: the ceiling
+    finds the strong ones only and raises nothing on good fabric."""
+    normals = [frame(k) for k in range(3)]
+    normals[1].anomaly_map[30, 100] = 0.6
+    strong = [frame(10 + k, defect=(40, 20, 30, 30)) for k in range(3)]
+    faint = [frame(20 + k, defect=(150, 20, 30, 30)) for k in range(3)]
+    for f in faint:
+        f.anomaly_map[f.anomaly_map == 0.9] = 0.5
+    ceiling = run_line_benchmark(normals + strong + faint, 0.1, settings(rolls=10))["strategies"][
+        "ceiling: just above every good scan"]
+    assert ceiling["false_alarms_per_100_m"] == 0
+    assert 0 < ceiling["defect_recall"] < 1
+
+
 def test_a_threshold_above_the_defects_finds_none_and_grades_wrong():
     normals = [frame(k) for k in range(3)]
     defects = [frame(10 + k, defect=(40, 20, 30, 30)) for k in range(6)]

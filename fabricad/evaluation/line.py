@@ -123,12 +123,15 @@ class Strategy:
 
     name: str
     threshold: str
-    """'calibrated' (the bundle's) or 'teach-in' (from the roll's first good frames)"""
+    """'calibrated' (the bundle's), 'teach-in' (from the roll's first good frames) or 'ceiling'
+    (just above every good scan's maximum: no product can set it, it shows what the model can
+    reach with no false alarm at all on this test set)"""
     zones: bool = False
     sizes: bool = False
 
 
 STRATEGIES = (
+    Strategy("ceiling: just above every good scan", "ceiling"),
     Strategy("calibrated threshold", "calibrated"),
     Strategy("teach-in threshold", "teach-in"),
     Strategy("teach-in + size rule", "teach-in", sizes=True),
@@ -208,6 +211,8 @@ def operating_point(strategy: Strategy, frames: list[Frame], teach: list[int], c
                         min_length_mm=settings.min_length_mm if strategy.sizes else 0.0)
     if strategy.threshold == "calibrated":
         return calibrated, op
+    if strategy.threshold == "ceiling":
+        return float(np.nextafter(max(float(f.anomaly_map.max()) for f in frames if f.normal), np.inf)), op
     # Each frame's bands are samples of the good fabric's maxima: a teach-in of a few frames has
     # `zones` times as many of them as frames, and a threshold for target / zones per band is one
     # for about `target` per frame.
