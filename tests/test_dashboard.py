@@ -130,7 +130,7 @@ def test_dashboard_live_defects_ack_threshold_and_rolls(live, page):
     assert now["method"] == "normal-quantile" and now["value"] != pytest.approx(chosen), now
     expect(page.locator('[data-model="plain"] [data-testid="threshold"]')).to_have_text(f"{now['value']:.4f}")
     # a teach-in on the line: the camera's next 20 frames, progress shown, the proposal applied
-    page.fill('[data-model="plain"] input[type=number]', "20")
+    page.fill('[aria-label="teach-in frames of plain"]', "20")
     page.click('[data-model="plain"] >> text=Teach in on good fabric')
     expect(page.get_by_test_id("teach-in-ready")).to_contain_text("on 20 frames", timeout=60_000)
     page.screenshot(path=ARTIFACTS / "dashboard-teach-in.png")
@@ -140,6 +140,15 @@ def test_dashboard_live_defects_ack_threshold_and_rolls(live, page):
     expect(page.locator('[data-model="plain"] .preview')).to_contain_text("false alarms on the line's good fabric (teach-in, 20 frames)")
     assert httpx.get(f"{url}/v1/models/plain/threshold").json()["calibration_count"] == 20
     expect(page.get_by_test_id("teach-in")).to_contain_text("Teach in on good fabric")  # ended
+    # size rules in fabric millimetres: set on the card, in force on the engine, cleared again
+    page.fill('[aria-label="mm per pixel of plain"]', "0.5")
+    page.fill('[aria-label="shortest length, mm of plain"]', "3")
+    page.click('[data-model="plain"] >> text=Apply size rules')
+    expect(page.get_by_test_id("operating-point")).to_contain_text("≥ 3 mm at 0.5 mm/px")
+    assert httpx.get(f"{url}/v1/models/plain/operating-point").json()["min_length_mm"] == 3
+    page.click('[data-model="plain"] >> text=Threshold alone')
+    expect(page.get_by_test_id("operating-point")).to_contain_text("every region above the threshold")
+    assert httpx.get(f"{url}/v1/models/plain/operating-point").status_code == 404
 
     # rolls: start one from the form; it is listed with its grade and its map
     page.click('#tabs button[data-tab="rolls"]')

@@ -35,6 +35,12 @@ class OperatingPoint(BaseModel):
         zones = np.asarray(self.zone_thresholds, np.float32)
         return zones[np.minimum(np.arange(width) * len(zones) // max(width, 1), len(zones) - 1)]
 
+    def describe(self) -> str:
+        rules = [f"regions ≥ {self.min_area_mm2:g} mm²" if self.min_area_mm2 else "",
+                 f"≥ {self.min_length_mm:g} mm long" if self.min_length_mm else "",
+                 f"{len(self.zone_thresholds)} zone thresholds" if self.zone_thresholds else ""]
+        return f"{', '.join(r for r in rules if r) or 'no rules'} at {self.mm_per_px:g} mm/px"
+
     def keeps(self, width_px: int, height_px: int, area_px: int) -> bool:
         s = self.mm_per_px
         return area_px * s * s >= self.min_area_mm2 and max(width_px, height_px) * s >= self.min_length_mm

@@ -73,7 +73,7 @@ class InspectionPipeline:
         if not result.fabric_in_view:
             self.metrics.no_fabric.labels(entry.name).inc()
         else:
-            self.teach_ins.offer(entry.name, camera_id, result.score)
+            self.teach_ins.offer(entry.name, camera_id, result.score, result.anomaly_map)
         placed = self.rolls.roll_for_camera(camera_id)
         if placed is not None:
             roll, placement = placed

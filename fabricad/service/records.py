@@ -129,6 +129,18 @@ class ThresholdRecord(Base):
     set_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class OperatingPointRecord(Base):
+    """A model's operating point set on the line (`fabricad.inference.operating_point`): region
+    size rules and zone thresholds on top of its threshold, for one bundle version."""
+
+    __tablename__ = "operating_points"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    rules_json: Mapped[str] = mapped_column(Text)
+    set_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class LineScoresRecord(Base):
     """The scores a teach-in collected on the line's good fabric, kept so the threshold slider can
     preview false alarms against the line rather than against a few held-out training images."""
@@ -152,6 +164,7 @@ class TeachInRecord(Base):
     target_fpr: Mapped[float] = mapped_column(Float)
     camera_id: Mapped[str | None] = mapped_column(String(128))
     started_at: Mapped[float] = mapped_column(Float)
+    zones: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class TeachInScoreRecord(Base):
@@ -164,6 +177,8 @@ class TeachInScoreRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     model: Mapped[str] = mapped_column(String(128), index=True)
     score: Mapped[float] = mapped_column(Float)
+    zone_scores_json: Mapped[str | None] = mapped_column(Text)
+    """the frame's maximum per zone across the width, when the teach-in teaches zones"""
 
 
 # --- people and what they did ------------------------------------------------------------------

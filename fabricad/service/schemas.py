@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from fabricad.inference.bundle import Threshold
+from fabricad.inference.operating_point import OperatingPoint
 from fabricad.rolls.geometry import CameraPlacement
 from fabricad.rolls.grading import GradingRules
 from fabricad.service.cameras import CameraSpec, CameraState
@@ -73,6 +74,8 @@ class TeachInIn(BaseModel):
     frames: int = Field(500, ge=20, le=100_000, description="scores of good-fabric frames to collect")
     target_fpr: float = Field(0.01, gt=0, lt=0.5, description="false-alarm rate the threshold is set for")
     camera_id: str | None = Field(None, max_length=64, description="only this camera's frames; all of the model's when null")
+    zones: int = Field(0, ge=0, le=256, description="also teach a threshold per band of equal width across the frame "
+                                                     "(the operating point's zones; a band only ever raises its threshold); 0: none")
 
 
 class TeachInOut(BaseModel):
@@ -84,6 +87,17 @@ class TeachInOut(BaseModel):
     camera_id: str | None
     started_at: float = Field(description="Unix time")
     proposed: Threshold | None = Field(description="the threshold the collected scores give, once `frames` have come in")
+    zones: int = 0
+    proposed_zones: list[float] | None = Field(None, description="each band's threshold the collected frames give (with `zones`)")
+
+
+OperatingPointOut = OperatingPoint  # the engine's own record is the API's answer too
+
+
+class OperatingPointIn(BaseModel):
+    mm_per_px: float = Field(gt=0, le=100, description="fabric millimetres per image pixel: the camera's calibration")
+    min_area_mm2: float = Field(0.0, ge=0, le=1e6, description="regions smaller than this raise no alarm")
+    min_length_mm: float = Field(0.0, ge=0, le=1e5, description="regions whose larger extent is shorter raise no alarm")
 
 
 class CalibrationOut(BaseModel):

@@ -12,6 +12,16 @@ kept in the service's database too (every `SAVE_EVERY` frames), so a restart par
 most the last few frames, not the hour of good fabric already seen. Frames it has already
 judged defective count too: during a teach-in the fabric is declared good, and leaving its
 highest scores out would only set the threshold lower than the line's good fabric needs.
+
+With `zones`, the teach-in also learns a threshold per band across the width (the operating
+point's zones, `fabricad.inference.operating_point`): each frame's maximum per band is kept, and
+each band gets the threshold its own good fabric gives, for `target_fpr / zones` so that the
+frame's rate stays the target. A band whose good fabric runs high (a selvedge, a reed mark, the
+lamp's falloff) then no longer sets the threshold of the calm middle, which a frame threshold
+taught on the same frames would (its scores are the frames' maxima, the selvedge's). The
+teach-in has at least 20 frames, and `threshold_for_fpr` falls back on a normal fit above the
+highest score where they are too few for the quantile: the line benchmark's teach-in of two
+scans per roll, with no such guard, taught bands far too low (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ import numpy as np
 
 from fabricad.inference import thresholds as T
 from fabricad.inference.bundle import Threshold
+from fabricad.inference.metrics import threshold_for_fpr
+from fabricad.inference.operating_point import zone_scores
 
 log = logging.getLogger(__name__)
 SAVE_EVERY = 10
@@ -50,6 +62,10 @@ class TeachIn:
     scores: list[float] = field(default_factory=list)
     saved: int = field(default=0, repr=False)
     """How many of `scores` the database holds (`TeachIns` with a store)."""
+    zones: int = 0
+    """Bands across the width to teach a threshold each (0: the frame's threshold only)."""
+    zone_scores: list[list[float]] = field(default_factory=list)
+    """Each frame's maximum per band, beside `scores`."""
 
     @property
     def ready(self) -> bool:
@@ -58,10 +74,19 @@ class TeachIn:
     def proposal(self) -> Threshold | None:
         return line_threshold(self.scores, self.target_fpr) if self.ready else None
 
+    def zone_proposal(self) -> list[float] | None:
+        """Each band's threshold: what only `target_fpr / zones` of the good frames exceed in it.
+        None without zones or before the teach-in is ready."""
+        if not self.ready or not self.zones or not self.zone_scores:
+            return None
+        bands = np.asarray(self.zone_scores, np.float64)
+        return [threshold_for_fpr(bands[:, k], self.target_fpr / bands.shape[1]) for k in range(bands.shape[1])]
+
     def status(self) -> dict:
         return {"model": self.model, "state": "ready" if self.ready else "collecting", "collected": len(self.scores),
                 "frames": self.frames, "target_fpr": self.target_fpr, "camera_id": self.camera_id,
-                "started_at": self.started_at, "proposed": self.proposal()}
+                "started_at": self.started_at, "proposed": self.proposal(), "zones": self.zones,
+                "proposed_zones": self.zone_proposal()}
 
 
 class TeachIns:
@@ -74,21 +99,25 @@ class TeachIns:
         self._store = store
         self._running: dict[str, TeachIn] = {t.model: t for t in store.teach_ins()} if store is not None else {}
 
-    def start(self, model: str, frames: int, target_fpr: float, camera_id: str | None = None, version: str = "") -> TeachIn:
+    def start(self, model: str, frames: int, target_fpr: float, camera_id: str | None = None, version: str = "",
+              zones: int = 0) -> TeachIn:
         """A new teach-in for `model`; one already running for it is replaced."""
-        teach_in = TeachIn(model, frames, target_fpr, camera_id, version)
+        teach_in = TeachIn(model, frames, target_fpr, camera_id, version, zones=zones)
         with self._lock:
             self._running = {**self._running, model: teach_in}
             self._save(teach_in)
         return teach_in
 
-    def offer(self, model: str, camera_id: str | None, score: float) -> None:
+    def offer(self, model: str, camera_id: str | None, score: float, anomaly_map: np.ndarray | None = None) -> None:
         teach_in = self._running.get(model)  # no lock for the common case: nothing running
         if teach_in is None or (teach_in.camera_id is not None and teach_in.camera_id != camera_id):
             return
+        bands = zone_scores(anomaly_map, teach_in.zones).tolist() if teach_in.zones and anomaly_map is not None else None
         with self._lock:
-            if not teach_in.ready:
+            if not teach_in.ready and (bands is not None or not teach_in.zones):
                 teach_in.scores.append(float(score))
+                if bands is not None:
+                    teach_in.zone_scores.append(bands)
                 if len(teach_in.scores) % SAVE_EVERY == 0 or teach_in.ready:
                     self._save(teach_in)
 

@@ -17,9 +17,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fabricad.inference.bundle import Threshold
 from fabricad.inference.engine import InferenceEngine
+from fabricad.inference.operating_point import OperatingPoint
 from fabricad.service.database import Database
 from fabricad.service.records import (
     LineScoresRecord,
+    OperatingPointRecord,
     TeachInRecord,
     TeachInScoreRecord,
     ThresholdRecord,
@@ -76,8 +78,11 @@ class ThresholdStore:
                     session.query(TeachInScoreRecord).filter_by(model=teach_in.model).delete()
                     session.merge(TeachInRecord(model=teach_in.model, model_version=teach_in.version, frames=teach_in.frames,
                                                 target_fpr=teach_in.target_fpr, camera_id=teach_in.camera_id,
-                                                started_at=teach_in.started_at))
-                session.add_all(TeachInScoreRecord(model=teach_in.model, score=score) for score in teach_in.scores[teach_in.saved:])
+                                                started_at=teach_in.started_at, zones=teach_in.zones))
+                bands = teach_in.zone_scores[teach_in.saved:] if teach_in.zones else [None] * (len(teach_in.scores) - teach_in.saved)
+                session.add_all(TeachInScoreRecord(model=teach_in.model, score=score,
+                                                   zone_scores_json=json.dumps(band) if band is not None else None)
+                                for score, band in zip(teach_in.scores[teach_in.saved:], bands))
             return True
         except SQLAlchemyError as exc:
             log.error("teach-in for %s: cannot be saved (%s); it goes on in memory only", teach_in.model, type(exc).__name__)
@@ -96,26 +101,52 @@ class ThresholdStore:
         try:
             with self.database.session() as session:
                 records = session.query(TeachInRecord).all()
-                scores = {r.model: [] for r in records}
-                for model, score in session.query(TeachInScoreRecord.model, TeachInScoreRecord.score).order_by(TeachInScoreRecord.id):
-                    scores.get(model, []).append(score)
+                scores: dict[str, list[float]] = {r.model: [] for r in records}
+                bands: dict[str, list[list[float]]] = {r.model: [] for r in records}
+                for model, score, zones in session.query(TeachInScoreRecord.model, TeachInScoreRecord.score,
+                                                         TeachInScoreRecord.zone_scores_json).order_by(TeachInScoreRecord.id):
+                    if model in scores:
+                        scores[model].append(score)
+                        if zones is not None:
+                            bands[model].append(json.loads(zones))
         except SQLAlchemyError as exc:
             log.error("running teach-ins cannot be read (%s); none is resumed", type(exc).__name__)
             return []
         return [TeachIn(r.model, r.frames, r.target_fpr, r.camera_id, r.model_version, r.started_at, scores[r.model],
-                        saved=len(scores[r.model])) for r in records]
+                        saved=len(scores[r.model]), zones=r.zones or 0, zone_scores=bands[r.model]) for r in records]
+
+    def save_operating_point(self, model: str, version: str, op: OperatingPoint | None) -> None:
+        """Keep the operating point set for this bundle version (None: the threshold alone)."""
+        with self.database.session(write=True) as session:
+            if op is None:
+                session.query(OperatingPointRecord).filter_by(model=model).delete()
+            else:
+                session.merge(OperatingPointRecord(model=model, model_version=version, rules_json=op.model_dump_json(),
+                                                   set_at=datetime.now(UTC)))
+
+    def stored_operating_point(self, model: str, version: str) -> OperatingPoint | None:
+        """The operating point last set for this model's bundle `version`; None if none was, or
+        it was set for another version (whose scores, and so zone thresholds, are not this one's)."""
+        with self.database.session() as session:
+            record = session.get(OperatingPointRecord, model)
+        if record is None or record.model_version != version:
+            return None
+        return OperatingPoint.model_validate_json(record.rules_json)
 
     def restore(self, model: str, version: str, engine: InferenceEngine) -> None:
-        """Give a freshly loaded engine the threshold set for it on the line, if any. A database
-        that cannot be read leaves the bundle's threshold and says so: the model still serves,
-        and /readyz already reports the database."""
+        """Give a freshly loaded engine the threshold and operating point set for it on the line,
+        if any. A database that cannot be read leaves the bundle's threshold and says so: the
+        model still serves, and /readyz already reports the database."""
         try:
             threshold = self.stored(model, version)
+            op = self.stored_operating_point(model, version)
         except SQLAlchemyError as exc:
             log.error("model %s: the threshold set on the line cannot be read (%s); serving with the bundle's",
                       model, type(exc).__name__)
             return
-        if threshold is None:
-            return
-        engine.use_threshold(threshold)
-        log.info("model %s: threshold %.6g (%s) as set on the line", model, threshold.value, threshold.method)
+        if threshold is not None:
+            engine.use_threshold(threshold)
+            log.info("model %s: threshold %.6g (%s) as set on the line", model, threshold.value, threshold.method)
+        if op is not None:
+            engine.use_operating_point(op)
+            log.info("model %s: operating point as set on the line: %s", model, op.describe())

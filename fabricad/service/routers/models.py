@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from fabricad.defect_types import load_types
+from fabricad.inference.operating_point import OperatingPoint
 from fabricad.rolls.grading import FALSE_ALARM
 from fabricad.service.audit import Actor
 from fabricad.service.dependencies import AppState, get_state, reader, require
@@ -14,6 +15,8 @@ from fabricad.service.schemas import (
     CalibrationOut,
     DefectTypesOut,
     ModelOut,
+    OperatingPointIn,
+    OperatingPointOut,
     TeachInIn,
     TeachInOut,
     ThresholdIn,
@@ -72,6 +75,7 @@ def put_threshold(name: str, body: ThresholdIn, actor: Actor = Depends(require("
         threshold = engine.set_threshold(body.value, target_fpr=body.target_fpr)
     state.audit.record(actor, "threshold.set", name, value=threshold.value, previous=previous, method=threshold.method,
                        target_fpr=body.target_fpr)
+    _use_zones(state, entry, engine, None)
     return _keep(state, entry, threshold)
 
 
@@ -81,13 +85,32 @@ def _keep(state: AppState, entry, threshold) -> ThresholdOut:
     return ThresholdOut(**threshold.model_dump())
 
 
+def _use_operating_point(state: AppState, entry, engine, op: OperatingPoint | None) -> None:
+    """`op` in force on the engine and kept across restarts for this bundle version."""
+    engine.use_operating_point(op)
+    state.thresholds.save_operating_point(entry.name, entry.version, op)
+
+
+def _use_zones(state: AppState, entry, engine, zones: list[float] | None) -> None:
+    """New zone thresholds (a zone teach-in), or none: the latest threshold set wins, and zones
+    replace the threshold in their bands, so a threshold set by hand or a teach-in without
+    zones drops them. The size rules stay."""
+    op = engine.operating_point
+    if op is None and zones is None:
+        return
+    op = (op or OperatingPoint()).model_copy(update={"zone_thresholds": zones})
+    keeps_something = op.zone_thresholds or op.min_area_mm2 or op.min_length_mm
+    _use_operating_point(state, entry, engine, op if keeps_something else None)
+
+
 @router.delete("/{name}/threshold", response_model=ThresholdOut)
 def reset_threshold(name: str, actor: Actor = Depends(require("admin")), state: AppState = Depends(get_state)) -> ThresholdOut:
     """Back to the threshold calibrated into the bundle; the one set on the line is forgotten."""
-    _, engine = state.registry.engine(name)
+    entry, engine = state.registry.engine(name)
     previous = engine.threshold.value
     engine.use_threshold(engine.meta.threshold)
     state.thresholds.forget(name)
+    _use_zones(state, entry, engine, None)
     state.audit.record(actor, "threshold.reset", name, value=engine.threshold.value, previous=previous)
     return ThresholdOut(**engine.threshold.model_dump())
 
@@ -123,8 +146,9 @@ def start_teach_in(name: str, body: TeachInIn, actor: Actor = Depends(require("a
     from `camera_id` only if given) while the line runs fabric known to be good; a teach-in
     already running for the model starts over. Apply the proposed threshold once it is ready."""
     entry = state.registry.entry(name)  # 404 for an unknown model
-    started = state.teach_ins.start(name, body.frames, body.target_fpr, body.camera_id, entry.version)
-    state.audit.record(actor, "teach_in.start", name, frames=body.frames, target_fpr=body.target_fpr, camera_id=body.camera_id)
+    started = state.teach_ins.start(name, body.frames, body.target_fpr, body.camera_id, entry.version, zones=body.zones)
+    state.audit.record(actor, "teach_in.start", name, frames=body.frames, target_fpr=body.target_fpr, camera_id=body.camera_id,
+                       zones=body.zones)
     return TeachInOut(**started.status())
 
 
@@ -151,8 +175,11 @@ def apply_teach_in(name: str, actor: Actor = Depends(require("admin")), state: A
                                  "model's; start a new teach-in")
     previous = engine.threshold.value
     engine.use_threshold(proposed)
+    zones = teach_in.zone_proposal()
+    _use_zones(state, entry, engine, zones)
     state.teach_ins.finish(name)
-    state.audit.record(actor, "teach_in.apply", name, value=proposed.value, previous=previous, frames=len(teach_in.scores))
+    state.audit.record(actor, "teach_in.apply", name, value=proposed.value, previous=previous, frames=len(teach_in.scores),
+                       zones=zones)
     state.thresholds.save_line_scores(name, entry.version, teach_in.scores)  # the slider previews against the line from now on
     return _keep(state, entry, proposed)
 
@@ -162,6 +189,41 @@ def cancel_teach_in(name: str, actor: Actor = Depends(require("admin")), state: 
     if state.teach_ins.finish(name) is None:
         raise HTTPException(404, f"no teach-in is running for {name}")
     state.audit.record(actor, "teach_in.cancel", name)
+
+
+@router.get("/{name}/operating-point", response_model=OperatingPointOut)
+def get_operating_point(name: str, state: AppState = Depends(get_state)) -> OperatingPointOut:
+    """The rules a region must pass to raise an alarm, beyond the threshold: its size in fabric
+    millimetres, and the zones' thresholds from a teach-in. 404 while the threshold alone judges."""
+    entry = state.registry.entry(name)
+    op = entry.engine.operating_point if entry.engine else state.thresholds.stored_operating_point(name, entry.version)
+    if op is None:
+        raise HTTPException(404, f"{name} judges by its threshold alone: no operating point is set")
+    return op
+
+
+@router.put("/{name}/operating-point", response_model=OperatingPointOut)
+def put_operating_point(name: str, body: OperatingPointIn, actor: Actor = Depends(require("admin")),
+                        state: AppState = Depends(get_state)) -> OperatingPointOut:
+    """Region size rules in fabric millimetres (the camera's mm/px): a region smaller than
+    `min_area_mm2`, or shorter than `min_length_mm`, raises no alarm. Zone thresholds taught
+    earlier stay. Kept across restarts for this bundle version."""
+    entry, engine = state.registry.engine(name)
+    previous = engine.operating_point
+    op = (previous or OperatingPoint()).model_copy(update=body.model_dump())
+    _use_operating_point(state, entry, engine, op)
+    state.audit.record(actor, "operating_point.set", name, **body.model_dump(),
+                       previous=previous.model_dump() if previous else None)
+    return op
+
+
+@router.delete("/{name}/operating-point", status_code=204)
+def reset_operating_point(name: str, actor: Actor = Depends(require("admin")), state: AppState = Depends(get_state)) -> None:
+    """Back to the threshold alone: no size rules, no zones."""
+    entry, engine = state.registry.engine(name)
+    previous = engine.operating_point
+    _use_operating_point(state, entry, engine, None)
+    state.audit.record(actor, "operating_point.reset", name, previous=previous.model_dump() if previous else None)
 
 
 def _types_out(classifier, skipped: int = 0) -> DefectTypesOut:

@@ -27,19 +27,22 @@ async function teachInStatus(name) {
 function teachInBlock(model, status) {
   const admin = auth.role === "admin";
   const act = (path, method, message) => async () => {
-    try { await api(`${modelPath(model.name)}/teach-in${path}`, { method, body: path === "" && method === "POST" ? { frames: Number(frames.value) } : undefined }); if (message) notify(message, "info"); refreshModels(); }
+    try { await api(`${modelPath(model.name)}/teach-in${path}`, { method, body: path === "" && method === "POST" ? { frames: Number(frames.value), zones: Number(zones.value) } : undefined }); if (message) notify(message, "info"); refreshModels(); }
     catch (e) { notify(`teach-in: ${e.message}`); }
   };
   const frames = el("input", { type: "number", min: 20, max: 100000, value: 500, "aria-label": `teach-in frames of ${model.name}`, disabled: !admin });
+  const zones = el("input", { type: "number", min: 0, max: 256, value: 0, "aria-label": `teach-in zones of ${model.name}`, disabled: !admin,
+    title: "also a threshold per band across the width (a selvedge, a reed mark): 0 for none" });
   const cancel = el("button", { disabled: !admin, onclick: act("", "DELETE") }, "Cancel teach-in");
   let body;
   if (!status) {
-    body = [el("span", {}, "While the line runs good fabric: "), frames, " frames ",
+    body = [el("span", {}, "While the line runs good fabric: "), frames, " frames, ", zones, " zones ",
       el("button", { disabled: !admin, onclick: act("", "POST") }, "Teach in on good fabric")];
   } else if (status.state === "collecting") {
     body = [el("span", { "data-testid": "teach-in-progress" }, `teach-in: ${status.collected} of ${status.frames} frames${status.camera_id ? ` from ${status.camera_id}` : ""}`), " ", cancel];
   } else {
-    body = [el("span", { "data-testid": "teach-in-ready" }, `teach-in ready: threshold ${fmt.num(status.proposed.value, 4)} for ${fmt.pct(status.target_fpr)} false alarms on ${status.collected} frames (now ${fmt.num(model.threshold.value, 4)}) `),
+    const bands = status.proposed_zones ? ` and ${status.proposed_zones.length} zone thresholds (${fmt.num(Math.min(...status.proposed_zones), 3)}–${fmt.num(Math.max(...status.proposed_zones), 3)})` : "";
+    body = [el("span", { "data-testid": "teach-in-ready" }, `teach-in ready: threshold ${fmt.num(status.proposed.value, 4)}${bands} for ${fmt.pct(status.target_fpr)} false alarms on ${status.collected} frames (now ${fmt.num(model.threshold.value, 4)}) `),
       el("button", { disabled: !admin, onclick: act("/apply", "POST", `threshold of ${model.name} set by the teach-in`) }, "Apply teach-in threshold"), " ", cancel];
   }
   const block = el("div", { class: "teach-in", "data-testid": "teach-in" }, ...body);
@@ -50,6 +53,26 @@ function teachInBlock(model, status) {
     }, 2000);
   }
   return block;
+}
+
+// The operating point: which regions raise an alarm beyond the threshold — their size in fabric
+// millimetres (the camera's mm/px) — and the zones' thresholds a teach-in gave.
+function operatingPointBlock(model, op) {
+  const admin = auth.role === "admin";
+  const field = (label, key, value, step) => el("label", {}, label, el("input", { type: "number", min: 0, step, value, "data-key": key,
+    "aria-label": `${label} of ${model.name}`, disabled: !admin }));
+  const inputs = [field("mm per pixel", "mm_per_px", op?.mm_per_px ?? 0.25, 0.01), field("smallest area, mm²", "min_area_mm2", op?.min_area_mm2 ?? 0, 0.5),
+    field("shortest length, mm", "min_length_mm", op?.min_length_mm ?? 0, 0.5)];
+  const send = (method) => async () => {
+    const body = Object.fromEntries(inputs.map((l) => { const i = l.querySelector("input"); return [i.dataset.key, Number(i.value)]; }));
+    try { await api(`${modelPath(model.name)}/operating-point`, { method, body: method === "PUT" ? body : undefined }); notify(`operating point of ${model.name} ${method === "PUT" ? "set" : "cleared"}`, "info"); refreshModels(); }
+    catch (e) { notify(`operating point: ${e.message}`); }
+  };
+  const zones = op?.zone_thresholds ? ` · ${op.zone_thresholds.length} zone thresholds from the teach-in` : "";
+  return el("div", { class: "operating-point", "data-testid": "operating-point" },
+    el("p", { class: "hint" }, op ? `alarms only for regions ≥ ${op.min_area_mm2} mm² and ≥ ${op.min_length_mm} mm at ${op.mm_per_px} mm/px${zones}` : "every region above the threshold raises an alarm"),
+    ...inputs, el("button", { disabled: !admin, onclick: send("PUT") }, "Apply size rules"),
+    op ? el("button", { disabled: !admin, onclick: send("DELETE") }, "Threshold alone") : null);
 }
 
 // Defect types: what the model's classifier knows, and a refit from the operators' type labels.
@@ -118,7 +141,7 @@ function retrainBlock(model, r) {
   return block;
 }
 
-function modelCard(model, cameras, calibration, teachIn, retrain) {
+function modelCard(model, cameras, calibration, teachIn, retrain, op) {
   const admin = auth.role === "admin";
   const scores = [...calibration.normal_scores, ...calibration.defect_scores, ...calibration.false_alarm_scores, model.threshold.value];
   const lo = Math.min(...scores) * 0.9;
@@ -155,6 +178,7 @@ function modelCard(model, cameras, calibration, teachIn, retrain) {
     el("p", {}, "threshold in force: ", el("b", { "data-testid": "threshold" }, fmt.num(model.threshold.value, 4)), ` (${model.threshold.method})`),
     el("div", { class: "threshold" }, slider, out, apply, reset),
     teachInBlock(model, teachIn),
+    operatingPointBlock(model, op),
     typesBlock(model, admin),
     retrain ? retrainBlock(model, retrain) : null,
     model.active ? null : el("button", { disabled: !admin, onclick: async () => {
@@ -167,11 +191,12 @@ function modelCard(model, cameras, calibration, teachIn, retrain) {
 export async function refreshModels() {
   try {
     const [models, cameras] = await Promise.all([api("/v1/models"), api("/v1/cameras")]);
-    const [calibrations, teachIns, retrains] = await Promise.all([
+    const [calibrations, teachIns, retrains, ops] = await Promise.all([
       Promise.all(models.map((m) => api(`${modelPath(m.name)}/calibration`))),
       Promise.all(models.map((m) => teachInStatus(m.name))),
       Promise.all(models.map((m) => api(`${modelPath(m.name)}/retrain`).catch(() => null))),
+      Promise.all(models.map((m) => api(`${modelPath(m.name)}/operating-point`).catch(() => null))),
     ]);
-    document.getElementById("model-list").replaceChildren(...models.map((m, i) => modelCard(m, cameras, calibrations[i], teachIns[i], retrains[i])));
+    document.getElementById("model-list").replaceChildren(...models.map((m, i) => modelCard(m, cameras, calibrations[i], teachIns[i], retrains[i], ops[i])));
   } catch (e) { notify(`models: ${e.message}`); }
 }

@@ -1,0 +1,119 @@
+"""The operating point on the line: region size rules in fabric millimetres and zone thresholds
+from a teach-in, set through the API, judged by the engine, kept across restarts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fabricad.data.synthetic import FABRICS, PlacedDefect, render_fabric, render_roll
+from fabricad.inference.engine import regions_at
+from fabricad.inference.operating_point import OperatingPoint
+from fabricad.service.teach_in import TeachIns
+from tests.live_server import ADMIN, OPERATOR, Server, png
+
+httpx = pytest.importorskip("httpx")
+
+
+def selvedge_map(rng: np.random.Generator, defect: float = 0.0) -> np.ndarray:
+    """A good frame's map: the left quarter (a selvedge) always runs high, the rest is calm; with
+    `defect`, a blob of that height in the middle."""
+    amap = rng.uniform(0.05, 0.15, (64, 256)).astype(np.float32)
+    amap[:, :64] += 0.7
+    if defect:
+        amap[30:36, 150:156] = defect
+    return amap
+
+
+def test_zones_give_a_bright_band_its_own_threshold_and_keep_the_middle_sensitive():
+    rng = np.random.default_rng(0)
+    teach_ins = TeachIns()
+    teach_ins.start("m", frames=40, target_fpr=0.01, zones=4)
+    for _ in range(40):
+        amap = selvedge_map(rng)
+        teach_ins.offer("m", None, float(amap.max()), amap)
+    teach_in = teach_ins.get("m")
+    frame, zones = teach_in.proposal().value, teach_in.zone_proposal()
+    assert frame > 0.8 and zones[0] > 0.8 and max(zones[1:]) < 0.3  # the frame threshold is the selvedge's
+    middle = selvedge_map(rng, defect=0.5)  # a defect above the calm middle, below the selvedge
+    assert regions_at(middle, frame, OperatingPoint()) == []  # one threshold: blind in the middle
+    found = regions_at(middle, frame, OperatingPoint(zone_thresholds=zones))
+    assert len(found) == 1 and 145 <= found[0].x <= 156  # the defect, and not the selvedge
+    assert regions_at(selvedge_map(rng), frame, OperatingPoint(zone_thresholds=zones)) == []
+
+
+def test_a_zone_teach_in_survives_a_restart(tmp_path):
+    from fabricad.service.database import Database
+    from fabricad.service.thresholds import ThresholdStore
+
+    store = ThresholdStore(Database(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    rng = np.random.default_rng(1)
+    first = TeachIns(store)
+    first.start("m", frames=30, target_fpr=0.01, version="v1", zones=4)
+    for _ in range(15):
+        amap = selvedge_map(rng)
+        first.offer("m", None, float(amap.max()), amap)
+    resumed = TeachIns(store).get("m")  # saved every 10 frames
+    assert resumed.zones == 4 and len(resumed.scores) == 10 and len(resumed.zone_scores) == 10
+    assert resumed.zone_scores == first.get("m").zone_scores[:10]
+
+
+def _frames() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    knot, _ = render_roll("plain", 128, 128, [PlacedDefect("knot", 60, 60, 5, 5)], seed=11)
+    hole, _ = render_roll("plain", 128, 128, [PlacedDefect("hole", 40, 40, 40, 40)], seed=12)
+    return {"good": render_fabric(FABRICS["plain"], 128, 128, rng), "knot": knot, "hole": hole}
+
+
+def test_size_rules_and_zones_set_on_the_line(trained_models, tmp_path):
+    admin = {"X-API-Key": ADMIN}
+    frames = _frames()
+    server = Server(trained_models, tmp_path / "svc")
+    url = f"{server.url}/v1/models/plain"
+
+    def inspect(name: str) -> dict:
+        answer = httpx.post(f"{server.url}/v1/inspect", content=png(frames[name]), headers={"content-type": "image/png"},
+                            timeout=60)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    try:
+        assert httpx.get(f"{url}/operating-point").status_code == 404  # the threshold alone
+        knot, hole = inspect("knot"), inspect("hole")
+        # a threshold low enough for the knot to raise an alarm, so that the size rule has something to drop
+        assert httpx.put(f"{url}/threshold", json={"value": knot["score"] * 0.9}, headers=admin).status_code == 200
+        knot, hole = inspect("knot"), inspect("hole")
+        assert knot["verdict"] == hole["verdict"] == "DEFECT"
+        longest = max(max(r["width"], r["height"]) for r in knot["regions"])
+        biggest = max(max(r["width"], r["height"]) for r in hole["regions"])
+        assert longest < biggest, (knot["regions"], hole["regions"])
+        rule = {"mm_per_px": 0.5, "min_length_mm": 0.5 * (longest + 0.5)}  # between the two, in millimetres
+        assert httpx.put(f"{url}/operating-point", json=rule, headers={"X-API-Key": OPERATOR}).status_code == 403
+        set_ = httpx.put(f"{url}/operating-point", json=rule, headers=admin)
+        assert set_.status_code == 200 and set_.json()["min_length_mm"] == rule["min_length_mm"]
+        assert inspect("knot")["verdict"] == "OK" and inspect("hole")["verdict"] == "DEFECT"
+        assert all(max(r["width"], r["height"]) * 0.5 >= rule["min_length_mm"] for r in inspect("hole")["regions"])
+        server.stop()
+        server = Server(trained_models, tmp_path / "svc")  # kept across a restart, with the threshold
+        url = f"{server.url}/v1/models/plain"
+        assert httpx.get(f"{url}/operating-point").json()["min_length_mm"] == rule["min_length_mm"]
+        assert inspect("knot")["verdict"] == "OK" and inspect("hole")["verdict"] == "DEFECT"
+
+        # zones from a teach-in join the size rule; a threshold set by hand drops them again
+        started = httpx.post(f"{url}/teach-in", json={"frames": 20, "zones": 4}, headers=admin)
+        assert started.status_code == 201 and started.json()["zones"] == 4
+        for _ in range(20):
+            inspect("good")
+        ready = httpx.get(f"{url}/teach-in").json()
+        assert ready["state"] == "ready" and len(ready["proposed_zones"]) == 4
+        assert httpx.post(f"{url}/teach-in/apply", headers=admin).status_code == 200
+        op = httpx.get(f"{url}/operating-point").json()
+        assert op["zone_thresholds"] == pytest.approx(ready["proposed_zones"]) and op["min_length_mm"] == rule["min_length_mm"]
+        assert httpx.put(f"{url}/threshold", json={"value": knot["threshold"]}, headers=admin).status_code == 200
+        assert httpx.get(f"{url}/operating-point").json()["zone_thresholds"] is None
+        assert httpx.delete(f"{url}/operating-point", headers=admin).status_code == 204
+        assert httpx.get(f"{url}/operating-point").status_code == 404 and inspect("knot")["verdict"] == "DEFECT"
+        actions = [e["action"] for e in httpx.get(f"{server.url}/v1/audit", headers=admin).json()]
+        assert {"operating_point.set", "operating_point.reset", "teach_in.apply"} <= set(actions)
+    finally:
+        server.stop()
