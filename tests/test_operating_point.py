@@ -117,3 +117,46 @@ def test_size_rules_and_zones_set_on_the_line(trained_models, tmp_path):
         assert {"operating_point.set", "operating_point.reset", "teach_in.apply"} <= set(actions)
     finally:
         server.stop()
+
+
+def test_persistence_keeps_what_was_seen_in_frames_in_a_row():
+    from fabricad.rolls.geometry import RollBox
+    from fabricad.service.persistence import Persistence
+
+    persistence = Persistence()
+    lint, defect = RollBox((10, 14), (1.0, 1.004)), RollBox((200, 210), (1.010, 1.020))
+    assert persistence.confirm("cam", [lint, defect], 2) == [False, False]  # nothing before
+    moved = RollBox((202, 211), (1.012, 1.022))  # the defect a frame later, 2 mm on (within the gap)
+    assert persistence.confirm("cam", [moved], 2) == [True]
+    assert persistence.confirm("cam", [lint], 2) == [False]  # lint is not where anything was a frame ago
+    assert persistence.confirm("other", [moved], 2) == [False]  # each camera its own run
+    for _ in range(2):
+        persistence.confirm("cam3", [defect], 3)
+    assert persistence.confirm("cam3", [defect], 3) == [True]
+    assert persistence.confirm("cam3", [], 3) == [] and persistence.confirm("cam3", [defect], 3) == [False]  # the run broke
+
+
+def test_a_camera_alarms_on_a_defect_it_sees_twice_and_not_on_a_passing_one(trained_models, tmp_path):
+    """The real pipeline, engine and defect log (no HTTP): with persistence 2, a hole seen in one
+    frame only raises nothing, the same hole in two frames raises one alarm; an upload at once."""
+    from fabricad.service.database import Database
+    from fabricad.service.defect_log import DefectLog
+    from fabricad.service.metrics import ServiceMetrics
+    from fabricad.service.pipeline import InspectionPipeline
+    from fabricad.service.registry import ModelRegistry
+    from fabricad.service.rolls import RollTracker
+
+    database = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    registry = ModelRegistry(trained_models)
+    registry.activate("plain")
+    defects = DefectLog(database, tmp_path / "images")
+    pipeline = InspectionPipeline(registry, defects, RollTracker(database), ServiceMetrics(), TeachIns())
+    frames = _frames()
+    _, engine = registry.engine("plain")
+    assert engine.inspect(frames["hole"]).is_defect and not engine.inspect(frames["good"]).is_defect
+    engine.use_operating_point(OperatingPoint(persistence_frames=2))
+    seen = [pipeline.inspect(frames[name], camera_id="loom1").data["verdict"]
+            for name in ("good", "hole", "good", "hole", "hole", "good")]
+    assert seen == ["OK", "OK", "OK", "OK", "DEFECT", "OK"]
+    assert defects.list()[1] == 1
+    assert pipeline.inspect(frames["hole"]).data["verdict"] == "DEFECT"  # an upload has no run to wait for

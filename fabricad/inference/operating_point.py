@@ -27,6 +27,9 @@ class OperatingPoint(BaseModel):
     zone_thresholds: list[float] | None = Field(
         None, min_length=1, max_length=256,
         description="a threshold per band of equal width across the image (from a teach-in); None: the one threshold")
+    persistence_frames: int = Field(
+        1, ge=1, le=10, description="a camera's region raises an alarm only once this many of its frames in a row showed "
+                                    "it at the same place (on the roll where one runs); 1: at once. Uploads: at once")
 
     def column_thresholds(self, width: int, threshold: float) -> float | np.ndarray:
         """The threshold each image column is judged against: one value, or one per column."""
@@ -38,7 +41,8 @@ class OperatingPoint(BaseModel):
     def describe(self) -> str:
         rules = [f"regions ≥ {self.min_area_mm2:g} mm²" if self.min_area_mm2 else "",
                  f"≥ {self.min_length_mm:g} mm long" if self.min_length_mm else "",
-                 f"{len(self.zone_thresholds)} zone thresholds" if self.zone_thresholds else ""]
+                 f"{len(self.zone_thresholds)} zone thresholds" if self.zone_thresholds else "",
+                 f"seen in {self.persistence_frames} frames in a row" if self.persistence_frames > 1 else ""]
         return f"{', '.join(r for r in rules if r) or 'no rules'} at {self.mm_per_px:g} mm/px"
 
     def keeps(self, width_px: int, height_px: int, area_px: int) -> bool:

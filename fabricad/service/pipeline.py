@@ -13,10 +13,11 @@ import numpy as np
 
 from fabricad.inference.engine import Result
 from fabricad.inference.visualize import overlay
-from fabricad.rolls.geometry import region_on_roll
+from fabricad.rolls.geometry import CameraPlacement, region_on_roll
 from fabricad.service.defect_log import DefectLog
 from fabricad.service.line_io.outputs import LineOutputs
 from fabricad.service.metrics import ServiceMetrics
+from fabricad.service.persistence import Persistence
 from fabricad.service.registry import ModelEntry, ModelRegistry
 from fabricad.service.rolls import RollTracker
 from fabricad.service.teach_in import TeachIns
@@ -40,6 +41,7 @@ class InspectionPipeline:
                  teach_ins: TeachIns, line: LineOutputs | None = None):
         self.registry, self.defects, self.rolls = registry, defects, rolls
         self.metrics, self.teach_ins, self.line = metrics, teach_ins, line
+        self.persistence = Persistence()
 
     def inspect(self, image: np.ndarray, *, model: str | None = None, camera_id: str | None = None,
                 along_m: float | None = None, want_overlay: bool = False) -> Inspected:
@@ -69,7 +71,6 @@ class InspectionPipeline:
         acquisition), the exact way to place it on its roll."""
         data = result.as_dict()
         self.metrics.latency.labels(entry.name).observe(result.latency_ms / 1000)
-        self.metrics.inspections.labels(entry.name, data["verdict"]).inc()
         if not result.fabric_in_view:
             self.metrics.no_fabric.labels(entry.name).inc()
         else:
@@ -87,6 +88,11 @@ class InspectionPipeline:
                                       (along_m, along_m + image.shape[0] * placement.mm_per_px / 1000),
                                       (placement.offset_mm, placement.offset_mm + image.shape[1] * placement.mm_per_px))
             data.update(roll_id=roll.id, along_m=along_m)
+        op = entry.engine.operating_point if entry.engine is not None else None
+        if camera_id is not None and op is not None and op.persistence_frames > 1:
+            self._persist(result, data, camera_id, op.persistence_frames,
+                          (placement, along_m) if placed is not None else (CameraPlacement(camera_id=camera_id, mm_per_px=op.mm_per_px), 0.0))
+        self.metrics.inspections.labels(entry.name, data["verdict"]).inc()
         picture = overlay(image, result.anomaly_map, result.threshold) if (want_overlay or result.is_defect) else None
         defect_id, boxes = None, None
         if result.is_defect:
@@ -104,3 +110,13 @@ class InspectionPipeline:
         if self.line is not None:
             self.line.frame(camera_id, {**data, "model": entry.name, "captured_at": captured_at}, defect_id, boxes)
         return Inspected(entry, result, data, defect_id, picture)
+
+    def _persist(self, result: Result, data: dict, camera_id: str, frames: int, where: tuple[CameraPlacement, float]) -> None:
+        """Keep only the regions this camera has seen `frames` times in a row (`persistence`):
+        the verdict follows the regions kept."""
+        placement, along_m = where
+        kept = self.persistence.confirm(camera_id, [region_on_roll(r, along_m, placement) for r in data["regions"]], frames)
+        result.regions = [r for r, k in zip(result.regions, kept) if k]
+        data["regions"] = [r for r, k in zip(data["regions"], kept) if k]
+        result.is_defect = data["is_defect"] = bool(result.regions)
+        data["verdict"] = "DEFECT" if result.is_defect else "OK"

@@ -190,10 +190,15 @@ class Retraining:
             else:
                 status.state = "discarded"
             folder = self.jobs_dir / name / status.job
-            shutil.rmtree(folder / "bundle", ignore_errors=True)
-            shutil.rmtree(folder / "run", ignore_errors=True)
+            self._drop_outputs(folder)
             write_status(folder / "status.json", status)
             return status
+
+    @staticmethod
+    def _drop_outputs(folder: Path) -> None:
+        """A finished job's checkpoint and candidate (tens of MB); its frames, status and log stay."""
+        shutil.rmtree(folder / "bundle", ignore_errors=True)
+        shutil.rmtree(folder / "run", ignore_errors=True)
 
     # --- activation and rollback ----------------------------------------------------------------
     def activate(self, name: str) -> RetrainStatus:
@@ -213,6 +218,7 @@ class Retraining:
             self._swap(name, folder / "bundle", f"replaced by retrain {status.job}")
             status.state = "activated"
             write_status(folder / "status.json", status)
+            self._drop_outputs(folder)  # the candidate now lives in the models folder
             return status
 
     def history(self, name: str) -> list[KeptVersion]:
@@ -251,6 +257,7 @@ class Retraining:
         shutil.rmtree(staged, ignore_errors=True)
         if move:
             incoming.rename(staged)
+            (staged / "kept.json").unlink(missing_ok=True)  # the history's note, not part of the bundle
         else:  # the job folder may be on another disk: copy first, then rename within the models folder
             shutil.copytree(incoming, staged)
         kept_as = history / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{entry.version}"

@@ -99,7 +99,7 @@ def _use_zones(state: AppState, entry, engine, zones: list[float] | None) -> Non
     if op is None and zones is None:
         return
     op = (op or OperatingPoint()).model_copy(update={"zone_thresholds": zones})
-    keeps_something = op.zone_thresholds or op.min_area_mm2 or op.min_length_mm
+    keeps_something = op.zone_thresholds or op.min_area_mm2 or op.min_length_mm or op.persistence_frames > 1
     _use_operating_point(state, entry, engine, op if keeps_something else None)
 
 
