@@ -59,11 +59,11 @@ def bundle_with_checkpoint(tmp_path_factory) -> Path:
 ADMIN_KEY, OPERATOR_KEY = {"X-API-Key": ADMIN}, {"X-API-Key": OPERATOR}
 
 
-def serve(bundle: Path, tmp_path: Path) -> Server:
-    """A service whose only model is a copy of `bundle`; retrains of 120 steps."""
+def serve(bundle: Path, tmp_path: Path, steps: int = 120) -> Server:
+    """A service whose only model is a copy of `bundle`; retrains of `steps` steps."""
     shutil.copytree(bundle, tmp_path / "models" / "plain")
     return Server(tmp_path / "models", tmp_path / "svc", FABRICAD_JOBS_DIR=str(tmp_path / "jobs"),
-                  FABRICAD_RETRAIN_STEPS="120", FABRICAD_MODELS_RESCAN_S="0")
+                  FABRICAD_RETRAIN_STEPS=str(steps), FABRICAD_MODELS_RESCAN_S="0")
 
 
 def inspect(server: Server, image: np.ndarray) -> dict:
@@ -128,6 +128,7 @@ def test_false_alarms_retrain_the_model_which_is_activated_and_rolled_back(bundl
         activated = httpx.post(f"{url}/retrain/activate", headers=admin)
         assert activated.status_code == 200, activated.text
         assert version() == job["new_version"] != old
+        assert not (tmp_path / "jobs" / "plain" / job["job"] / "bundle").exists()  # moved into the models folder
         after = [inspect(server, image) for image in lots]
         assert sum(a["verdict"] == "DEFECT" for a in after) < len(lots)  # what the operators said is cloth passes
         assert all(inspect(server, image)["verdict"] == "DEFECT" for image in holes)  # and the holes still stop the line
@@ -138,7 +139,7 @@ def test_false_alarms_retrain_the_model_which_is_activated_and_rolled_back(bundl
 
         rolled = httpx.post(f"{url}/rollback", headers=admin, json={})
         assert rolled.status_code == 200, rolled.text
-        assert version() == old
+        assert version() == old and not (tmp_path / "models" / "plain" / "kept.json").exists()
         assert all(inspect(server, image)["verdict"] == "DEFECT" for image in lots)  # the old model, as it was
         assert [k["version"] for k in rolled.json()["history"]] == [job["new_version"]]  # the candidate is kept in turn
         actions = [e["action"] for e in httpx.get(f"{server.url}/v1/audit", headers=admin).json()]
@@ -225,7 +226,7 @@ def test_the_dashboard_retrains_activates_and_rolls_back(bundle_with_checkpoint,
     if browser_missing():
         pytest.skip(browser_missing())
     sync_api = pytest.importorskip("playwright.sync_api")
-    server = serve(bundle_with_checkpoint, tmp_path)
+    server = serve(bundle_with_checkpoint, tmp_path, steps=60)  # the clicks, not the figures: a shorter job
     try:
         label_frames(server)
         old = httpx.get(f"{server.url}/v1/models").json()[0]["version"]

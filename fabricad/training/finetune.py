@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fabricad.config import FabricadConfig
-from fabricad.data import Sample
+from fabricad.data import Sample, read_image
 from fabricad.data.tiling import tile_whole_images
 from fabricad.errors import DataError
 from fabricad.training.checkpoint import Checkpoint, read_checkpoint
@@ -68,6 +68,8 @@ def finetune(checkpoint_path: Path, frames: list[Path], out: Path, *, data: Path
     training images; writes `out/model.ckpt` and returns the `TrainResult`."""
     if not frames:
         raise DataError("no frames to learn: fine-tuning needs at least one image labelled a false alarm")
+    for frame in frames:  # a bad frame fails the job now, by name, not in the middle of training
+        read_image(frame)
     checkpoint = read_checkpoint(checkpoint_path)
     config = finetune_config(checkpoint, data, category, steps, max_minutes, lr_scale)
     extra = cut_as_trained(frames, checkpoint.training.get("dataset", {}))
