@@ -8,7 +8,6 @@ command line it is the same job with a progress bar.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import time
@@ -22,11 +21,15 @@ from fabricad.errors import FabricadError
 from fabricad.export.onnx_export import export_checkpoint
 from fabricad.inference.bundle import CHECKPOINT_FILE, read_bundle
 from fabricad.inference.engine import InferenceEngine
-from fabricad.inference.retraining import RetrainStatus, compare, judge, write_status
+from fabricad.inference.retraining import (
+    RetrainStatus,
+    compare,
+    judge,
+    read_status,
+    write_status,
+)
 from fabricad.training.finetune import DEFAULT_LR_SCALE, DEFAULT_STEPS, finetune
 from fabricad.training.trainer import FINETUNE_SHARE
-
-log = logging.getLogger(__name__)
 
 RUN, BUNDLE = "run", "bundle"
 """Inside a job's folder: the fine-tune's checkpoint folder, and the candidate bundle."""
@@ -39,8 +42,10 @@ def retrain_candidate(bundle: Path, false_alarms: list[Path], out: Path, *, defe
     """Fine-tune, export and judge; `out/bundle` is the candidate. Progress and the result go to
     `status_file` as they happen; a failure is recorded there before it is raised."""
     meta, _ = read_bundle(bundle)
-    status = RetrainStatus(job=job or out.name, model=meta.name, old_version=meta.sha256[:12], steps=steps,
-                           false_alarm_frames=len(false_alarms), defect_frames=len(defects), pid=os.getpid())
+    started = read_status(status_file) if status_file is not None else None  # the service's: it names the model its way
+    status = RetrainStatus(job=job or out.name, model=started.model if started else meta.name,
+                           old_version=meta.sha256[:12], steps=steps, false_alarm_frames=len(false_alarms),
+                           defect_frames=len(defects), pid=os.getpid())
 
     def report(**change) -> None:
         for key, value in change.items():

@@ -71,7 +71,8 @@ class Retraining:
         self.steps = steps
         self.keep = keep
         self._processes: dict[str, subprocess.Popen] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        """one action at a time; a status read waits for a job being started (its process known)"""
 
     # --- what a retrain would use -------------------------------------------------------------
     def frames(self, name: str) -> tuple[list[Path], list[Path]]:
@@ -108,20 +109,19 @@ class Retraining:
         """The newest job of `name`. A job whose process is gone without saying how it ended
         (killed, out of memory, the training extra missing) is recorded as failed, with the end of
         its log."""
-        folder = self._latest(name)
-        if folder is None:
-            return None
-        status = read_status(folder / "status.json")
-        if status is None or status.state != "running":
+        with self._lock:
+            folder = self._latest(name)
+            if folder is None:
+                return None
+            status = read_status(folder / "status.json")
+            if status is None or status.state != "running" or self._alive(name, status):
+                return status
+            status = read_status(folder / "status.json") or status  # it may have finished a moment ago
+            if status.state == "running":
+                status.state, status.phase = "failed", "failed"
+                status.error = "the job ended without a result: " + _tail(folder / "worker.log")
+                write_status(folder / "status.json", status)
             return status
-        if self._alive(name, status):
-            return status
-        status = read_status(folder / "status.json") or status  # it may have finished a moment ago
-        if status.state == "running":
-            status.state, status.phase = "failed", "failed"
-            status.error = "the job ended without a result: " + _tail(folder / "worker.log")
-            write_status(folder / "status.json", status)
-        return status
 
     def _alive(self, name: str, status: RetrainStatus) -> bool:
         process = self._processes.get(name)
