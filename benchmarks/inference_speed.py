@@ -1,5 +1,6 @@
 """Inference speed, side by side in one run: PyTorch eager vs ONNX Runtime fp32 and INT8 vs
-OpenVINO fp32 and INT8 (the same two bundles; skipped when OpenVINO is not installed).
+OpenVINO fp32 and INT8 (the same two bundles) and OpenVINO's own INT8 (`fabricad export --format
+openvino`, NNCF); the OpenVINO rows are skipped when it (or NNCF) is not installed.
 
     python -m benchmarks.inference_speed --model runs/bench-aitex/02/rd [--data ../shared/data/aitex --category 02]
 
@@ -27,6 +28,7 @@ from fabricad.data import load_dataset
 from fabricad.data.images import decode_image
 from fabricad.errors import FabricadError
 from fabricad.export.onnx_export import export_bundle
+from fabricad.export.openvino_export import export_openvino
 from fabricad.inference.backends import OnnxBackend, OpenVinoBackend
 from fabricad.inference.engine import InferenceEngine
 from fabricad.inference.metrics import auroc
@@ -100,7 +102,9 @@ def main() -> None:
     try:
         backends["OpenVINO fp32"] = OpenVinoBackend(tmp / "fp32", args.threads)
         backends["OpenVINO INT8"] = OpenVinoBackend(tmp / "int8", args.threads)
-    except FabricadError as exc:  # not installed: the ONNX Runtime rows alone
+        backends["OpenVINO NNCF INT8"] = OpenVinoBackend(
+            export_openvino(args.model, tmp / "nncf", data=data, category=category, progress=False), args.threads)
+    except FabricadError as exc:  # not installed: the rows before it
         print(f"OpenVINO rows skipped: {exc}", flush=True)
     h, w = backends["ONNX Runtime fp32"].input_size
     pad = backends["ONNX Runtime fp32"].meta.preprocess.context  # a tile goes in with this much of its neighbours

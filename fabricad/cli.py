@@ -209,7 +209,8 @@ def finetune(
 @app.command()
 def export(
     model: Annotated[Path, typer.Option("--model", help="model.ckpt (or its folder).")],
-    format: Annotated[str, typer.Option("--format", help="onnx, tensorrt, or triton (OUT is then a Triton model repository).")] = "onnx",
+    format: Annotated[str, typer.Option("--format", help="onnx, tensorrt, openvino (an OpenVINO IR; its int8 through NNCF), "
+                                        "or triton (OUT is then a Triton model repository).")] = "onnx",
     precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 (GPUs) or int8 (CPUs, calibrated on normal images).")] = "fp32",
     out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (model.onnx + model.json).")] = Path("runs/bundle"),
     data: DataOpt = None,
@@ -224,8 +225,15 @@ def export(
     from fabricad.export.onnx_export import export_checkpoint
     from fabricad.export.tensorrt import build_engine, require_tensorrt
 
-    if format not in ("onnx", "tensorrt", "triton"):
-        raise FabricadError(f"unknown format {format!r}: use onnx, tensorrt or triton")
+    if format not in ("onnx", "tensorrt", "triton", "openvino"):
+        raise FabricadError(f"unknown format {format!r}: use onnx, tensorrt, openvino or triton")
+    if format == "openvino":
+        from fabricad.export.openvino_export import export_openvino
+
+        bundle = export_openvino(model, out, precision=precision, data=data, category=category, name=name,
+                                 progress=not quiet, overrides=overrides, with_checkpoint=with_checkpoint)
+        typer.echo(f"bundle: {bundle} (OpenVINO IR, {precision})")
+        return
     if format == "tensorrt":
         require_tensorrt()  # before any work: say now, not after the export, that it cannot be done
     if format == "triton":

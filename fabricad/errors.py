@@ -45,6 +45,7 @@ EXTRA_OF_MODULE = {
     "asyncua": "line",
     "pymodbus": "line",
     "openvino": "openvino",
+    "nncf": "openvino-int8",
 }
 
 

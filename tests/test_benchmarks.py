@@ -32,7 +32,7 @@ def test_inference_speed(trained_run, fabric_category):
                 "--threads", "1", "--seconds", "0.2", "--repeats", "1")
     rows = [line for line in out.splitlines() if line.startswith(("| ONNX Runtime", "| PyTorch", "| OpenVINO"))]
     assert [r.split("|")[1].strip() for r in rows] == ["PyTorch eager", "ONNX Runtime fp32", "ONNX Runtime INT8",
-                                                       "OpenVINO fp32", "OpenVINO INT8"]
+                                                       "OpenVINO fp32", "OpenVINO INT8", "OpenVINO NNCF INT8"]
     assert all(float(r.split("|")[7]) > 0 for r in rows)  # Mpx/s per core
 
 
@@ -120,3 +120,12 @@ def test_feedback_loop(tmp_path):
                 "model.teacher.name=resnet18", "model.teacher.weights=random", "model.width=64", timeout=600)
     row = next(line for line in out.splitlines() if line.startswith("| plain | 3 |"))
     assert row.split("|")[8].strip() in ("better", "not_worse", "worse")
+
+
+def test_cascade(trained_run, tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "00").mkdir(parents=True)
+    (runs / "00" / "rd").symlink_to(trained_run)
+    out = bench("benchmarks.cascade", "--runs", str(runs), "--fabrics", "00", "--pass", "0.5", "--seconds", "0.2",
+                "--threads", "1")
+    assert "| 00 | full model |" in out and "| 00 | cascade, 50% of held-out normals pass |" in out

@@ -39,6 +39,7 @@ WRONG = [
     (["eval", "--model", "{checkpoint}", "--set", "model.fabric_roii=false"], {}, "did you mean"),
     (["export", "--model", "{checkpoint}", "--format", "tflite"], {}, "tflite"),
     (["export", "--model", "{checkpoint}", "--precision", "int4"], {}, "int4"),
+    (["export", "--model", "{checkpoint}", "--format", "openvino", "--precision", "fp16"], {}, "fp32 or int8"),
     (["predict", "{missing}", "--model", "{bundle}"], {}, "nothing was inspected"),
     (["predict", "{empty}", "--model", "{bundle}"], {}, "no images"),
     (["predict", "{data}", "--model", "{missing}"], {}, "not found"),

@@ -93,3 +93,34 @@ def test_a_missing_openvino_or_device_is_said_plainly(trained_models, monkeypatc
     monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
     with pytest.raises(MissingExtraError, match=r"pip install 'fabricad\[openvino\]'"):
         InferenceEngine.load(trained_models / "plain", backend="openvino")
+
+
+def test_an_openvino_int8_bundle_from_nncf_ranks_like_fp32_and_serves_by_itself(trained_run, fabric_category,
+                                                                                 trained_models, test_images, tmp_path):
+    pytest.importorskip("nncf")
+    from fabricad.export.openvino_export import export_openvino
+    from fabricad.inference.bundle import read_bundle
+    from fabricad.inference.metrics import auroc
+
+    bundle = export_openvino(trained_run, tmp_path / "models" / "plain-ov", data=fabric_category, progress=False)
+    meta, graph = read_bundle(bundle)
+    assert graph.name == "model.xml" and meta.precision == "int8" and meta.threshold.method == "normal-quantile"
+    engine = InferenceEngine.load(bundle)  # auto: an IR runs on OpenVINO
+    assert engine.backend.name == "openvino[CPU]"
+    with pytest.raises(FabricadError, match="OpenVINO IR"):
+        InferenceEngine.load(bundle, backend="onnx")
+    images, labels = test_images
+    fp32 = OnnxBackend(trained_models / "plain", ["cpu"])(images)[1]
+    int8 = engine.backend(images)[1]
+    assert np.corrcoef(fp32, int8)[0, 1] > 0.9 and auroc(labels, int8) >= auroc(labels, fp32) - 0.05
+    server = Server(tmp_path / "models", tmp_path / "svc")  # the default runtime: each bundle on its own graph's
+    try:
+        assert httpx.get(f"{server.url}/v1/models").json()[0]["backend"] == "openvino[CPU]"
+        answer = httpx.post(f"{server.url}/v1/inspect", content=png(images[-1]), headers={"content-type": "image/png"}, timeout=30)
+        assert answer.status_code == 200 and answer.json()["model_version"] == meta.sha256[:12]
+    finally:
+        server.stop()
+    weights = bundle / "model.bin"
+    weights.write_bytes(weights.read_bytes()[:-8])  # a truncated copy: refused, not served
+    with pytest.raises(FabricadError, match="does not match the sha256"):
+        read_bundle(bundle)

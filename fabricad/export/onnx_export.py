@@ -190,24 +190,33 @@ def export_checkpoint(model: Path, out: Path, precision: str = "fp32", data: Pat
     """`fabricad export` as a function: the checkpoint's own normal images (or `data`) calibrate the
     threshold on the held-out part and, for int8, the quantiser on the training part. With
     `with_checkpoint`, the bundle also carries the checkpoint, so the service can fine-tune it."""
-    from fabricad.data import load_dataset
-    from fabricad.data.holdout import holdout_split
-    from fabricad.data.tiling import as_trained
     from fabricad.training import load_model
 
     detector, ckpt = load_model(model, overrides)
-    train_samples = holdout = None
-    data_path = data or ckpt.config.data.path
-    if data_path is not None and Path(data_path).exists():
-        split = load_dataset(data_path, category or (None if data else ckpt.config.data.category))
-        train_samples, holdout = holdout_split(as_trained(split.train, ckpt.training.get("dataset", {})), ckpt.config)
-    elif precision == "int8":
+    train_samples, holdout = normal_samples(ckpt, data, category)
+    if train_samples is None and precision == "int8":
         raise FabricadError("int8 export needs the normal training images for calibration: pass --data")
     bundle = export_bundle(detector, ckpt, out, precision=precision, calibration_samples=train_samples,
                            holdout_samples=holdout, name=name, progress=progress)
     if with_checkpoint:
         save_portable_checkpoint(ckpt, bundle / CHECKPOINT_FILE)
     return bundle
+
+
+def normal_samples(checkpoint: Checkpoint, data: Path | None = None, category: str | None = None
+                   ) -> tuple[list[Sample] | None, list[Sample] | None]:
+    """The checkpoint's normal training images (or `data`'s), split as training split them:
+    (the part the model learnt from, the held-out part), cut as training cut them; (None, None)
+    where the images are not here. Calibration of thresholds and quantisers draws on them."""
+    from fabricad.data import load_dataset
+    from fabricad.data.holdout import holdout_split
+    from fabricad.data.tiling import as_trained
+
+    data_path = data or checkpoint.config.data.path
+    if data_path is None or not Path(data_path).exists():
+        return None, None
+    split = load_dataset(data_path, category or (None if data else checkpoint.config.data.category))
+    return holdout_split(as_trained(split.train, checkpoint.training.get("dataset", {})), checkpoint.config)
 
 
 def save_portable_checkpoint(checkpoint: Checkpoint, path: Path) -> Path:

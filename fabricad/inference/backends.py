@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from fabricad.errors import FabricadError, missing_extra
-from fabricad.inference.bundle import BundleMeta, read_bundle
+from fabricad.inference.bundle import BundleMeta, is_openvino_ir, read_bundle
 from fabricad.inference.ort_session import Spinning, session_options
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ class OnnxBackend:
         import onnxruntime as ort
 
         self.meta, model_path = graph if graph is not None else read_bundle(bundle)
+        if is_openvino_ir(self.meta):
+            raise FabricadError(f"{bundle} is an OpenVINO IR (fabricad export --format openvino): it runs on OpenVINO, not "
+                                "ONNX Runtime (FABRICAD_RUNTIME=openvino, predict --backend openvino)")
         available = ort.get_available_providers()
         wanted = [PROVIDER_ALIASES.get(p.lower(), p) for p in providers] if providers else None
         if wanted:

@@ -108,11 +108,29 @@ class BundleMeta(BaseModel):
 
 
 def sha256_file(path: Path) -> str:
+    return sha256_files([path])
+
+
+def sha256_files(paths: list[Path]) -> str:
+    """One digest over the files' bytes in order: a graph, or an OpenVINO IR's topology and weights."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
+
+
+def is_openvino_ir(meta: BundleMeta) -> bool:
+    """Whether the bundle's graph is an OpenVINO IR (`fabricad export --format openvino`: NNCF's
+    INT8 or fp32, `model.xml` + `model.bin`), which only OpenVINO runs, rather than ONNX."""
+    return Path(meta.model_file).suffix == ".xml"
+
+
+def graph_files(folder: Path, meta: BundleMeta) -> list[Path]:
+    """The files `meta.sha256` covers: the ONNX graph, or an IR's topology and weights."""
+    graph = folder / Path(meta.model_file).name  # a name only: never a path out of the bundle
+    return [graph, graph.with_suffix(".bin")] if is_openvino_ir(meta) else [graph]
 
 
 def write_meta(folder: Path, meta: BundleMeta) -> Path:
@@ -141,9 +159,10 @@ def read_bundle(folder: str | Path, verify: bool = True) -> tuple[BundleMeta, Pa
         raise CheckpointError(f"{meta_path} is invalid: {exc}") from None
     if meta.format != BUNDLE_FORMAT:
         raise CheckpointError(f"{meta_path}: bundle format {meta.format}, this fabricad reads {BUNDLE_FORMAT}")
-    model_path = folder / Path(meta.model_file).name  # a name only: never a path out of the bundle
-    if not model_path.is_file():
-        raise CheckpointError(f"{model_path} missing from the bundle")
-    if verify and sha256_file(model_path) != meta.sha256:
-        raise CheckpointError(f"{model_path} does not match the sha256 in {META_FILE}: the file was changed or truncated")
-    return meta, model_path
+    files = graph_files(folder, meta)
+    for path in files:
+        if not path.is_file():
+            raise CheckpointError(f"{path} missing from the bundle")
+    if verify and sha256_files(files) != meta.sha256:
+        raise CheckpointError(f"{files[0]} does not match the sha256 in {META_FILE}: the file was changed or truncated")
+    return meta, files[0]

@@ -24,7 +24,13 @@ from fabricad.defect_types import TypeClassifier, geometry_type, load_types
 from fabricad.errors import FabricadError
 from fabricad.inference import thresholds as T
 from fabricad.inference.backends import OnnxBackend, OpenVinoBackend
-from fabricad.inference.bundle import BundleMeta, Threshold, is_bundle
+from fabricad.inference.bundle import (
+    BundleMeta,
+    Threshold,
+    is_bundle,
+    is_openvino_ir,
+    read_bundle,
+)
 from fabricad.inference.operating_point import OperatingPoint
 from fabricad.inference.ort_session import Spinning
 
@@ -166,9 +172,10 @@ class InferenceEngine:
     def load(cls, path: str | Path, backend: str = "auto", providers: list[str] | None = None,
              threads: int | None = None, spinning: Spinning = "during_run", device: str = "CPU",
              **kwargs) -> InferenceEngine:
-        """An exported bundle on ONNX Runtime (`backend` auto or onnx; `providers`) or OpenVINO
-        (`backend` openvino; `device`). A checkpoint runs on PyTorch, which this runtime never
-        imports: `fabricad.training.torch_backend.load_engine` opens either."""
+        """An exported bundle on ONNX Runtime (`backend` onnx; `providers`) or OpenVINO (`backend`
+        openvino; `device`); auto picks OpenVINO for an OpenVINO IR bundle, ONNX Runtime for an
+        ONNX one. A checkpoint runs on PyTorch, which this runtime never imports:
+        `fabricad.training.torch_backend.load_engine` opens either."""
         path = Path(path)
         if backend not in ("auto", "onnx", "openvino"):
             raise FabricadError(f"backend {backend!r}: this runtime runs bundles on ONNX Runtime (onnx) or OpenVINO "
@@ -176,7 +183,7 @@ class InferenceEngine:
         if not is_bundle(path):
             raise FabricadError(f"{path} is not an exported bundle; run `fabricad export` first, or open the "
                                 "checkpoint with fabricad.training.torch_backend.load_engine (PyTorch)")
-        if backend == "openvino":
+        if backend == "openvino" or (backend == "auto" and is_openvino_ir(read_bundle(path, verify=False)[0])):
             runner = OpenVinoBackend(path, threads, device)
         else:
             runner = OnnxBackend(path, providers, threads, spinning=spinning)

@@ -50,8 +50,8 @@ class ModelEntry:
         return self.meta.sha256[:12]
 
 
-BUNDLE_SUFFIXES = {".json", ".onnx", ".plan", ".data"}
-"""The files that make a bundle (metadata, graph, TensorRT plan, external weights); caches the
+BUNDLE_SUFFIXES = {".json", ".onnx", ".plan", ".data", ".xml", ".bin"}
+"""The files that make a bundle (metadata, graph, TensorRT plan, external weights, an OpenVINO IR); caches the
 runtime writes beside them (`trt_cache/`) and notes a person leaves there are not the model."""
 
 
@@ -81,7 +81,8 @@ class ModelRegistry:
         self.engine_url = engine_url
         self.spinning = spinning
         self.align = align
-        self.runtime = "openvino" if runtime == "openvino" else "onnx"  # the in-process engine's backend
+        # the in-process engine's backend: OpenVINO for every bundle, or by the bundle's own graph
+        self.runtime = "openvino" if runtime == "openvino" else "auto"
         self.device = device
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()
