@@ -79,8 +79,9 @@ class PostgresServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-TABLES_SINCE_0_1_0 = ("users", "sessions", "audit_log")
-COLUMNS_SINCE_0_1_0 = (("roll_defects", "defect_type"), ("roll_defects", "type_confidence"))
+TABLES_SINCE_0_1_0 = ("users", "sessions", "audit_log", "operating_points")
+COLUMNS_SINCE_0_1_0 = (("roll_defects", "defect_type"), ("roll_defects", "type_confidence"),
+                       ("teach_ins", "zones"), ("teach_in_scores", "zone_scores_json"))
 
 
 def forget_migrations(connection) -> None:
