@@ -62,12 +62,15 @@ def test_service_load_and_paired(trained_models, tmp_path):
 
 
 def test_scaleout(trained_models, tmp_path):
-    pytest.importorskip("ray")
+    """The measuring and the table; the in-process row alone, since starting Ray Serve costs a
+    minute here and tests/test_scaleout.py already runs the service on `fabricad engine ray`, as
+    the benchmark's Ray rows do."""
     image = tmp_path / "tile.png"
     cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8))
     out = bench("benchmarks.scaleout", "--bundle", str(trained_models / "plain"), "--image", str(image),
-                "--cameras", "1", "--clients", "1", "--seconds", "0.5", "--replicas", "1", timeout=600)
-    assert "Ray Serve" in out and "in-process" in out
+                "--cameras", "1", "--clients", "1", "--seconds", "0.5", "--replicas", timeout=600)
+    row = next(line for line in out.splitlines() if line.startswith("| in-process"))
+    assert float(row.split("|")[2]) > 0 and row.rstrip().endswith("| 1.00 | n/a |")
 
 
 def test_mixed_sizes(tmp_path):
