@@ -125,6 +125,18 @@ def test_feedback_loop(tmp_path):
     assert row.split("|")[8].strip() in ("better", "not_worse", "worse")
 
 
+def test_persistence(tmp_path):
+    out = bench("benchmarks.persistence", "--out", str(tmp_path), "--fabrics", "plain", "--size", "64", "--train", "8",
+                "--steps", "4", "--length-m", "2", "--defects", "4", "--lint", "0.5", "--set",
+                "model.teacher.name=resnet18", "model.teacher.weights=random", "model.width=64", timeout=600)
+    rows = {int(r.split("|")[2]): r.split("|") for r in out.splitlines() if r.startswith("| plain |")}
+    assert sorted(rows) == [1, 2]
+    for k in (1, 2):
+        assert 0 <= int(rows[k][5]) <= int(rows[k][4])  # alarms on lint are among the false alarms
+        found, planted = rows[k][6].split("(")[0].split("/")
+        assert int(planted) == 4 and 0 <= int(found) <= 4
+
+
 def test_cascade(trained_run, tmp_path):
     runs = tmp_path / "runs"
     (runs / "00").mkdir(parents=True)
