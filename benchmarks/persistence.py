@@ -101,7 +101,7 @@ def box_on_roll(box: tuple[int, int, int, int], top_px: int) -> RollBox:
 def run_fabric(args, fabric: str) -> list[str]:
     root = args.out / fabric
     rng = np.random.default_rng(args.seed)
-    category = root / "data" / fabric
+    category = root / f"data-{args.size}px-{args.train}-seed{args.seed}" / fabric
     if not (category / "train" / "good").is_dir():
         training_frames(category / "train" / "good", fabric, args.size, args.train, args.seed)
     config = FabricadConfig().with_overrides([f"data.path={category}", f"train.max_steps={args.steps}", *args.set])
@@ -161,6 +161,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 <= args.overlap < 1:
         parser.error("--overlap must be in [0, 1)")
+    if args.defects < 1 or args.length_m * 1000 / args.defects < 250:
+        parser.error("--defects: each defect needs 250 mm of roll to itself (fewer defects or a longer --length-m)")
     rows = [row for fabric in args.fabrics for row in run_fabric(args, fabric)]
     lines = [f"## Persistence across frames on a camera stream ({machine()})", "",
              f"`python -m benchmarks.persistence --fabrics {' '.join(args.fabrics)} --length-m {args.length_m:g} "
