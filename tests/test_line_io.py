@@ -13,6 +13,15 @@ import httpx
 import pytest
 
 from fabricad.data import load_dataset
+from fabricad.data.synthetic import DEFECT_TYPES as SYNTHETIC_TYPES
+from fabricad.defect_types.classifier import GEOMETRY_TYPES
+from fabricad.defect_types.examples import AITEX_TYPES
+from fabricad.service.line_io.modbus import (
+    DEFAULT_TYPE_CODES,
+    OTHER_TYPE_CODE,
+    ModbusSink,
+    ModbusSinkSpec,
+)
 from fabricad.service.line_io.outbox import Outbox
 from fabricad.service.line_io.stop_rule import Sighting, StopDecider, StopRule
 from tests.live_server import ADMIN, Server, _free_port, png, wait_for
@@ -285,10 +294,11 @@ def test_a_modbus_plc_gets_pulses_and_registers_and_gives_the_encoder_and_an_out
     def status() -> dict:
         return httpx.get(f"{server.url}/v1/line").json()[0]
 
-    def inspect() -> None:
+    def inspect() -> dict:
         answer = httpx.post(f"{server.url}/v1/inspect?camera_id=loom5", content=frame,
                             headers={"content-type": "image/png"}, timeout=30)
         assert answer.status_code == 200 and answer.json()["is_defect"], answer.text
+        return answer.json()
 
     try:
         wait_for(lambda: status()["state"] == "connected", what="the service to reach the PLC")
@@ -298,12 +308,12 @@ def test_a_modbus_plc_gets_pulses_and_registers_and_gives_the_encoder_and_an_out
         wait_for(lambda: httpx.get(f"{server.url}/v1/rolls/R-mb").json()["length_m"] >= 3.5, what="the encoder reading")
 
         assert httpx.put(f"{server.url}/v1/models/plain-a/threshold", json={"value": 1e-6}, headers=admin).status_code == 200
-        for _ in range(2):
-            inspect()
+        answers = [inspect() for _ in range(2)]
         wait_for(lambda: len(plc.pulses(1)) == 2, what="two stop pulses")
         assert len(plc.pulses(0)) == 2 and all(0.15 <= p <= 1.5 for p in plc.pulses(0) + plc.pulses(1))
         assert plc.register(0) == 1 and plc.register(2) == 2 and plc.register(1) > 0  # verdict, count, score × 1000
         assert plc.register(4) > 0  # the roll's points so far
+        assert plc.register(5) == DEFAULT_TYPE_CODES[answers[-1]["regions"][0]["type"]] > 0  # the defect's type
 
         plc.stop()  # the PLC goes down mid-stream; inspection does not wait for it
         started = time.perf_counter()
@@ -325,6 +335,25 @@ def test_a_modbus_plc_gets_pulses_and_registers_and_gives_the_encoder_and_an_out
     finally:
         server.stop()
         plc.stop()
+
+
+def test_a_plc_reads_defect_types_as_numbers_a_mill_can_rename(tmp_path, caplog):
+    """The type register: the table's number, the mill's own numbers where it gives them, and one
+    number (with one warning) for a type nobody numbered: never another type's number."""
+    spec = ModbusSinkSpec(name="plc", type_codes={**DEFAULT_TYPE_CODES, "hole": 7, "selvage_mark": 40})
+    sink = ModbusSink(spec, tmp_path, on_command=lambda *_: None)
+    try:
+        assert sink.type_code("hole") == 7 and sink.type_code("selvage_mark") == 40
+        assert sink.type_code("line_along") == DEFAULT_TYPE_CODES["line_along"] and sink.type_code(None) == 0
+        with caplog.at_level("WARNING"):
+            assert sink.type_code("oil_spot") == sink.type_code("oil_spot") == OTHER_TYPE_CODE
+        assert sum("oil_spot" in r.message for r in caplog.records) == 1
+        assert OTHER_TYPE_CODE not in DEFAULT_TYPE_CODES.values()
+        assert len(set(DEFAULT_TYPE_CODES.values())) == len(DEFAULT_TYPE_CODES)
+        # every name the product itself can give has a number of its own
+        assert set(GEOMETRY_TYPES) | set(AITEX_TYPES.values()) | set(SYNTHETIC_TYPES) <= set(DEFAULT_TYPE_CODES)
+    finally:
+        sink.outbox.close()
 
 
 def test_line_output_settings_are_checked_at_start_up():

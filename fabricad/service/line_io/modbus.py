@@ -11,6 +11,7 @@ index being the camera's place in `cameras` (all cameras share block 0 when `cam
     holding  count_register   defects since the service started (wraps at 65536)
     holding  state_register   1 while the camera runs, 0 when it does not (reconnecting, stopped)
     holding  points_register  the running roll's 4-point total so far
+    holding  type_register    the last defect's type as a number (`type_codes`; 0 unknown)
 
 Read from the PLC: `encoder_register` (two holding registers, an unsigned 32-bit count, high word
 first) polled every `encoder_poll_ms`; count × `encoder_m_per_count` is how far the running roll
@@ -30,14 +31,28 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
+from fabricad.defect_types.classifier import UNKNOWN
 from fabricad.service.line_io.base import SinkSpecBase
 from fabricad.service.line_io.outbox import Outbox
 
 log = logging.getLogger(__name__)
+
+DEFAULT_TYPE_CODES: dict[str, int] = {
+    UNKNOWN: 0, "spot": 1, "line_along": 2, "line_across": 3,
+    "hole": 10, "stain": 11, "slub": 12, "knot": 13, "fold": 14, "thick_place": 15, "missing_yarn": 16,
+    "broken_end": 20, "broken_yarn": 21, "broken_pick": 22, "weft_curling": 23, "fuzzyball": 24, "cut_selvage": 25,
+    "crease": 26, "warp_ball": 27, "knots": 28, "contamination": 29, "nep": 30, "weft_crack": 31,
+}
+"""A PLC reads numbers: the geometry rules' types, common mill names, AITEX's named codes. Written
+out, not derived, because a PLC program is written against them and they must never move; a
+mill's own names go in `type_codes`; the table is printed in docs/line.md."""
+OTHER_TYPE_CODE = 999
+"""A type the table does not list (a classifier trained on a mill's own labels): one code, and a
+warning once per name, so the PLC never mistakes it for a listed type."""
 
 
 class ModbusSinkSpec(SinkSpecBase):
@@ -55,6 +70,10 @@ class ModbusSinkSpec(SinkSpecBase):
     count_register: int | None = Field(2, ge=0, le=65535)
     state_register: int | None = Field(3, ge=0, le=65535)
     points_register: int | None = Field(4, ge=0, le=65535)
+    type_register: int | None = Field(5, ge=0, le=65535)
+    type_codes: dict[str, Annotated[int, Field(ge=0, le=65535)]] = Field(default_factory=lambda: dict(DEFAULT_TYPE_CODES),
+                                       description="defect type → the number written to type_register; "
+                                                   f"a type not listed is written as {OTHER_TYPE_CODE}")
     camera_stride: int = Field(10, ge=1, le=10_000, description="address offset between the cameras' blocks")
     encoder_register: int | None = Field(None, ge=0, le=65534, description="two holding registers, uint32, high word first")
     encoder_m_per_count: float = Field(0.001, gt=0, le=1000)
@@ -80,6 +99,7 @@ class ModbusSink:
         self._high: dict[int, float] = {}  # coil → when it goes off again
         self._quiet: dict[int, float] = {}  # coil → when it may go on again (the falling edge's gap)
         self._encoder: int | None = None
+        self._unlisted: set[str] = set()  # types warned about once
         self._next_poll = 0.0
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -126,12 +146,25 @@ class ModbusSink:
                     self._registers[spec.count_register + offset] = self._counts[camera_id] % 65536
                 if spec.points_register is not None and payload.get("roll_points") is not None:
                     self._registers[spec.points_register + offset] = min(int(payload["roll_points"]), 65535)
+                if spec.type_register is not None:
+                    self._registers[spec.type_register + offset] = self.type_code(payload.get("type"))
             if kind == "status" and spec.state_register is not None:
                 self._registers[spec.state_register + offset] = int(payload["state"] == "running")
         coil = {"defect": spec.defect_coil, "stop": spec.stop_coil}.get(kind)
         if coil is not None:
             self.outbox.put(f"coil/{coil + offset}", {"id": payload["id"], "at": payload["at"]})
         self._wake.set()
+
+    def type_code(self, defect_type: str | None) -> int:
+        if defect_type is None:
+            return self.spec.type_codes.get(UNKNOWN, 0)
+        if defect_type in self.spec.type_codes:
+            return self.spec.type_codes[defect_type]
+        if defect_type not in self._unlisted:
+            self._unlisted.add(defect_type)
+            log.warning("line output %s: defect type %r has no number in type_codes; the PLC gets %d",
+                        self.spec.name, defect_type, OTHER_TYPE_CODE)
+        return OTHER_TYPE_CODE
 
     # --- the sink's thread ---------------------------------------------------------------------
     def _run(self) -> None:
