@@ -170,6 +170,19 @@ def test_each_heuristic_turns_itself_off_where_its_premise_fails(tmp_path, caplo
     half[:, : half.shape[1] // 2] = 255  # half a frame of table: fabric is in view, and scored
     assert engine.inspect(half).fabric_in_view
 
+    # Served, the model that looks for no fabric edge refuses a selvedge band, with the reason.
+    (tmp_path / "models").mkdir()
+    (tmp_path / "b").rename(tmp_path / "models" / "felt")
+    server = Server(tmp_path / "models", tmp_path / "svc")
+    try:
+        url = f"{server.url}/v1/models/felt/operating-point"
+        refused = httpx.put(url, json={"mm_per_px": 0.5, "selvedge_mm": 20}, headers={"X-API-Key": ADMIN})
+        assert refused.status_code == 422 and "fabric edges" in refused.json()["detail"]
+        assert httpx.get(url).status_code == 404  # nothing was set
+        assert httpx.put(url, json={"mm_per_px": 0.5, "min_area_mm2": 2}, headers={"X-API-Key": ADMIN}).status_code == 200
+    finally:
+        server.stop()
+
 
 def test_whole_images_tiled_at_their_own_scale_from_training_to_the_engine(tmp_path):
     """`data.whole_images=tile`: training, evaluation, calibration and the bundle all cut each

@@ -182,6 +182,32 @@ def test_engine_blanks_the_machine_bed_of_a_scan_when_the_bundle_says_so(exporte
     assert plain.anomaly_map[:, background].min() > 0.5  # the bed was the brightest of the scan before
 
 
+def test_a_selvedge_band_beside_the_fabric_edge_is_left_uninspected(exported):
+    """An operating point's `selvedge_mm`: a bright mark just inside the fabric's edge alarms
+    without it and not with it; one farther in alarms either way; a frame whose edge is not in
+    view (no bed) is inspected to its border."""
+    from fabricad.inference.operating_point import OperatingPoint
+    from tests.test_fabric_edges import BED, HEIGHT, bed, fabric
+
+    _, bundle = exported["rd-resnet18"]
+    meta, _ = read_bundle(bundle)
+    engine = InferenceEngine(EchoBackend(), meta, batch_size=64, mode="tile", align=False)
+    scan = fabric(1)
+    scan[:, :BED] = bed(HEIGHT, BED, np.random.default_rng(0), level=40)  # darker than the fabric
+    whole = fabric(2)  # the fabric fills the frame: no edge in view
+    engine.set_threshold(max(float(scan[..., 0].max()), float(whole[..., 0].max())) / 255 + 0.01)
+    scan[20:26, BED + 6:BED + 12] = 255  # 6-11 px inside the edge: 3-6 mm at 0.5 mm/px
+    scan[40:46, BED + 100:BED + 106] = 255  # 50 mm inside
+    engine.use_operating_point(OperatingPoint(mm_per_px=0.5))
+    assert sorted(r.x for r in engine.inspect(scan).regions) == [BED + 6, BED + 100]
+    engine.use_operating_point(OperatingPoint(mm_per_px=0.5, selvedge_mm=10))
+    result = engine.inspect(scan)
+    assert [r.x for r in result.regions] == [BED + 100] and result.is_defect
+    assert result.anomaly_map[:, BED + 4:BED + 16].max() == 0 and result.anomaly_map[:, BED + 30:].max() > 0
+    whole[20:26, 2:8] = 255  # nothing left out where no edge is in view
+    assert [r.x for r in engine.inspect(whole).regions] == [2]
+
+
 def test_blend_window_is_positive():
     assert (blend_window(8, 8) > 0).all()
 

@@ -14,7 +14,7 @@ from fabricad.evaluation.line import (
     run_line_benchmark,
     truth_defects,
 )
-from fabricad.inference.operating_point import per_frame_target, teach_zones
+from fabricad.inference.operating_point import OperatingPoint, per_frame_target, teach_zones
 
 H, W = 64, 256
 
@@ -75,6 +75,43 @@ def test_the_ceiling_is_the_recall_with_no_false_alarm_on_the_good_scans():
     assert 0 < ceiling["defect_recall"] < 1
 
 
+def test_the_strict_ceiling_counts_the_healthy_parts_of_defective_scans_too():
+    """A blip on a defective scan away from its defect, above every good scan and above the faint
+    defects: the good-scan ceiling alarms on it and finds every defect; the strict ceiling raises
+    no alarm anywhere and finds the strong defects only."""
+    normals = [frame(k) for k in range(3)]
+    strong = [frame(10 + k, defect=(40, 20, 30, 30)) for k in range(3)]
+    faint = [frame(20 + k, defect=(150, 20, 30, 30)) for k in range(3)]
+    for f in faint:
+        f.anomaly_map[f.anomaly_map == 0.9] = 0.5
+    faint[0].anomaly_map[50, 220:226] = 0.7  # far from its defect
+    strategies = run_line_benchmark(normals + strong + faint, 0.1, settings(rolls=10))["strategies"]
+    loose, strict = strategies["ceiling: just above every good scan"], strategies["ceiling: no false alarm anywhere"]
+    assert loose["false_alarms_per_100_m"] > 0 and loose["defect_recall"] == 1.0
+    assert strict["false_alarms_per_100_m"] == 0
+    assert 0 < strict["defect_recall"] < 1
+
+
+def test_the_selvedge_band_drops_alarms_at_the_fabric_edge_and_keeps_defects_inside():
+    """Defective scans whose selvedge (just inside the bed) runs high: the teach-in alarms there
+    on every such scan; with the band it raises none and still finds every defect."""
+    background = np.zeros(W, bool)
+    background[:20] = True
+    normals = [frame(k) for k in range(3)]
+    defects = [frame(10 + k, defect=(120, 20, 20, 10)) for k in range(4)]
+    for f in normals + defects:
+        f.anomaly_map[:, :20] = 0.0
+        f.background = background
+    for f in defects:
+        f.anomaly_map[:, 22:30] = 0.95  # the selvedge of these scans, above their defects
+    strategies = run_line_benchmark(normals + defects, 0.5, settings(rolls=10, selvedge_mm=12))["strategies"]
+    plain, band = strategies["teach-in threshold"], strategies["teach-in + selvedge band"]
+    assert plain["false_alarms_per_100_m"] > 0 and band["false_alarms_per_100_m"] == 0
+    assert plain["defect_recall"] == band["defect_recall"] == 1.0
+    strict = strategies["ceiling: no false alarm anywhere, selvedge band"]
+    assert strict["defect_recall"] == 1.0 and strategies["ceiling: no false alarm anywhere"]["defect_recall"] == 0
+
+
 def test_a_threshold_above_the_defects_finds_none_and_grades_wrong():
     normals = [frame(k) for k in range(3)]
     defects = [frame(10 + k, defect=(40, 20, 30, 30)) for k in range(6)]
@@ -88,6 +125,15 @@ def test_a_threshold_above_the_defects_finds_none_and_grades_wrong():
 def test_rolls_need_good_scans_beyond_the_teach_in():
     with pytest.raises(ValueError, match="normal test scans"):
         run_line_benchmark([frame(0), frame(1, defect=(0, 0, 5, 5))], 0.5, settings())
+
+
+def test_the_selvedge_band_lies_on_the_fabric_side_of_each_edge():
+    background = np.zeros(40, bool)
+    background[:10] = background[35:] = True
+    band = OperatingPoint(mm_per_px=0.5, selvedge_mm=2).selvedge_columns(background)  # 4 px
+    assert np.flatnonzero(band).tolist() == [10, 11, 12, 13, 31, 32, 33, 34]
+    assert not OperatingPoint(selvedge_mm=0).selvedge_columns(background).any()
+    assert not OperatingPoint(selvedge_mm=5).selvedge_columns(np.zeros(40, bool)).any()  # no edge in view
 
 
 def test_zone_teach_in_and_per_frame_target():

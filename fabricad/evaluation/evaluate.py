@@ -268,18 +268,23 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
         # Tiles of whole images: an image's score is its tiles' maximum, as the engine scores it.
         result["tile_auroc"], result["image_auroc"] = result["image_auroc"], result.pop("full_image_auroc")
     if line is not None:
-        result["line"] = line_benchmark(predictions, result.get("threshold_1pct_fpr"), line)
+        result["line"] = line_benchmark(predictions, result.get("threshold_1pct_fpr"), line,
+                                        edges=ckpt.config.model.fabric_edges)
     write_report(out, predictions, result, split.name)
     return result
 
 
-def line_benchmark(predictions: Predictions, calibrated: float | None, settings: LineSettings) -> dict:
+def line_benchmark(predictions: Predictions, calibrated: float | None, settings: LineSettings,
+                   edges: bool = False) -> dict:
     """The line benchmark on these predictions; without a calibrated threshold (no held-out
-    images), the teach-in operating points only."""
+    images), the teach-in operating points only; the selvedge band only for a model that finds
+    fabric edges (`edges`), as only such a model's engine can leave it uninspected."""
     from fabricad.errors import FabricadError
 
-    frames = frames_of(predictions, round(settings.match_tolerance_mm / settings.mm_per_px))
-    strategies = [s for s in STRATEGIES if calibrated is not None or s.threshold != "calibrated"]
+    edges = edges and settings.selvedge_mm > 0
+    frames = frames_of(predictions, round(settings.match_tolerance_mm / settings.mm_per_px), edges=edges)
+    strategies = [s for s in STRATEGIES if (calibrated is not None or s.threshold != "calibrated")
+                  and (edges or not s.selvedge)]
     try:
         return run_line_benchmark(frames, calibrated, settings, strategies)
     except ValueError as e:

@@ -335,14 +335,17 @@ class InferenceEngine:
     def _judge(self, amap: np.ndarray, background: np.ndarray | None, empty: bool, alignment: Alignment,
                latency_ms: float, regions: bool) -> Result:
         """The verdict on a map on the image's own pixels: the background beyond the fabric
-        edges and a frame without fabric score zero, the score is the map's maximum."""
+        edges (and the selvedge band an operating point leaves uninspected) and a frame without
+        fabric score zero, the score is the map's maximum."""
+        op = self.operating_point
         if background is not None:
             amap[:, background] = 0.0
+            if op is not None and op.selvedge_mm:
+                amap[:, op.selvedge_columns(background)] = 0.0
         if empty:
             amap[:] = 0.0
         score = float(amap.max())
         threshold = self._threshold.value
-        op = self.operating_point
         if op is None:
             is_defect = score > threshold
             found = find_regions(amap, threshold) if is_defect and regions else []

@@ -6,8 +6,10 @@ also asks that a region be big enough to be a defect a customer would see (`min_
 across the width be judged against its own normal: selvedges, a scanner's vignetting or a
 reed mark raise the map in some columns of every frame, and a single threshold high enough for
 those is blind in the middle. The bands' thresholds come from a teach-in on the line's own good
-fabric (`teach_zones`). What each rule gains is measured on the line benchmark
-(`fabricad.evaluation.line`, BENCHMARKS.md).
+fabric (`teach_zones`). A selvedge moves across the frame from scan to scan and roll to roll,
+so no zone holds it: `selvedge_mm` leaves a band beside each fabric edge the scan shows
+uninspected, as mills inspect selvedges by rules of their own. What each rule gains is measured
+on the line benchmark (`fabricad.evaluation.line`, BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class OperatingPoint(BaseModel):
     zone_thresholds: list[float] | None = Field(
         None, min_length=1, max_length=256,
         description="a threshold per band of equal width across the image (from a teach-in); None: the one threshold")
+    selvedge_mm: float = Field(
+        0.0, ge=0, le=10_000, description="leave this band beside each fabric edge the frame shows (where the machine "
+                                          "bed is seen) uninspected: selvedges raise no alarm, nor do defects in them")
     persistence_frames: int = Field(
         1, ge=1, le=10, description="a camera's region raises an alarm only once this many of its frames in a row showed "
                                     "it at the same place (on the roll where one runs); 1: at once. Uploads: at once")
@@ -42,8 +47,24 @@ class OperatingPoint(BaseModel):
         rules = [f"regions ≥ {self.min_area_mm2:g} mm²" if self.min_area_mm2 else "",
                  f"≥ {self.min_length_mm:g} mm long" if self.min_length_mm else "",
                  f"{len(self.zone_thresholds)} zone thresholds" if self.zone_thresholds else "",
+                 f"selvedges ({self.selvedge_mm:g} mm) uninspected" if self.selvedge_mm else "",
                  f"seen in {self.persistence_frames} frames in a row" if self.persistence_frames > 1 else ""]
         return f"{', '.join(r for r in rules if r) or 'no rules'} at {self.mm_per_px:g} mm/px"
+
+    def selvedge_columns(self, background: np.ndarray) -> np.ndarray:
+        """(W,) bool: the fabric columns within `selvedge_mm` of a fabric edge, given the
+        columns beyond the edges (`fabricad.data.fabric_edges.background_columns`)."""
+        background = np.asarray(background, bool)
+        band = np.zeros_like(background)
+        width = round(self.selvedge_mm / self.mm_per_px)
+        if width <= 0:
+            return band
+        for edge in np.flatnonzero(background[1:] != background[:-1]) + 1:
+            if background[edge]:  # the fabric ends at edge - 1
+                band[max(edge - width, 0):edge] = True
+            else:  # the fabric starts at edge
+                band[edge:edge + width] = True
+        return band & ~background
 
     def keeps(self, width_px: int, height_px: int, area_px: int) -> bool:
         s = self.mm_per_px

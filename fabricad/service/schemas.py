@@ -98,6 +98,8 @@ class OperatingPointIn(BaseModel):
     mm_per_px: float = Field(gt=0, le=100, description="fabric millimetres per image pixel: the camera's calibration")
     min_area_mm2: float = Field(0.0, ge=0, le=1e6, description="regions smaller than this raise no alarm")
     min_length_mm: float = Field(0.0, ge=0, le=1e5, description="regions whose larger extent is shorter raise no alarm")
+    selvedge_mm: float = Field(0.0, ge=0, le=10_000, description="a band beside each fabric edge the frame shows, left "
+                                                               "uninspected (selvedges); 0: none")
     persistence_frames: int = Field(1, ge=1, le=10, description="a camera's region raises an alarm only once this many of "
                                                                   "its frames in a row showed it at the same place; 1: at once")
 

@@ -99,7 +99,8 @@ def _use_zones(state: AppState, entry, engine, zones: list[float] | None) -> Non
     if op is None and zones is None:
         return
     op = (op or OperatingPoint()).model_copy(update={"zone_thresholds": zones})
-    keeps_something = op.zone_thresholds or op.min_area_mm2 or op.min_length_mm or op.persistence_frames > 1
+    keeps_something = (op.zone_thresholds or op.min_area_mm2 or op.min_length_mm or op.selvedge_mm
+                       or op.persistence_frames > 1)
     _use_operating_point(state, entry, engine, op if keeps_something else None)
 
 
@@ -206,9 +207,12 @@ def get_operating_point(name: str, state: AppState = Depends(get_state)) -> Oper
 def put_operating_point(name: str, body: OperatingPointIn, actor: Actor = Depends(require("admin")),
                         state: AppState = Depends(get_state)) -> OperatingPointOut:
     """Region size rules in fabric millimetres (the camera's mm/px): a region smaller than
-    `min_area_mm2`, or shorter than `min_length_mm`, raises no alarm. Zone thresholds taught
-    earlier stay. Kept across restarts for this bundle version."""
+    `min_area_mm2`, or shorter than `min_length_mm`, raises no alarm; `selvedge_mm` beside each
+    fabric edge the frame shows is not inspected. Zone thresholds taught earlier stay. Kept across restarts for this bundle version."""
     entry, engine = state.registry.engine(name)
+    if body.selvedge_mm and not engine.meta.model.get("fabric_edges"):
+        raise HTTPException(422, f"{name} does not look for fabric edges (its training images were not line scans, or "
+                                 "model.fabric_edges is off): a selvedge band has no edge to lie beside")
     previous = engine.operating_point
     op = (previous or OperatingPoint()).model_copy(update=body.model_dump())
     _use_operating_point(state, entry, engine, op)
