@@ -57,7 +57,8 @@ def main() -> None:
              f"--roll-length-m {args.roll_length_m:g}`: per fabric {args.rolls} rolls of {args.roll_length_m:g} m at "
              f"{args.mm_per_px:g} mm/px (assumed), teach-in on each roll's first {settings.teach_in_frames} good scans for "
              f"{settings.target_alarms_per_100_m:g} alarms / 100 m; size rule ≥ {settings.min_area_mm2:g} mm² and "
-             f"≥ {settings.min_length_mm:g} mm; {settings.zones} zones. Cells: false alarms / 100 m, defect recall, "
+             f"≥ {settings.min_length_mm:g} mm; {settings.zones} zones; selvedge band {settings.selvedge_mm:g} mm. "
+             "Cells: false alarms / 100 m, defect recall, "
              "median localisation mm (n/a: nothing found), grade agreement.", "",
              "| operating point | " + " | ".join(args.fabrics) + " | mean |", "|---|" + "---|" * (len(args.fabrics) + 1)]
     for name in names:
@@ -66,6 +67,12 @@ def main() -> None:
             cells.append(cell(r))
         cells[-1] = f"**{cells[-1]}**"
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    shares = {name: [results[f]["strategies"][name].get("false_alarm_share_at_edges") for f in args.fabrics]
+              for name in names}
+    shares = {name: [v for v in values if v is not None] for name, values in shares.items()}
+    if any(shares.values()):
+        lines += ["", f"Share of the false alarms within {settings.selvedge_mm:g} mm of a fabric edge (mean over the "
+                      "fabrics that have alarms): " + "; ".join(f"{name} {np.mean(v):.2f}" for name, v in shares.items() if v) + "."]
     good = ", ".join(f"{f}: {results[f]['distinct_good_m']:g} m" for f in args.fabrics)
     lines += ["", f"Distinct good fabric behind the rates (normal test scans): {good}."]
     emit("\n".join(lines), args.write)

@@ -143,9 +143,12 @@ def test_dashboard_live_defects_ack_threshold_and_rolls(live, page):
     # size rules in fabric millimetres: set on the card, in force on the engine, cleared again
     page.fill('[aria-label="mm per pixel of plain"]', "0.5")
     page.fill('[aria-label="shortest length, mm of plain"]', "3")
+    page.fill('[aria-label="selvedge band, mm (uninspected) of plain"]', "10")
     page.click('[data-model="plain"] >> text=Apply size rules')
     expect(page.get_by_test_id("operating-point")).to_contain_text("≥ 3 mm at 0.5 mm/px")
-    assert httpx.get(f"{url}/v1/models/plain/operating-point").json()["min_length_mm"] == 3
+    expect(page.get_by_test_id("operating-point")).to_contain_text("10 mm beside the fabric edges uninspected")
+    op = httpx.get(f"{url}/v1/models/plain/operating-point").json()
+    assert op["min_length_mm"] == 3 and op["selvedge_mm"] == 10
     page.click('[data-model="plain"] >> text=Threshold alone')
     expect(page.get_by_test_id("operating-point")).to_contain_text("every region above the threshold")
     assert httpx.get(f"{url}/v1/models/plain/operating-point").status_code == 404

@@ -14,7 +14,11 @@ from fabricad.evaluation.line import (
     run_line_benchmark,
     truth_defects,
 )
-from fabricad.inference.operating_point import OperatingPoint, per_frame_target, teach_zones
+from fabricad.inference.operating_point import (
+    OperatingPoint,
+    per_frame_target,
+    teach_zones,
+)
 
 H, W = 64, 256
 
@@ -108,6 +112,7 @@ def test_the_selvedge_band_drops_alarms_at_the_fabric_edge_and_keeps_defects_ins
     plain, band = strategies["teach-in threshold"], strategies["teach-in + selvedge band"]
     assert plain["false_alarms_per_100_m"] > 0 and band["false_alarms_per_100_m"] == 0
     assert plain["defect_recall"] == band["defect_recall"] == 1.0
+    assert plain["false_alarm_share_at_edges"] == 1.0 and band["false_alarm_share_at_edges"] is None
     strict = strategies["ceiling: no false alarm anywhere, selvedge band"]
     assert strict["defect_recall"] == 1.0 and strategies["ceiling: no false alarm anywhere"]["defect_recall"] == 0
 

@@ -167,9 +167,12 @@ class FrameOutcome:
     found: list[int]
     """indices of the frame's true defects some region found"""
     errors_px: list[float] = field(default_factory=list)
+    false_at_edges: int = 0
+    """false alarms whose box reaches into the band beside a fabric edge (`LineSettings.selvedge_mm`)"""
 
 
-def judge_frame(frame: Frame, threshold: float, op: OperatingPoint, tolerance_px: int) -> FrameOutcome:
+def judge_frame(frame: Frame, threshold: float, op: OperatingPoint, tolerance_px: int,
+                edge_band: np.ndarray | None = None) -> FrameOutcome:
     amap = frame.anomaly_map
     if op.selvedge_mm and frame.background is not None:
         amap = amap.copy()  # as the engine leaves the band uninspected
@@ -187,7 +190,10 @@ def judge_frame(frame: Frame, threshold: float, op: OperatingPoint, tolerance_px
         x1, y1 = max(b[0] + b[2] for b in mine), max(b[1] + b[3] for b in mine)
         dx, dy, dw, dh = defect.box
         errors.append(float(np.hypot((x0 + x1) / 2 - (dx + dw / 2), (y0 + y1) / 2 - (dy + dh / 2))))
-    return FrameOutcome(regions, sum(1 for h in hits if not h), found, errors)
+    at_edges = 0
+    if edge_band is not None:
+        at_edges = sum(1 for box, h in zip(boxes, hits) if not h and edge_band[box[0]:box[0] + box[2]].any())
+    return FrameOutcome(regions, sum(1 for h in hits if not h), found, errors, at_edges)
 
 
 @dataclass
@@ -297,17 +303,22 @@ def run_line_benchmark(frames: list[Frame], calibrated_threshold: float, setting
     strict = {s.selvedge: strict_ceiling(frames, tolerance, OperatingPoint(mm_per_px=settings.mm_per_px,
                                                                            selvedge_mm=settings.selvedge_mm * s.selvedge))
               for s in strategies if s.threshold == "strict"}
+    # Where false alarms lie: the band beside each fabric edge is measured for every strategy.
+    edges = OperatingPoint(mm_per_px=settings.mm_per_px, selvedge_mm=settings.selvedge_mm)
+    bands = [edges.selvedge_columns(f.background) if f.background is not None and settings.selvedge_mm else None
+             for f in frames]
     for strategy in strategies:
-        alarms = found = defects = agree = 0
+        alarms = found = defects = agree = at_edges = 0
         errors: list[float] = []
         points_off: list[int] = []
         for roll, truth in zip(rolls, truth_grades):
             threshold, op = operating_point(strategy, frames, roll.teach, calibrated_threshold, settings, strict)
-            judged = {i: judge_frame(frames[i], threshold, op, tolerance) for i in set(roll.frames)}
+            judged = {i: judge_frame(frames[i], threshold, op, tolerance, bands[i]) for i in set(roll.frames)}
             boxes = []
             for k, i in enumerate(roll.frames):
                 outcome = judged[i]
                 alarms += outcome.false_alarms
+                at_edges += outcome.false_at_edges
                 found += len(outcome.found)
                 defects += len(frames[i].defects)
                 errors += outcome.errors_px
@@ -322,6 +333,8 @@ def run_line_benchmark(frames: list[Frame], calibrated_threshold: float, setting
             "localisation_mm_median": round(float(np.median(mm)), 2) if mm.size else None,
             "localisation_mm_p90": round(float(np.percentile(mm, 90)), 2) if mm.size else None,
             "grade_agreement": round(agree / len(rolls), 4),
+            "false_alarm_share_at_edges": (round(at_edges / alarms, 4) if alarms else None) if any(b is not None for b in bands)
+                                     else None,
             "points_error_mean": round(float(np.mean(points_off)), 2),
         }
     return out
