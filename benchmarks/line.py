@@ -43,9 +43,11 @@ def main() -> None:
     parser.add_argument("--mm-per-px", type=float, default=0.25)
     parser.add_argument("--rolls", type=int, default=20)
     parser.add_argument("--roll-length-m", type=float, default=25.0)
+    parser.add_argument("--selvedge-mm", type=float, default=25.0, help="the selvedge band measured (0: not measured)")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
-    settings = LineSettings(mm_per_px=args.mm_per_px, rolls=args.rolls, roll_length_m=args.roll_length_m)
+    settings = LineSettings(mm_per_px=args.mm_per_px, rolls=args.rolls, roll_length_m=args.roll_length_m,
+                            selvedge_mm=args.selvedge_mm)
     results = {}
     for fabric in args.fabrics:
         run = args.runs / fabric / "rd"

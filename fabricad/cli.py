@@ -104,6 +104,8 @@ def evaluate(
     mm_per_px: Annotated[float, typer.Option("--mm-per-px", min=0.001, max=100, help="Fabric mm per scan pixel (--line).")] = 0.25,
     rolls: Annotated[int, typer.Option("--rolls", min=1, max=10_000, help="Simulated rolls (--line).")] = 20,
     roll_length_m: Annotated[float, typer.Option("--roll-length-m", min=0.01, max=10_000, help="Metres per roll (--line).")] = 25.0,
+    selvedge_mm: Annotated[float, typer.Option("--selvedge-mm", min=0, max=10_000, help="The selvedge band measured beside "
+                                               "each fabric edge (--line; 0: not measured).")] = 25.0,
 ) -> None:
     """Evaluate a checkpoint on a test split; writes OUT/metrics.json, OUT/report.md and pictures.
 
@@ -111,7 +113,8 @@ def evaluate(
     from fabricad.evaluation import evaluate_checkpoint, format_metrics
     from fabricad.evaluation.line import LineSettings, line_table
 
-    settings = LineSettings(mm_per_px=mm_per_px, rolls=rolls, roll_length_m=roll_length_m) if line else None
+    settings = LineSettings(mm_per_px=mm_per_px, rolls=rolls, roll_length_m=roll_length_m,
+                            selvedge_mm=selvedge_mm) if line else None
     result = evaluate_checkpoint(model, out, data, category, batch_size, device, progress=not quiet, overrides=overrides,
                                  line=settings)
     typer.echo(format_metrics(result))

@@ -18,7 +18,8 @@ KEYS = {"image_auroc", "pixel_auroc", "aupro", "f1_max", "threshold_f1", "recall
 @pytest.mark.slow
 def test_eval_cli_writes_metrics_report_and_pictures(trained_run, tmp_path):
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["eval", "--model", str(trained_run), "--out", str(out), "-q"])
+    result = runner.invoke(app, ["eval", "--model", str(trained_run), "--out", str(out), "-q",
+                                 "--line", "--mm-per-px", "0.5", "--rolls", "3", "--roll-length-m", "2"])
     assert result.exit_code == 0, result.output
     assert "recall_at_1pct_fpr: " in result.output and "test_fpr_at_calibrated_threshold: " in result.output
     metrics = json.loads((out / "metrics.json").read_text())
@@ -30,6 +31,12 @@ def test_eval_cli_writes_metrics_report_and_pictures(trained_run, tmp_path):
         assert (out / picture).stat().st_size > 1000
     report = (out / "report.md").read_text()
     assert "image_auroc" in report and "overlays.png" in report
+    # --line: the operating points judged on rolls simulated from the test images, in both files
+    line = metrics["line"]
+    assert line["rolls"] == 3 and line["settings"]["mm_per_px"] == 0.5 and line["normal_scans"] == 4
+    strict = line["strategies"]["ceiling: no false alarm anywhere"]
+    assert strict["false_alarms_per_100_m"] == 0 and 0 <= strict["defect_recall"] <= 1
+    assert "## On the line" in report and "| calibrated threshold |" in report and "| calibrated threshold |" in result.output
 
 
 @pytest.mark.slow

@@ -350,11 +350,12 @@ def line_table(result: dict) -> list[str]:
              f"({result['true_defects']} true defects); {result['rolls_passing_truth']} of the rolls pass on their true "
              f"defects. Size rule: ≥ {s['min_area_mm2']:g} mm² and ≥ {s['min_length_mm']:g} mm; zones: "
              f"{s['zones']} bands across the width; selvedge band: {s['selvedge_mm']:g} mm beside each fabric edge.", "",
-             "| operating point | false alarms / 100 m | defect recall | localisation mm (median, p90) "
-             "| grade agreement | mean points error |", "|---|---|---|---|---|---|"]
+             "| operating point | false alarms / 100 m | of them beside a fabric edge | defect recall "
+             "| localisation mm (median, p90) | grade agreement | mean points error |", "|---|---|---|---|---|---|---|"]
     for name, r in result["strategies"].items():
         recall = "n/a" if r["defect_recall"] is None else f"{r['defect_recall']:.3f}"
         where = "n/a" if r["localisation_mm_median"] is None else f"{r['localisation_mm_median']:.1f}, {r['localisation_mm_p90']:.1f}"
-        lines.append(f"| {name} | {r['false_alarms_per_100_m']:.1f} | {recall} | {where} | {r['grade_agreement']:.2f} "
+        edges = "n/a" if r.get("false_alarm_share_at_edges") is None else f"{r['false_alarm_share_at_edges']:.0%}"
+        lines.append(f"| {name} | {r['false_alarms_per_100_m']:.1f} | {edges} | {recall} | {where} | {r['grade_agreement']:.2f} "
                      f"| {r['points_error_mean']:.1f} |")
     return lines
