@@ -144,3 +144,40 @@ def test_cascade(trained_run, tmp_path):
     out = bench("benchmarks.cascade", "--runs", str(runs), "--fabrics", "00", "--pass", "0.5", "--seconds", "0.2",
                 "--threads", "1")
     assert "| 00 | full model |" in out and "| 00 | cascade, 50% of held-out normals pass |" in out
+
+
+def test_line_feedback(trained_run, tmp_path):
+    """The retrain on labelled false alarms, judged by the line benchmark on scans it did not see:
+    here on the small synthetic model, whose whole images are frames of their own."""
+    runs = tmp_path / "runs"
+    (runs / "00").mkdir(parents=True)
+    (runs / "00" / "rd").symlink_to(trained_run)
+    out = bench("benchmarks.line_feedback", "--runs", str(runs), "--fabrics", "00", "--out", str(tmp_path / "out"),
+                "--steps", "2", "--rolls", "2", "--roll-length-m", "1", "--mm-per-px", "1", "--teach-in-frames", "1",
+                timeout=600)
+    rows = {r.split("|")[1].strip(): r.split("|")[2] for r in out.splitlines() if r.startswith("| ") and "→" in r}
+    if rows:  # the model raised false alarms on half A: both models judged on the rest, side by side
+        assert {"calibrated threshold", "teach-in threshold"} <= set(rows)
+        assert "retrained in" in out and "judged on" in out
+    else:
+        assert "no false alarm on half A to label" in out
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["00"]["note"] in out
+
+
+def test_line_feedback_labels_tiles_away_from_the_true_defects(tmp_path):
+    """The frames the benchmark labels false alarms: a square tile (the scan's height) around each
+    region above the good scans, none of them holding a true defect."""
+    from benchmarks.line_feedback import false_alarm_tiles
+    from fabricad.evaluation.line import Frame, TruthDefect
+
+    scan = tmp_path / "scan.png"
+    cv2.imwrite(str(scan), np.full((32, 256, 3), 90, np.uint8))
+    calm = np.full((32, 256), 0.1, np.float32)
+    good = Frame("good", calm.copy(), [], True, source=scan)
+    bad = Frame("bad", calm.copy(), [TruthDefect((20, 5, 6, 6))], False, source=scan)
+    bad.anomaly_map[5:11, 20:26] = 0.9  # the true defect
+    bad.anomaly_map[10:14, 200:204] = 0.8  # a false alarm far from it
+    bad.anomaly_map[10:14, 40:44] = 0.8  # one whose tile would hold the defect
+    tiles = false_alarm_tiles([good, bad], [1], tmp_path / "tiles", tolerance_px=2, most=10)
+    assert [t.name for t in tiles] == ["scan_x186.png"]
+    assert cv2.imread(str(tiles[0])).shape == (32, 32, 3)

@@ -222,12 +222,23 @@ def texture_of(checkpoint) -> TextureReference | None:
     return TextureReference.decode(checkpoint.texture) if checkpoint.config.model.align_texture else None
 
 
-def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, category: str | None = None,
-                        batch_size: int = 8, device: str = "auto", progress: bool = True,
-                        overrides: list[str] | None = None, line: LineSettings | None = None) -> dict:
-    """`fabricad eval` as a function: load, predict on the test split, write metrics.json and the
-    report. Without `data`, the dataset the model was trained on. With `line`, also the line
-    benchmark on rolls simulated from the test scans (`fabricad.evaluation.line`)."""
+@dataclass
+class SplitPredictions:
+    """A checkpoint's predictions on a test split, with what judging them needs."""
+
+    predictions: Predictions
+    calibration: list[float] | None
+    """the held-out normal images' scores, re-scored with the map under test (None: none held out)"""
+    checkpoint: object
+    split_name: str
+    whole_images_tile: bool
+
+
+def predict_test_split(model: Path, data: Path | None = None, category: str | None = None, batch_size: int = 8,
+                       device: str = "auto", progress: bool = True, overrides: list[str] | None = None) -> SplitPredictions:
+    """Load a checkpoint and predict its test split through the checkpoint's own engine (what
+    `fabricad predict` and its exported bundle serve). Without `data`, the dataset the model was
+    trained on."""
     from fabricad.data import load_dataset
     from fabricad.data.holdout import holdout_split
     from fabricad.errors import FabricadError
@@ -253,7 +264,6 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
     target = select_device(device)
     detector.teacher.use_runtime(ckpt.config.train.teacher_runtime, target)
     size = ckpt.config.data.image_size
-    # The checkpoint's own engine: what `fabricad predict` and its exported bundle serve.
     engine = checkpoint_engine(detector.to(target), ckpt, target, batch_size)
     predictions = predictions_of(engine, split.test, size, progress)
     calibration = ckpt.score_stats.get("scores")
@@ -263,14 +273,24 @@ def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, catego
         # an inference setting (--set, or a default changed since) may have changed the map.
         with evaluating(detector):
             calibration = score_samples(engine, holdout).scores.tolist()
-    result = compute_metrics(predictions, calibration)
-    if dataset_info.get("whole_images_tile"):
+    return SplitPredictions(predictions, calibration, ckpt, split.name, bool(dataset_info.get("whole_images_tile")))
+
+
+def evaluate_checkpoint(model: Path, out: Path, data: Path | None = None, category: str | None = None,
+                        batch_size: int = 8, device: str = "auto", progress: bool = True,
+                        overrides: list[str] | None = None, line: LineSettings | None = None) -> dict:
+    """`fabricad eval` as a function: load, predict on the test split, write metrics.json and the
+    report. Without `data`, the dataset the model was trained on. With `line`, also the line
+    benchmark on rolls simulated from the test scans (`fabricad.evaluation.line`)."""
+    run = predict_test_split(model, data, category, batch_size, device, progress, overrides)
+    result = compute_metrics(run.predictions, run.calibration)
+    if run.whole_images_tile:
         # Tiles of whole images: an image's score is its tiles' maximum, as the engine scores it.
         result["tile_auroc"], result["image_auroc"] = result["image_auroc"], result.pop("full_image_auroc")
     if line is not None:
-        result["line"] = line_benchmark(predictions, result.get("threshold_1pct_fpr"), line,
-                                        edges=ckpt.config.model.fabric_edges)
-    write_report(out, predictions, result, split.name)
+        result["line"] = line_benchmark(run.predictions, result.get("threshold_1pct_fpr"), line,
+                                        edges=run.checkpoint.config.model.fabric_edges)
+    write_report(out, run.predictions, result, run.split_name)
     return result
 
 

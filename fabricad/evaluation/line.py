@@ -28,6 +28,7 @@ the report states it beside every rate.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -77,6 +78,8 @@ class Frame:
     normal: bool
     background: np.ndarray | None = None
     """(W,) bool: the columns beyond the scan's fabric edges, where the selvedge rule is measured"""
+    source: Path | None = None
+    """the scan's image file"""
 
 
 def truth_defects(mask: np.ndarray, tolerance_px: int) -> list[TruthDefect]:
@@ -121,7 +124,7 @@ def frames_of(predictions, tolerance_px: int, edges: bool = False) -> list[Frame
         background = None
         if edges and samples[0].crop is not None:
             background = background_columns(samples[0].load_source())[:width]
-        frames.append(Frame(name, amap, truth_defects(mask, tolerance_px), normal, background))
+        frames.append(Frame(name, amap, truth_defects(mask, tolerance_px), normal, background, samples[0].path))
     return frames
 
 
