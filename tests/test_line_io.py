@@ -356,6 +356,48 @@ def test_a_plc_reads_defect_types_as_numbers_a_mill_can_rename(tmp_path, caplog)
         sink.outbox.close()
 
 
+def test_an_acknowledgement_during_a_publish_neither_deadlocks_nor_is_missed(tmp_path):
+    """paho calls on_publish holding the lock its publish() takes. Here the broker's PUBACK comes
+    while publish() is still running: the sender must neither hold a lock on_publish wants (CI
+    once saw the MQTT link stall that way: connected, six messages queued, the keep-alive dead)
+    nor miss an acknowledgement that comes before publish() returns."""
+    from types import SimpleNamespace
+
+    from fabricad.service.line_io.mqtt import MqttSink, MqttSinkSpec
+
+    sink = MqttSink(MqttSinkSpec(name="plc"), tmp_path, on_command=lambda *_: None)
+
+    class PahoLike:
+        def __init__(self):
+            self.lock, self.mid = threading.Lock(), 0
+
+        def publish(self, topic, payload, qos, retain):
+            self.mid += 1
+            inside = threading.Event()
+
+            def network_thread(mid: int) -> None:
+                with self.lock:  # as paho's message lock around on_publish
+                    inside.set()
+                    sink._acknowledged(None, None, mid, None, None)
+
+            threading.Thread(target=network_thread, args=(self.mid,), daemon=True).start()
+            inside.wait(5)
+            with self.lock:  # publish() needs that lock too
+                return SimpleNamespace(mid=self.mid)
+
+    sink.client, sink.state = PahoLike(), "connected"
+    done: list[bool] = []
+    try:
+        for k in range(3):
+            sender = threading.Thread(target=lambda: done.append(sink._deliver("t", "{}", False)), daemon=True)
+            sender.start()
+            sender.join(5)
+            assert not sender.is_alive(), f"message {k}: the sender and the network thread wait on each other"
+        assert done == [True, True, True] and sink.resent == 0
+    finally:
+        sink.outbox.close()
+
+
 def test_line_output_settings_are_checked_at_start_up():
     """A typo in a sink's settings is an error naming it, not a silently ignored key; the kind
     picks the protocol (MQTT when omitted)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -58,9 +59,10 @@ class MqttSink:
         self.on_command = on_command
         self.state, self.last_error = "connecting", None
         self.sent = self.resent = 0
-        self._waiting: set[int] = set()  # message ids a sender awaits the broker's PUBACK for
-        self._acked: set[int] = set()  # those acknowledged, until their sender takes them
-        self._ack = threading.Condition()
+        # PUBACKs, as paho's network thread reports them. A queue, not a lock the sender holds: paho
+        # calls on_publish holding its own message lock, which publish() takes too, so a lock
+        # held across publish() and wanted by on_publish deadlocks both threads.
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fabricad-{spec.name}", clean_session=True)
@@ -123,34 +125,31 @@ class MqttSink:
         the connection drops meanwhile, the client keeps it and sends it again itself after
         reconnecting (same message id, MQTT's DUP flag), so it is not sent twice from here. Only
         if no acknowledgement comes within RESEND_S of being connected is it handed over again
-        (counted in `resent`: the PLC may then see it twice, with the same `id`)."""
+        (counted in `resent`: the PLC may then see it twice, with the same `id`); the PUBACK of
+        any copy then delivers it. An acknowledgement that comes before publish() returns waits
+        in the queue, so it is not missed."""
+        mine = {self.client.publish(topic, payload, qos=1, retain=retain).mid}
         waited = 0.0
-        with self._ack:  # held while publishing: the acknowledgement cannot come before its id is awaited
-            info = self.client.publish(topic, payload, qos=1, retain=retain)
-            self._waiting.add(info.mid)
+        while True:
             try:
-                while info.mid not in self._acked:
-                    if self._stopping.is_set():
-                        return False
-                    self._ack.wait(0.1)
-                    waited = waited + 0.1 if self.state == "connected" else 0.0
-                    if waited >= self.RESEND_S:
-                        self.resent += 1
-                        self._waiting.discard(info.mid)
-                        info, waited = self.client.publish(topic, payload, qos=1, retain=retain), 0.0
-                        self._waiting.add(info.mid)
-            finally:
-                self._waiting.discard(info.mid)
-                self._acked.discard(info.mid)
-        return True
+                if self._acks.get(timeout=0.1) in mine:
+                    return True
+                continue  # another message's: the status published on connecting, a copy given up on
+            except queue.Empty:
+                pass
+            if self._stopping.is_set():
+                return False
+            waited = waited + 0.1 if self.state == "connected" else 0.0
+            if waited >= self.RESEND_S:
+                self.resent += 1
+                mine.add(self.client.publish(topic, payload, qos=1, retain=retain).mid)
+                waited = 0.0
 
     def _acknowledged(self, _client, _userdata, mid, _reason_code, _properties) -> None:
-        """PUBACK (or, for the status messages, sent): only ids a sender awaits are kept, since the
-        client reuses ids."""
-        with self._ack:
-            if mid in self._waiting:
-                self._acked.add(mid)
-                self._ack.notify_all()
+        """PUBACK (or, for the status messages, sent). Never blocks: paho holds its message lock
+        while it calls this. Message ids are reused only after 65 535 others, and every delivery
+        drains the queue, so an old id is gone long before it could come back."""
+        self._acks.put(mid)
 
     # --- broker events (paho's network thread) ---------------------------------------------------
     def _connected(self, client, _userdata, _flags, reason_code, _properties) -> None:
