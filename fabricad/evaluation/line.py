@@ -21,6 +21,11 @@ predictions); every operating point judges those maps with the engine's own `fin
   them (`merge_gap_mm`), graded by the 4-point system, against the grade of the true defects'
   boxes on the same roll.
 
+Two thresholds no product can set bound what the model can reach: just above every good scan,
+and the strict ceiling, where no region of any scan lies off a true defect. Each operating point
+also reports how many of its false alarms lie beside a fabric edge (the selvedge), and the
+selvedge band (`OperatingPoint.selvedge_mm`) is measured as one of them.
+
 The distinct good fabric behind these rates is small on AITEX (a few normal scans per fabric):
 the report states it beside every rate.
 """
