@@ -81,7 +81,7 @@ class PostgresServer:
 
 TABLES_SINCE_0_1_0 = ("users", "sessions", "audit_log", "operating_points")
 COLUMNS_SINCE_0_1_0 = (("roll_defects", "defect_type"), ("roll_defects", "type_confidence"),
-                       ("teach_ins", "zones"), ("teach_in_scores", "zone_scores_json"))
+                       ("teach_ins", "zones"), ("teach_in_scores", "zone_scores_json"), ("teach_in_scores", "selvedge_score"))
 
 
 def forget_migrations(connection) -> None:

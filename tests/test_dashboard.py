@@ -143,12 +143,16 @@ def test_dashboard_live_defects_ack_threshold_and_rolls(live, page):
     # size rules in fabric millimetres: set on the card, in force on the engine, cleared again
     page.fill('[aria-label="mm per pixel of plain"]', "0.5")
     page.fill('[aria-label="shortest length, mm of plain"]', "3")
-    page.fill('[aria-label="selvedge band, mm (uninspected) of plain"]', "10")
+    page.fill('[aria-label="selvedge band, mm of plain"]', "10")
     page.click('[data-model="plain"] >> text=Apply size rules')
     expect(page.get_by_test_id("operating-point")).to_contain_text("≥ 3 mm at 0.5 mm/px")
     expect(page.get_by_test_id("operating-point")).to_contain_text("10 mm beside the fabric edges uninspected")
     op = httpx.get(f"{url}/v1/models/plain/operating-point").json()
-    assert op["min_length_mm"] == 3 and op["selvedge_mm"] == 10
+    assert op["min_length_mm"] == 3 and op["selvedge_mm"] == 10 and op["selvedge_threshold"] is None
+    page.fill('[aria-label="selvedge threshold (empty: band uninspected) of plain"]', "2.5")  # the band judged apart
+    page.click('[data-model="plain"] >> text=Apply size rules')
+    expect(page.get_by_test_id("operating-point")).to_contain_text("10 mm beside the fabric edges judged at 2.500")
+    assert httpx.get(f"{url}/v1/models/plain/operating-point").json()["selvedge_threshold"] == 2.5
     page.click('[data-model="plain"] >> text=Threshold alone')
     expect(page.get_by_test_id("operating-point")).to_contain_text("every region above the threshold")
     assert httpx.get(f"{url}/v1/models/plain/operating-point").status_code == 404

@@ -206,6 +206,15 @@ def test_a_selvedge_band_beside_the_fabric_edge_is_left_uninspected(exported):
     assert result.anomaly_map[:, BED + 4:BED + 16].max() == 0 and result.anomaly_map[:, BED + 30:].max() > 0
     whole[20:26, 2:8] = 255  # nothing left out where no edge is in view
     assert [r.x for r in engine.inspect(whole).regions] == [2]
+    # The band judged against a threshold of its own: a hole in the selvedge still alarms, a
+    # bright mark of the selvedge's own (above the fabric's threshold, below the band's) does not.
+    scan[50:58, BED + 2:BED + 8] = 230
+    engine.use_operating_point(OperatingPoint(mm_per_px=0.5))
+    assert sorted(r.x for r in engine.inspect(scan).regions) == [BED + 2, BED + 6, BED + 100]
+    engine.use_operating_point(OperatingPoint(mm_per_px=0.5, selvedge_mm=10, selvedge_threshold=0.95))
+    result = engine.inspect(scan)
+    assert sorted(r.x for r in result.regions) == [BED + 6, BED + 100]
+    assert result.anomaly_map[50:58, BED + 2:BED + 8].min() > 0.85  # inspected, not zeroed
 
 
 def test_blend_window_is_positive():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fabricad.evaluation.line import (
+    STRATEGIES,
     Frame,
     LineSettings,
     run_line_benchmark,
@@ -115,6 +116,32 @@ def test_the_selvedge_band_drops_alarms_at_the_fabric_edge_and_keeps_defects_ins
     assert plain["false_alarm_share_at_edges"] == 1.0 and band["false_alarm_share_at_edges"] is None
     strict = strategies["ceiling: no false alarm anywhere, selvedge band"]
     assert strict["defect_recall"] == 1.0 and strategies["ceiling: no false alarm anywhere"]["defect_recall"] == 0
+
+
+def test_a_selvedge_threshold_finds_defects_in_the_band_that_the_band_leaves_out():
+    """Every scan's selvedge runs at 0.5, above the faint defects in the middle (0.45); one
+    defect lies in the selvedge (0.95). Taught with the selvedge, the threshold is above the
+    faint defects; the band's teach-in leaves the selvedge out and finds them, but not the
+    defect in the band; the band judged by a threshold of its own finds all four and raises no
+    alarm on the selvedge's own weave."""
+    background = np.zeros(W, bool)
+    background[:20] = True
+    normals = [frame(k) for k in range(3)]
+    defects = [frame(10 + k, defect=(120, 20, 20, 10)) for k in range(3)] + [frame(13, defect=(23, 20, 5, 10))]
+    for f in normals + defects:
+        f.anomaly_map[:, :20] = 0.0
+        f.background = background
+        f.anomaly_map[:, 22:30] = np.maximum(f.anomaly_map[:, 22:30], 0.5)  # the selvedge's weave
+    for f in defects[:3]:
+        f.anomaly_map[f.anomaly_map == 0.9] = 0.45
+    defects[3].anomaly_map[20:30, 23:28] = 0.95
+    taught = [s for s in STRATEGIES if s.threshold == "teach-in" and not s.zones and not s.sizes]
+    strategies = run_line_benchmark(normals + defects, 0.2, settings(rolls=10, selvedge_mm=12), taught)["strategies"]
+    plain, band = strategies["teach-in threshold"], strategies["teach-in + selvedge band"]
+    judged = strategies["teach-in + selvedge threshold"]
+    assert 0 < plain["defect_recall"] < band["defect_recall"] < 1  # the band's teach-in finds the faint ones
+    assert judged["defect_recall"] == 1.0
+    assert plain["false_alarms_per_100_m"] == band["false_alarms_per_100_m"] == judged["false_alarms_per_100_m"] == 0
 
 
 def test_a_threshold_above_the_defects_finds_none_and_grades_wrong():

@@ -52,10 +52,11 @@ def test_a_zone_teach_in_survives_a_restart(tmp_path):
     first.start("m", frames=30, target_fpr=0.01, version="v1", zones=4)
     for _ in range(15):
         amap = selvedge_map(rng)
-        first.offer("m", None, float(amap.max()), amap)
+        first.offer("m", None, float(amap.max()), amap, selvedge_score=float(amap[:, :8].max()) if _ % 3 else None)
     resumed = TeachIns(store).get("m")  # saved every 10 frames
     assert resumed.zones == 4 and len(resumed.scores) == 10 and len(resumed.zone_scores) == 10
     assert resumed.zone_scores == first.get("m").zone_scores[:10]
+    assert resumed.selvedge_scores == first.get("m").selvedge_scores[:10] and resumed.selvedge_scores.count(None) == 4
 
 
 def _frames() -> dict[str, np.ndarray]:
@@ -89,6 +90,8 @@ def test_size_rules_and_zones_set_on_the_line(trained_models, tmp_path):
         assert longest < biggest, (knot["regions"], hole["regions"])
         rule = {"mm_per_px": 0.5, "min_length_mm": 0.5 * (longest + 0.5)}  # between the two, in millimetres
         assert httpx.put(f"{url}/operating-point", json=rule, headers={"X-API-Key": OPERATOR}).status_code == 403
+        lone = httpx.put(f"{url}/operating-point", json={**rule, "selvedge_threshold": 2.0}, headers=admin)
+        assert lone.status_code == 422 and "give selvedge_mm too" in lone.text  # a band's threshold needs a band
         set_ = httpx.put(f"{url}/operating-point", json=rule, headers=admin)
         assert set_.status_code == 200 and set_.json()["min_length_mm"] == rule["min_length_mm"]
         assert inspect("knot")["verdict"] == "OK" and inspect("hole")["verdict"] == "DEFECT"
@@ -160,3 +163,55 @@ def test_a_camera_alarms_on_a_defect_it_sees_twice_and_not_on_a_passing_one(trai
     assert seen == ["OK", "OK", "OK", "OK", "DEFECT", "OK"]
     assert defects.list()[1] == 1
     assert pipeline.inspect(frames["hole"]).data["verdict"] == "DEFECT"  # an upload has no run to wait for
+
+
+def _scan(seed: int, hole: bool = False) -> np.ndarray:
+    """A line scan of plain cloth beside the machine bed (columns 0-149), whose selvedge carries
+    bright yarns of its own (156-161); with `hole`, a hole in the selvedge 15-35 px inside."""
+    from tests.test_fabric_edges import bed
+
+    rng = np.random.default_rng(seed)
+    scan = render_fabric(FABRICS["plain"], 128, 640, rng)
+    scan[:, :150] = bed(128, 150, rng, level=40)
+    scan[:, 156:162] = 235
+    if hole:
+        scan[50:80, 165:185] = 15
+    return scan
+
+
+def test_a_teach_in_beside_a_selvedge_band_teaches_the_band_a_threshold_of_its_own(trained_models, tmp_path):
+    """With a selvedge band set, a frame's score is the fabric's beside it and the band's maximum
+    comes apart; a teach-in learns a threshold from each; applied, the band is inspected against
+    its own: the selvedge's bright yarns raise nothing, a hole in the selvedge does."""
+    admin = {"X-API-Key": ADMIN}
+    server = Server(trained_models, tmp_path / "svc")
+    url = f"{server.url}/v1/models/plain"
+
+    def inspect(image: np.ndarray) -> dict:
+        answer = httpx.post(f"{server.url}/v1/inspect", content=png(image), headers={"content-type": "image/png"}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    try:
+        assert inspect(_scan(0))["selvedge_score"] is None  # no band: the frame is one score
+        band = {"mm_per_px": 0.5, "selvedge_mm": 20}  # 40 px beside the edge
+        assert httpx.put(f"{url}/operating-point", json=band, headers=admin).status_code == 200
+        first = inspect(_scan(0))
+        assert first["selvedge_score"] > first["score"]  # the selvedge's yarns, kept apart
+        assert httpx.post(f"{url}/teach-in", json={"frames": 20}, headers=admin).status_code == 201
+        for k in range(20):
+            inspect(_scan(1 + k))
+        ready = httpx.get(f"{url}/teach-in").json()
+        frame, own = ready["proposed"]["value"], ready["proposed_selvedge_threshold"]
+        assert ready["state"] == "ready" and own is not None and own > frame
+        assert httpx.post(f"{url}/teach-in/apply", headers=admin).status_code == 200
+        op = httpx.get(f"{url}/operating-point").json()
+        assert op["selvedge_threshold"] == pytest.approx(own) and op["selvedge_mm"] == 20
+        good, holed = inspect(_scan(40)), inspect(_scan(41, hole=True))
+        assert good["verdict"] == "OK" and good["selvedge_score"] < own
+        assert holed["selvedge_score"] > own and holed["verdict"] == "DEFECT"
+        assert any(150 <= r["x"] <= 190 for r in holed["regions"]), holed["regions"]
+        applied = [e for e in httpx.get(f"{server.url}/v1/audit", headers=admin).json() if e["action"] == "teach_in.apply"]
+        assert applied and applied[0]["detail"]["selvedge_threshold"] == pytest.approx(own)
+    finally:
+        server.stop()

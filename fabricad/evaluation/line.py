@@ -24,7 +24,10 @@ predictions); every operating point judges those maps with the engine's own `fin
 Two thresholds no product can set bound what the model can reach: just above every good scan,
 and the strict ceiling, where no region of any scan lies off a true defect. Each operating point
 also reports how many of its false alarms lie beside a fabric edge (the selvedge), and the
-selvedge band (`OperatingPoint.selvedge_mm`) is measured as one of them.
+selvedge band (`OperatingPoint.selvedge_mm`) is measured both ways the product offers: left
+uninspected, and judged by a threshold of its own that the teach-in sets from the band's
+maxima (`selvedge_threshold`). Beside a band, the teach-in learns the rest of the fabric's
+threshold without it, as the service's does from the scores the engine gives.
 
 The distinct good fabric behind these rates is small on AITEX (a few normal scans per fabric):
 the report states it beside every rate.
@@ -45,6 +48,7 @@ from fabricad.inference.metrics import threshold_for_fpr
 from fabricad.inference.operating_point import (
     OperatingPoint,
     per_frame_target,
+    teach_selvedge_threshold,
     teach_zones,
     zone_scores,
 )
@@ -147,6 +151,9 @@ class Strategy:
     zones: bool = False
     sizes: bool = False
     selvedge: bool = False
+    selvedge_taught: bool = False
+    """with `selvedge`: the band judged against a threshold the teach-in sets for it, instead of
+    left uninspected"""
 
 
 STRATEGIES = (
@@ -160,6 +167,8 @@ STRATEGIES = (
     Strategy("teach-in zones + size rule", "teach-in", zones=True, sizes=True),
     Strategy("teach-in + selvedge band", "teach-in", selvedge=True),
     Strategy("teach-in + size rule + selvedge band", "teach-in", sizes=True, selvedge=True),
+    Strategy("teach-in + selvedge threshold", "teach-in", selvedge=True, selvedge_taught=True),
+    Strategy("teach-in + size rule + selvedge threshold", "teach-in", sizes=True, selvedge=True, selvedge_taught=True),
 )
 
 
@@ -179,13 +188,21 @@ class FrameOutcome:
     """false alarms whose box reaches into the band beside a fabric edge (`LineSettings.selvedge_mm`)"""
 
 
+def without_selvedge(frame: Frame, op: OperatingPoint) -> np.ndarray:
+    """The frame's map with the operating point's selvedge band zeroed (a copy where it has one):
+    what the engine judges where it leaves the band uninspected, and what a teach-in beside a
+    band learns the rest of the fabric's threshold from."""
+    if not op.selvedge_mm or frame.background is None:
+        return frame.anomaly_map
+    amap = frame.anomaly_map.copy()
+    amap[:, op.selvedge_columns(frame.background)] = 0.0
+    return amap
+
+
 def judge_frame(frame: Frame, threshold: float, op: OperatingPoint, tolerance_px: int,
                 edge_band: np.ndarray | None = None) -> FrameOutcome:
-    amap = frame.anomaly_map
-    if op.selvedge_mm and frame.background is not None:
-        amap = amap.copy()  # as the engine leaves the band uninspected
-        amap[:, op.selvedge_columns(frame.background)] = 0.0
-    regions = regions_at(amap, threshold, op)
+    amap = without_selvedge(frame, op) if op.leaves_band_uninspected() else frame.anomaly_map
+    regions = regions_at(amap, threshold, op, frame.background)
     boxes = [(r.x, r.y, r.width, r.height) for r in regions]
     hits = [[k for k, d in enumerate(frame.defects) if overlaps(box, d.box, tolerance_px)] for box in boxes]
     found, errors = [], []
@@ -256,11 +273,13 @@ def operating_point(strategy: Strategy, frames: list[Frame], teach: list[int], c
     """The threshold and the operating point (rules, zones) `strategy` puts in force for a roll."""
     frame_m = frames[teach[0]].anomaly_map.shape[0] * settings.mm_per_px / 1000
     target = per_frame_target(settings.target_alarms_per_100_m, frame_m)
-    maps = [frames[i].anomaly_map for i in teach]
     op = OperatingPoint(mm_per_px=settings.mm_per_px,
                         min_area_mm2=settings.min_area_mm2 if strategy.sizes else 0.0,
                         min_length_mm=settings.min_length_mm if strategy.sizes else 0.0,
                         selvedge_mm=settings.selvedge_mm if strategy.selvedge else 0.0)
+    # The teach-in sees the frames as the engine scores them: beside a selvedge band, without it
+    # (the band, if judged at all, is taught apart, `teach_selvedge`).
+    maps = [without_selvedge(frames[i], op) for i in teach]
     if strategy.threshold == "calibrated":
         return calibrated, op
     if strategy.threshold == "ceiling":
@@ -278,7 +297,18 @@ def operating_point(strategy: Strategy, frames: list[Frame], teach: list[int], c
         # A band's own teach-in only ever raises its threshold above the frame's: a few frames
         # cannot show how high a calm band may go, but they do show a band that is always high.
         op.zone_thresholds = [max(z, threshold) for z in teach_zones(maps, settings.zones, target)]
+    if strategy.selvedge_taught:
+        op.selvedge_threshold = teach_selvedge([frames[i] for i in teach], op, threshold, target)
     return threshold, op
+
+
+def teach_selvedge(frames: list[Frame], op: OperatingPoint, threshold: float, target: float) -> float | None:
+    """The selvedge band's threshold from the teach-in's good frames, as the service's teach-in
+    sets it (`teach_selvedge_threshold`). None where no frame shows a fabric edge: the band is
+    then left uninspected."""
+    maxima = [float(f.anomaly_map[:, band].max()) for f in frames if f.background is not None
+              for band in [op.selvedge_columns(f.background)] if band.any()]
+    return teach_selvedge_threshold(maxima, target, threshold)
 
 
 def _graded(boxes: list[RollBox], settings: LineSettings) -> list[GradedDefect]:

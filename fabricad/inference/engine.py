@@ -70,6 +70,10 @@ class Result:
     """False when the model's fabric ROI found nothing but background (a web break, the end of a
     roll): the map is zero everywhere, so the OK verdict says nothing about fabric, and a line
     should hear of it rather than count the frame as good cloth."""
+    selvedge_score: float | None = None
+    """The selvedge band's highest value, where the operating point has a band and the frame
+    shows a fabric edge; `score` is then the rest of the fabric's. Kept apart because the band is
+    judged apart (or not at all), and a teach-in learns the two thresholds from the two."""
 
     def as_dict(self) -> dict:
         return {
@@ -82,6 +86,7 @@ class Result:
             "latency_ms": self.latency_ms,
             "alignment": None if self.alignment.identity else self.alignment.as_dict(),
             "fabric_in_view": self.fabric_in_view,
+            "selvedge_score": self.selvedge_score,
         }
 
 
@@ -137,10 +142,14 @@ def find_regions(anomaly_map: np.ndarray, threshold: float | np.ndarray, min_are
     return sorted(regions, key=lambda r: -r.max_score)
 
 
-def regions_at(anomaly_map: np.ndarray, threshold: float, op: OperatingPoint) -> list[Region]:
+def regions_at(anomaly_map: np.ndarray, threshold: float, op: OperatingPoint,
+               background: np.ndarray | None = None) -> list[Region]:
     """The regions an operating point raises an alarm for: its zones' thresholds (or the one
-    threshold) and its rules. The engine's verdict and the line benchmark both judge by this."""
-    return find_regions(anomaly_map, op.column_thresholds(anomaly_map.shape[1], threshold), rules=op)
+    threshold), the selvedge band's (beside the fabric edges of `background`, the columns beyond
+    them) and its rules; a band left uninspected must already be zeroed in the map
+    (`leaves_band_uninspected`). The engine's verdict and the line benchmark both judge by this."""
+    band = op.selvedge_columns(background) if background is not None and op.selvedge_threshold is not None else None
+    return find_regions(anomaly_map, op.column_thresholds(anomaly_map.shape[1], threshold, band), rules=op)
 
 
 class InferenceEngine:
@@ -335,28 +344,41 @@ class InferenceEngine:
     def _judge(self, amap: np.ndarray, background: np.ndarray | None, empty: bool, alignment: Alignment,
                latency_ms: float, regions: bool) -> Result:
         """The verdict on a map on the image's own pixels: the background beyond the fabric
-        edges (and the selvedge band an operating point leaves uninspected) and a frame without
-        fabric score zero, the score is the map's maximum."""
+        edges (and a selvedge band an operating point leaves uninspected) and a frame without
+        fabric score zero; the score is the map's maximum outside the operating point's selvedge
+        band, whose own maximum is reported beside it."""
         op = self.operating_point
+        band = None
         if background is not None:
             amap[:, background] = 0.0
             if op is not None and op.selvedge_mm:
-                amap[:, op.selvedge_columns(background)] = 0.0
+                band = op.selvedge_columns(background)
+                band = band if band.any() else None
         if empty:
             amap[:] = 0.0
-        score = float(amap.max())
         threshold = self._threshold.value
+        rest = amap[:, ~band] if band is not None else amap
+        score = float(rest.max()) if rest.size else 0.0
+        normalized = T.normalise(score, threshold, self.meta.score_scale)
+        selvedge_score = None
+        if band is not None:
+            selvedge_score = float(amap[:, band].max())
+            if op.leaves_band_uninspected():
+                amap[:, band] = 0.0
+            else:  # how sure: the band's own score against its own threshold counts too
+                normalized = max(normalized, T.normalise(selvedge_score, op.selvedge_threshold, self.meta.score_scale))
         if op is None:
             is_defect = score > threshold
             found = find_regions(amap, threshold) if is_defect and regions else []
         else:  # zones and region rules: the verdict is whether any region survives them
-            found = regions_at(amap, threshold, op)
+            found = regions_at(amap, threshold, op, background)
             is_defect = bool(found)
             found = found if regions else []
         edges_or_roi = background is not None or bool(self.meta.model.get("fabric_roi"))
         return Result(
             score=score,
-            normalized_score=T.normalise(score, threshold, self.meta.score_scale),
+            normalized_score=normalized,
+            selvedge_score=selvedge_score,
             is_defect=is_defect,
             threshold=threshold,
             regions=found,

@@ -7,8 +7,10 @@ across the width be judged against its own normal: selvedges, a scanner's vignet
 reed mark raise the map in some columns of every frame, and a single threshold high enough for
 those is blind in the middle. The bands' thresholds come from a teach-in on the line's own good
 fabric (`teach_zones`). A selvedge moves across the frame from scan to scan and roll to roll,
-so no zone holds it: `selvedge_mm` leaves a band beside each fabric edge the scan shows
-uninspected, as mills inspect selvedges by rules of their own. What each rule gains is measured
+so no zone holds it: `selvedge_mm` marks a band beside each fabric edge the scan shows, left
+uninspected (as mills inspect selvedges by rules of their own) or judged against a threshold of
+its own (`selvedge_threshold`, from a teach-in), so that a hole in the selvedge still raises an
+alarm while the selvedge's own weave does not. What each rule gains is measured
 on the line benchmark (`fabricad.evaluation.line`, BENCHMARKS.md).
 """
 
@@ -30,24 +32,42 @@ class OperatingPoint(BaseModel):
         None, min_length=1, max_length=256,
         description="a threshold per band of equal width across the image (from a teach-in); None: the one threshold")
     selvedge_mm: float = Field(
-        0.0, ge=0, le=10_000, description="leave this band beside each fabric edge the frame shows (where the machine "
-                                          "bed is seen) uninspected: selvedges raise no alarm, nor do defects in them")
+        0.0, ge=0, le=10_000, description="a band beside each fabric edge the frame shows (where the machine bed is seen), "
+                                          "left uninspected (selvedges raise no alarm, nor do defects in them) unless "
+                                          "`selvedge_threshold` is set")
+    selvedge_threshold: float | None = Field(
+        None, gt=0, description="with `selvedge_mm`: the band is judged against this threshold (a teach-in's: the "
+                                "highest the band's good fabric scores) instead of being left uninspected; None: uninspected")
     persistence_frames: int = Field(
         1, ge=1, le=10, description="a camera's region raises an alarm only once this many of its frames in a row showed "
                                     "it at the same place (on the roll where one runs); 1: at once. Uploads: at once")
 
-    def column_thresholds(self, width: int, threshold: float) -> float | np.ndarray:
-        """The threshold each image column is judged against: one value, or one per column."""
-        if not self.zone_thresholds:
+    def column_thresholds(self, width: int, threshold: float, band: np.ndarray | None = None) -> float | np.ndarray:
+        """The threshold each image column is judged against: one value, or one per column.
+        `band`: the frame's selvedge columns (`selvedge_columns`), judged against
+        `selvedge_threshold` where the column's own threshold is lower."""
+        judged_apart = band is not None and self.selvedge_threshold is not None and bool(np.any(band))
+        if not self.zone_thresholds and not judged_apart:
             return threshold
-        zones = np.asarray(self.zone_thresholds, np.float32)
-        return zones[np.minimum(np.arange(width) * len(zones) // max(width, 1), len(zones) - 1)]
+        if self.zone_thresholds:
+            zones = np.asarray(self.zone_thresholds, np.float32)
+            columns = zones[np.minimum(np.arange(width) * len(zones) // max(width, 1), len(zones) - 1)]
+        else:
+            columns = np.full(width, threshold, np.float32)
+        if judged_apart:
+            columns[band] = np.maximum(columns[band], self.selvedge_threshold)
+        return columns
+
+    def leaves_band_uninspected(self) -> bool:
+        """Whether the selvedge band's pixels are zeroed (no threshold of its own)."""
+        return bool(self.selvedge_mm) and self.selvedge_threshold is None
 
     def describe(self) -> str:
         rules = [f"regions ≥ {self.min_area_mm2:g} mm²" if self.min_area_mm2 else "",
                  f"≥ {self.min_length_mm:g} mm long" if self.min_length_mm else "",
                  f"{len(self.zone_thresholds)} zone thresholds" if self.zone_thresholds else "",
-                 f"selvedges ({self.selvedge_mm:g} mm) uninspected" if self.selvedge_mm else "",
+                 (f"selvedges ({self.selvedge_mm:g} mm) uninspected" if self.selvedge_threshold is None
+                  else f"selvedges ({self.selvedge_mm:g} mm) at {self.selvedge_threshold:.4g}") if self.selvedge_mm else "",
                  f"seen in {self.persistence_frames} frames in a row" if self.persistence_frames > 1 else ""]
         return f"{', '.join(r for r in rules if r) or 'no rules'} at {self.mm_per_px:g} mm/px"
 
@@ -85,6 +105,16 @@ def teach_zones(maps: list[np.ndarray], zones: int, target_fpr: float) -> list[f
         raise ValueError("a teach-in needs at least one good frame")
     scores = np.stack([zone_scores(m, zones) for m in maps])
     return [threshold_for_fpr(scores[:, k], target_fpr) for k in range(zones)]
+
+
+def teach_selvedge_threshold(band_maxima: list[float], target_fpr: float, threshold: float) -> float | None:
+    """The selvedge band's threshold from good frames' band maxima: what only `target_fpr` of
+    them exceed (training's rule), and never below the rest of the fabric's `threshold` — the
+    band is judged apart to be spared the selvedge's own weave, not to be judged more strictly.
+    None without a frame that showed the band."""
+    if not band_maxima:
+        return None
+    return max(threshold_for_fpr(np.asarray(band_maxima, np.float64), target_fpr), threshold)
 
 
 def per_frame_target(alarms_per_100_m: float, frame_length_m: float) -> float:

@@ -74,7 +74,7 @@ class InspectionPipeline:
         if not result.fabric_in_view:
             self.metrics.no_fabric.labels(entry.name).inc()
         else:
-            self.teach_ins.offer(entry.name, camera_id, result.score, result.anomaly_map)
+            self.teach_ins.offer(entry.name, camera_id, result.score, result.anomaly_map, result.selvedge_score)
         placed = self.rolls.roll_for_camera(camera_id)
         if placed is not None:
             roll, placement = placed

@@ -179,6 +179,8 @@ class TeachInScoreRecord(Base):
     score: Mapped[float] = mapped_column(Float)
     zone_scores_json: Mapped[str | None] = mapped_column(Text)
     """the frame's maximum per zone across the width, when the teach-in teaches zones"""
+    selvedge_score: Mapped[float | None] = mapped_column(Float)
+    """the frame's selvedge band maximum, where the operating point sets a band and the frame showed it"""
 
 
 # --- people and what they did ------------------------------------------------------------------

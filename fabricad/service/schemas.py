@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from fabricad.inference.bundle import Threshold
 from fabricad.inference.operating_point import OperatingPoint
@@ -31,9 +31,13 @@ class RegionOut(BaseModel):
 class InspectionOut(BaseModel):
     verdict: Literal["OK", "DEFECT"]
     is_defect: bool
-    score: float = Field(description="raw image score: maximum of the anomaly map")
+    score: float = Field(description="raw image score: maximum of the anomaly map (outside the operating point's "
+                                     "selvedge band, if it sets one)")
     normalized_score: float = Field(description="0..1, the threshold maps to 0.5")
     threshold: float
+    selvedge_score: float | None = Field(None, description="the selvedge band's maximum, where the operating point sets "
+                                                          "a band and the frame shows a fabric edge; judged against "
+                                                          "`selvedge_threshold` (or not at all)")
     regions: list[RegionOut]
     model: str
     model_version: str = Field(description="sha256 prefix of the model graph")
@@ -89,6 +93,9 @@ class TeachInOut(BaseModel):
     proposed: Threshold | None = Field(description="the threshold the collected scores give, once `frames` have come in")
     zones: int = 0
     proposed_zones: list[float] | None = Field(None, description="each band's threshold the collected frames give (with `zones`)")
+    proposed_selvedge_threshold: float | None = Field(None, description="the selvedge band's own threshold the collected "
+                                                                        "frames give, where the operating point sets a "
+                                                                        "band (`selvedge_mm`) and the frames showed it")
 
 
 OperatingPointOut = OperatingPoint  # the engine's own record is the API's answer too
@@ -99,9 +106,20 @@ class OperatingPointIn(BaseModel):
     min_area_mm2: float = Field(0.0, ge=0, le=1e6, description="regions smaller than this raise no alarm")
     min_length_mm: float = Field(0.0, ge=0, le=1e5, description="regions whose larger extent is shorter raise no alarm")
     selvedge_mm: float = Field(0.0, ge=0, le=10_000, description="a band beside each fabric edge the frame shows, left "
-                                                               "uninspected (selvedges); 0: none")
+                                                               "uninspected (selvedges) unless `selvedge_threshold` is "
+                                                               "given; 0: none")
+    selvedge_threshold: float | None = Field(None, gt=0, description="with `selvedge_mm`: the band is inspected against "
+                                                                      "this threshold of its own (above the model's: only "
+                                                                      "what stands out of the selvedge raises an alarm)")
     persistence_frames: int = Field(1, ge=1, le=10, description="a camera's region raises an alarm only once this many of "
                                                                   "its frames in a row showed it at the same place; 1: at once")
+
+
+    @model_validator(mode="after")
+    def _band_for_its_threshold(self) -> OperatingPointIn:
+        if self.selvedge_threshold is not None and not self.selvedge_mm:
+            raise ValueError("selvedge_threshold judges the selvedge band: give selvedge_mm too")
+        return self
 
 
 class CalibrationOut(BaseModel):

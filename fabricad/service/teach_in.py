@@ -22,6 +22,11 @@ taught on the same frames would (its scores are the frames' maxima, the selvedge
 teach-in has at least 20 frames, and `threshold_for_fpr` falls back on a normal fit above the
 highest score where they are too few for the quantile: the line benchmark's teach-in of two
 scans per roll, with no such guard, taught bands far too low (BENCHMARKS.md).
+
+Where the operating point sets a selvedge band (`selvedge_mm`), a frame's score is the rest of
+the fabric's and the band's maximum comes beside it: the teach-in learns the threshold from the
+first and, from the second, a threshold of the band's own, so that once applied the selvedge is
+inspected for what stands out of its own weave instead of being left out.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import numpy as np
 from fabricad.inference import thresholds as T
 from fabricad.inference.bundle import Threshold
 from fabricad.inference.metrics import threshold_for_fpr
-from fabricad.inference.operating_point import zone_scores
+from fabricad.inference.operating_point import teach_selvedge_threshold, zone_scores
 
 log = logging.getLogger(__name__)
 SAVE_EVERY = 10
@@ -66,6 +71,8 @@ class TeachIn:
     """Bands across the width to teach a threshold each (0: the frame's threshold only)."""
     zone_scores: list[list[float]] = field(default_factory=list)
     """Each frame's maximum per band, beside `scores`."""
+    selvedge_scores: list[float | None] = field(default_factory=list)
+    """Each frame's selvedge band maximum, beside `scores` (None: no band, or no edge in view)."""
 
     @property
     def ready(self) -> bool:
@@ -82,11 +89,19 @@ class TeachIn:
         bands = np.asarray(self.zone_scores, np.float64)
         return [threshold_for_fpr(bands[:, k], self.target_fpr / bands.shape[1]) for k in range(bands.shape[1])]
 
+    def selvedge_proposal(self) -> float | None:
+        """The selvedge band's threshold (`teach_selvedge_threshold`), where the operating point
+        had a band during the teach-in and frames showed it; None otherwise or before it is ready."""
+        proposed = self.proposal()
+        if proposed is None:
+            return None
+        return teach_selvedge_threshold([s for s in self.selvedge_scores if s is not None], self.target_fpr, proposed.value)
+
     def status(self) -> dict:
         return {"model": self.model, "state": "ready" if self.ready else "collecting", "collected": len(self.scores),
                 "frames": self.frames, "target_fpr": self.target_fpr, "camera_id": self.camera_id,
                 "started_at": self.started_at, "proposed": self.proposal(), "zones": self.zones,
-                "proposed_zones": self.zone_proposal()}
+                "proposed_zones": self.zone_proposal(), "proposed_selvedge_threshold": self.selvedge_proposal()}
 
 
 class TeachIns:
@@ -108,7 +123,8 @@ class TeachIns:
             self._save(teach_in)
         return teach_in
 
-    def offer(self, model: str, camera_id: str | None, score: float, anomaly_map: np.ndarray | None = None) -> None:
+    def offer(self, model: str, camera_id: str | None, score: float, anomaly_map: np.ndarray | None = None,
+              selvedge_score: float | None = None) -> None:
         teach_in = self._running.get(model)  # no lock for the common case: nothing running
         if teach_in is None or (teach_in.camera_id is not None and teach_in.camera_id != camera_id):
             return
@@ -116,6 +132,7 @@ class TeachIns:
         with self._lock:
             if not teach_in.ready and (bands is not None or not teach_in.zones):
                 teach_in.scores.append(float(score))
+                teach_in.selvedge_scores.append(None if selvedge_score is None else float(selvedge_score))
                 if bands is not None:
                     teach_in.zone_scores.append(bands)
                 if len(teach_in.scores) % SAVE_EVERY == 0 or teach_in.ready:

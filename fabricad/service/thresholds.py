@@ -80,9 +80,10 @@ class ThresholdStore:
                                                 target_fpr=teach_in.target_fpr, camera_id=teach_in.camera_id,
                                                 started_at=teach_in.started_at, zones=teach_in.zones))
                 bands = teach_in.zone_scores[teach_in.saved:] if teach_in.zones else [None] * (len(teach_in.scores) - teach_in.saved)
-                session.add_all(TeachInScoreRecord(model=teach_in.model, score=score,
+                session.add_all(TeachInScoreRecord(model=teach_in.model, score=score, selvedge_score=selvedge,
                                                    zone_scores_json=json.dumps(band) if band is not None else None)
-                                for score, band in zip(teach_in.scores[teach_in.saved:], bands))
+                                for score, band, selvedge in zip(teach_in.scores[teach_in.saved:], bands,
+                                                                 teach_in.selvedge_scores[teach_in.saved:]))
             return True
         except SQLAlchemyError as exc:
             log.error("teach-in for %s: cannot be saved (%s); it goes on in memory only", teach_in.model, type(exc).__name__)
@@ -103,17 +104,21 @@ class ThresholdStore:
                 records = session.query(TeachInRecord).all()
                 scores: dict[str, list[float]] = {r.model: [] for r in records}
                 bands: dict[str, list[list[float]]] = {r.model: [] for r in records}
-                for model, score, zones in session.query(TeachInScoreRecord.model, TeachInScoreRecord.score,
-                                                         TeachInScoreRecord.zone_scores_json).order_by(TeachInScoreRecord.id):
+                selvedges: dict[str, list[float | None]] = {r.model: [] for r in records}
+                for model, score, zones, selvedge in session.query(
+                        TeachInScoreRecord.model, TeachInScoreRecord.score, TeachInScoreRecord.zone_scores_json,
+                        TeachInScoreRecord.selvedge_score).order_by(TeachInScoreRecord.id):
                     if model in scores:
                         scores[model].append(score)
+                        selvedges[model].append(selvedge)
                         if zones is not None:
                             bands[model].append(json.loads(zones))
         except SQLAlchemyError as exc:
             log.error("running teach-ins cannot be read (%s); none is resumed", type(exc).__name__)
             return []
         return [TeachIn(r.model, r.frames, r.target_fpr, r.camera_id, r.model_version, r.started_at, scores[r.model],
-                        saved=len(scores[r.model]), zones=r.zones or 0, zone_scores=bands[r.model]) for r in records]
+                        saved=len(scores[r.model]), zones=r.zones or 0, zone_scores=bands[r.model],
+                        selvedge_scores=selvedges[r.model]) for r in records]
 
     def save_operating_point(self, model: str, version: str, op: OperatingPoint | None) -> None:
         """Keep the operating point set for this bundle version (None: the threshold alone)."""

@@ -50,7 +50,7 @@ def inspect_image(state: AppState, image: np.ndarray, *, model: str | None, want
     data, result = done.data, done.result
     return InspectionOut(
         **{k: data[k] for k in ("verdict", "is_defect", "score", "normalized_score", "threshold", "regions", "latency_ms",
-                                "alignment", "fabric_in_view")},
+                                "alignment", "fabric_in_view", "selvedge_score")},
         model=done.entry.name, model_version=done.entry.version, width=image.shape[1], height=image.shape[0],
         defect_id=done.defect_id, roll_id=data.get("roll_id"), along_m=data.get("along_m"),
         roll_defect_ids=data.get("roll_defect_ids"),

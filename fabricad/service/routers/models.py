@@ -91,14 +91,18 @@ def _use_operating_point(state: AppState, entry, engine, op: OperatingPoint | No
     state.thresholds.save_operating_point(entry.name, entry.version, op)
 
 
-def _use_zones(state: AppState, entry, engine, zones: list[float] | None) -> None:
+def _use_zones(state: AppState, entry, engine, zones: list[float] | None, selvedge: float | None = None) -> None:
     """New zone thresholds (a zone teach-in), or none: the latest threshold set wins, and zones
     replace the threshold in their bands, so a threshold set by hand or a teach-in without
-    zones drops them. The size rules stay."""
+    zones drops them. The size rules stay, and so does the selvedge band's threshold unless a
+    teach-in beside the band gives a new one (`selvedge`)."""
     op = engine.operating_point
     if op is None and zones is None:
         return
-    op = (op or OperatingPoint()).model_copy(update={"zone_thresholds": zones})
+    update: dict = {"zone_thresholds": zones}
+    if selvedge is not None and op is not None and op.selvedge_mm:
+        update["selvedge_threshold"] = selvedge
+    op = (op or OperatingPoint()).model_copy(update=update)
     keeps_something = (op.zone_thresholds or op.min_area_mm2 or op.min_length_mm or op.selvedge_mm
                        or op.persistence_frames > 1)
     _use_operating_point(state, entry, engine, op if keeps_something else None)
@@ -176,11 +180,11 @@ def apply_teach_in(name: str, actor: Actor = Depends(require("admin")), state: A
                                  "model's; start a new teach-in")
     previous = engine.threshold.value
     engine.use_threshold(proposed)
-    zones = teach_in.zone_proposal()
-    _use_zones(state, entry, engine, zones)
+    zones, selvedge = teach_in.zone_proposal(), teach_in.selvedge_proposal()
+    _use_zones(state, entry, engine, zones, selvedge)
     state.teach_ins.finish(name)
     state.audit.record(actor, "teach_in.apply", name, value=proposed.value, previous=previous, frames=len(teach_in.scores),
-                       zones=zones)
+                       zones=zones, selvedge_threshold=selvedge)
     state.thresholds.save_line_scores(name, entry.version, teach_in.scores)  # the slider previews against the line from now on
     return _keep(state, entry, proposed)
 

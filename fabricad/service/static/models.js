@@ -63,17 +63,20 @@ function operatingPointBlock(model, op) {
     "aria-label": `${label} of ${model.name}`, disabled: !admin }));
   const inputs = [field("mm per pixel", "mm_per_px", op?.mm_per_px ?? 0.25, 0.01), field("smallest area, mm²", "min_area_mm2", op?.min_area_mm2 ?? 0, 0.5),
     field("shortest length, mm", "min_length_mm", op?.min_length_mm ?? 0, 0.5),
-    field("selvedge band, mm (uninspected)", "selvedge_mm", op?.selvedge_mm ?? 0, 1),
+    field("selvedge band, mm", "selvedge_mm", op?.selvedge_mm ?? 0, 1),
+    field("selvedge threshold (empty: band uninspected)", "selvedge_threshold", op?.selvedge_threshold ?? "", 0.01),
     field("frames in a row (cameras)", "persistence_frames", op?.persistence_frames ?? 1, 1)];
   const send = (method) => async () => {
-    const body = Object.fromEntries(inputs.map((l) => { const i = l.querySelector("input"); return [i.dataset.key, Number(i.value)]; }));
+    // An empty field is "none" (the band's threshold), not zero.
+    const body = Object.fromEntries(inputs.map((l) => { const i = l.querySelector("input"); return [i.dataset.key, i.value === "" ? null : Number(i.value)]; }));
     try { await api(`${modelPath(model.name)}/operating-point`, { method, body: method === "PUT" ? body : undefined }); notify(`operating point of ${model.name} ${method === "PUT" ? "set" : "cleared"}`, "info"); refreshModels(); }
     catch (e) { notify(`operating point: ${e.message}`); }
   };
   const zones = op?.zone_thresholds ? ` · ${op.zone_thresholds.length} zone thresholds from the teach-in` : "";
   return el("div", { class: "operating-point", "data-testid": "operating-point" },
     el("p", { class: "hint" }, op ? `alarms only for regions ≥ ${op.min_area_mm2} mm² and ≥ ${op.min_length_mm} mm at ${op.mm_per_px} mm/px${zones}`
-      + (op.selvedge_mm > 0 ? ` · ${op.selvedge_mm} mm beside the fabric edges uninspected` : "")
+      + (op.selvedge_mm > 0 ? ` · ${op.selvedge_mm} mm beside the fabric edges `
+         + (op.selvedge_threshold ? `judged at ${op.selvedge_threshold.toPrecision(4)}` : "uninspected") : "")
       + (op.persistence_frames > 1 ? ` · seen by a camera in ${op.persistence_frames} frames in a row` : "") : "every region above the threshold raises an alarm"),
     ...inputs, el("button", { disabled: !admin, onclick: send("PUT") }, "Apply size rules"),
     op ? el("button", { disabled: !admin, onclick: send("DELETE") }, "Threshold alone") : null);
