@@ -5,11 +5,15 @@ each image cut into native-scale tiles instead of resized (`data.whole_images=ti
     python -m benchmarks.mixed_sizes                          # twill, knit, felt; writes runs/bench-mixed/
     python -m benchmarks.mixed_sizes --fabrics felt --max-steps 100 --train-images 40
     python -m benchmarks.mixed_sizes --out runs/bench-mixed-s1 --seed 1 --variants before tiled   # a replicate
+    python -m benchmarks.mixed_sizes --out runs/bench-mixed-large --defects large --variants now \
+        --fabrics twill felt --sets model.map_max_stride=null model.blur_sigma=8   # large defects, map settings
 
 The data are the generator's `Scene` photographs (`fabricad.data.synthetic`): each image a crop
 of its own size (239–400 px a side), lit by a gradient, vignetted, some with a table beside the
 material; the same seed for both variants, the same step budget, the product's own train and
-eval functions.
+eval functions. `--defects large` draws the generator's large, faint defects instead
+(`LARGE_DEFECT_TYPES`); `--sets` evaluates each trained model again with those settings (one
+row per setting), as `fabricad eval --set` would.
 """
 
 from __future__ import annotations
@@ -22,7 +26,12 @@ from datetime import date
 from pathlib import Path
 
 from fabricad.config import FabricadConfig
-from fabricad.data.synthetic import Scene, generate_category
+from fabricad.data.synthetic import (
+    DEFECT_TYPES,
+    LARGE_DEFECT_TYPES,
+    Scene,
+    generate_category,
+)
 from fabricad.evaluation import evaluate_checkpoint
 from fabricad.training import train
 
@@ -42,13 +51,17 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0, help="of the generated data and of training")
     parser.add_argument("--variants", nargs="+", choices=[v.split()[0] for v in VARIANTS], default=[v.split()[0] for v in VARIANTS])
+    parser.add_argument("--defects", choices=["small", "large"], default="small",
+                        help="the generator's default defects, or its large faint ones (LARGE_DEFECT_TYPES)")
+    parser.add_argument("--sets", nargs="*", default=[], help="inference settings to evaluate each model with as well")
     args = parser.parse_args()
     table = {}
     for fabric in args.fabrics:
         data = args.out / "data"
         if not (data / fabric).is_dir():
             generate_category(data, fabric, n_train=args.train_images, n_test_good=20, n_test_defect=32,
-                              seed=args.seed, scene=Scene(), progress=False)
+                              seed=args.seed, scene=Scene(), progress=False,
+                              defect_types=LARGE_DEFECT_TYPES if args.defects == "large" else DEFECT_TYPES)
         for variant, overrides in VARIANTS.items():
             if variant.split()[0] not in args.variants:
                 continue
@@ -64,16 +77,19 @@ def main() -> None:
                 record.write_text(json.dumps({**{k: metrics.get(k) for k in KEYS}, "train_s": seconds}))
             table[(fabric, variant)] = json.loads(record.read_text())
             print(fabric, variant, json.dumps(table[(fabric, variant)]), flush=True)
+            for setting in args.sets:  # the same model, scored with another inference setting
+                metrics = evaluate_checkpoint(run, run / f"eval-{setting.replace('=', '-')}", progress=False,
+                                              overrides=[setting])
+                table[(fabric, f"{variant}, {setting}")] = {**{k: metrics.get(k) for k in KEYS}, "train_s": None}
     print(f"\n{date.today()}, {platform.processor() or platform.machine()}, {args.max_steps} steps, "
           f"{args.train_images} training images per fabric\n")
     print("| fabric | variant | image AUROC | pixel AUROC | AUPRO | training s |")
     print("|---|---|---|---|---|---|")
     for (fabric, variant), row in table.items():
-        print(f"| {fabric} | {variant} | " + " | ".join(f"{row[k]:.3f}" for k in KEYS) + f" | {row['train_s']:.0f} |")
-    for variant in VARIANTS:
+        seconds = "" if row["train_s"] is None else f"{row['train_s']:.0f}"
+        print(f"| {fabric} | {variant} | " + " | ".join(f"{row[k]:.3f}" for k in KEYS) + f" | {seconds} |")
+    for variant in dict.fromkeys(v for _, v in table):  # each variant (and setting) in the order it ran
         rows = [r for (_, v), r in table.items() if v == variant]
-        if not rows:
-            continue
         print(f"| mean | {variant} | " + " | ".join(f"{sum(r[k] for r in rows) / len(rows):.3f}" for k in KEYS) + " | |")
 
 

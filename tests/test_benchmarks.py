@@ -75,8 +75,9 @@ def test_scaleout(trained_models, tmp_path):
 
 def test_mixed_sizes(tmp_path):
     out = bench("benchmarks.mixed_sizes", "--out", str(tmp_path / "mixed"), "--fabrics", "felt", "--train-images", "4",
-                "--max-steps", "2", "--variants", "now", timeout=600)
-    assert "| felt | now" in out
+                "--max-steps", "2", "--variants", "now", "--defects", "large", "--sets", "model.blur_sigma=8", timeout=600)
+    assert "| felt | now" in out and "| mean | now (the default: premises checked), model.blur_sigma=8 |" in out
+    assert {p.name for p in (tmp_path / "mixed" / "data" / "felt" / "test").iterdir()} == {"good", "uneven", "other_density"}
 
 
 def test_aitex_tabulates_finished_runs(tmp_path):

@@ -11,7 +11,7 @@ chance.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -45,6 +45,11 @@ FABRICS: dict[str, FabricSpec] = {
 }
 
 DEFECT_TYPES = ("hole", "stain", "broken_yarn", "missing_yarn", "slub", "knot", "fold", "thick_place")
+LARGE_DEFECT_TYPES = ("uneven", "other_density")
+"""Defects over a tenth to a quarter of the frame, faint for their size: a region lit 12–30 % off
+(`uneven`), and one woven at 1.25–1.5× the pitch (`other_density`). Not among the defaults: what
+they measure is how a map covers a large defect (pixel AUROC weighs a defect by its area, the
+image score by its strongest pixel), which the small defaults do not ask (docs/experiments.md)."""
 
 
 def _yarn_profile(phase: np.ndarray) -> np.ndarray:
@@ -169,8 +174,19 @@ def add_defect(
         shade = shade / max(shade.max(), 1e-6)
         out *= (1 - 0.45 * strength * shade)[..., None]
         mask = shade > 0.25
+    elif kind in LARGE_DEFECT_TYPES:
+        alpha = _soft_blob(height, width, rng, rng.uniform(0.2, 0.35) * scale)
+        if kind == "uneven":
+            gain = rng.choice([-1.0, 1.0]) * (0.12 + 0.18 * (strength - 0.25) / 0.6)
+            out *= (1 + gain * alpha)[..., None]
+            mask = alpha > 0.3
+        else:
+            denser = replace(spec, pitch=spec.pitch * rng.uniform(1.25, 1.5))
+            blend = np.clip(alpha * 2, 0, 1)[..., None]
+            out = out * (1 - blend) + render_fabric(denser, height, width, rng).astype(np.float32) * blend
+            mask = alpha > 0.25
     else:
-        raise ValueError(f"unknown defect type {kind!r}; known: {', '.join(DEFECT_TYPES)}")
+        raise ValueError(f"unknown defect type {kind!r}; known: {', '.join(DEFECT_TYPES + LARGE_DEFECT_TYPES)}")
     return np.clip(out, 0, 255).astype(np.uint8), mask
 
 
