@@ -188,21 +188,28 @@ class FrameOutcome:
     """false alarms whose box reaches into the band beside a fabric edge (`LineSettings.selvedge_mm`)"""
 
 
-def without_selvedge(frame: Frame, op: OperatingPoint) -> np.ndarray:
-    """The frame's map with the operating point's selvedge band zeroed (a copy where it has one):
-    what the engine judges where it leaves the band uninspected, and what a teach-in beside a
-    band learns the rest of the fabric's threshold from."""
-    if not op.selvedge_mm or frame.background is None:
+def selvedge_band(frame: Frame, op: OperatingPoint) -> np.ndarray | None:
+    """(W,) bool: the frame's columns in the operating point's selvedge band; None without a band
+    or a fabric edge in view."""
+    return op.selvedge_columns(frame.background) if op.selvedge_mm and frame.background is not None else None
+
+
+def without_selvedge(frame: Frame, band: np.ndarray | None) -> np.ndarray:
+    """The frame's map with its selvedge `band` zeroed (a copy where it has one): what the engine
+    judges where it leaves the band uninspected, and what a teach-in beside a band learns the
+    rest of the fabric's threshold from."""
+    if band is None:
         return frame.anomaly_map
     amap = frame.anomaly_map.copy()
-    amap[:, op.selvedge_columns(frame.background)] = 0.0
+    amap[:, band] = 0.0
     return amap
 
 
 def judge_frame(frame: Frame, threshold: float, op: OperatingPoint, tolerance_px: int,
                 edge_band: np.ndarray | None = None) -> FrameOutcome:
-    amap = without_selvedge(frame, op) if op.leaves_band_uninspected() else frame.anomaly_map
-    regions = regions_at(amap, threshold, op, frame.background)
+    band = selvedge_band(frame, op)
+    amap = without_selvedge(frame, band) if op.leaves_band_uninspected() else frame.anomaly_map
+    regions = regions_at(amap, threshold, op, band)
     boxes = [(r.x, r.y, r.width, r.height) for r in regions]
     hits = [[k for k, d in enumerate(frame.defects) if overlaps(box, d.box, tolerance_px)] for box in boxes]
     found, errors = [], []
@@ -279,7 +286,7 @@ def operating_point(strategy: Strategy, frames: list[Frame], teach: list[int], c
                         selvedge_mm=settings.selvedge_mm if strategy.selvedge else 0.0)
     # The teach-in sees the frames as the engine scores them: beside a selvedge band, without it
     # (the band, if judged at all, is taught apart, `teach_selvedge`).
-    maps = [without_selvedge(frames[i], op) for i in teach]
+    maps = [without_selvedge(frames[i], selvedge_band(frames[i], op)) for i in teach]
     if strategy.threshold == "calibrated":
         return calibrated, op
     if strategy.threshold == "ceiling":
@@ -306,8 +313,8 @@ def teach_selvedge(frames: list[Frame], op: OperatingPoint, threshold: float, ta
     """The selvedge band's threshold from the teach-in's good frames, as the service's teach-in
     sets it (`teach_selvedge_threshold`). None where no frame shows a fabric edge: the band is
     then left uninspected."""
-    maxima = [float(f.anomaly_map[:, band].max()) for f in frames if f.background is not None
-              for band in [op.selvedge_columns(f.background)] if band.any()]
+    maxima = [float(f.anomaly_map[:, band].max()) for f in frames
+              for band in [selvedge_band(f, op)] if band is not None and band.any()]
     return teach_selvedge_threshold(maxima, target, threshold)
 
 

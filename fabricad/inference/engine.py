@@ -143,12 +143,11 @@ def find_regions(anomaly_map: np.ndarray, threshold: float | np.ndarray, min_are
 
 
 def regions_at(anomaly_map: np.ndarray, threshold: float, op: OperatingPoint,
-               background: np.ndarray | None = None) -> list[Region]:
+               band: np.ndarray | None = None) -> list[Region]:
     """The regions an operating point raises an alarm for: its zones' thresholds (or the one
-    threshold), the selvedge band's (beside the fabric edges of `background`, the columns beyond
-    them) and its rules; a band left uninspected must already be zeroed in the map
-    (`leaves_band_uninspected`). The engine's verdict and the line benchmark both judge by this."""
-    band = op.selvedge_columns(background) if background is not None and op.selvedge_threshold is not None else None
+    threshold), the selvedge band's (`band`: the frame's `selvedge_columns`) and its rules; a band
+    left uninspected must already be zeroed in the map (`leaves_band_uninspected`). The engine's
+    verdict and the line benchmark both judge by this."""
     return find_regions(anomaly_map, op.column_thresholds(anomaly_map.shape[1], threshold, band), rules=op)
 
 
@@ -371,7 +370,7 @@ class InferenceEngine:
             is_defect = score > threshold
             found = find_regions(amap, threshold) if is_defect and regions else []
         else:  # zones and region rules: the verdict is whether any region survives them
-            found = regions_at(amap, threshold, op, background)
+            found = regions_at(amap, threshold, op, band)
             is_defect = bool(found)
             found = found if regions else []
         edges_or_roi = background is not None or bool(self.meta.model.get("fabric_roi"))
