@@ -92,16 +92,20 @@ class TeachIn:
     def selvedge_proposal(self) -> float | None:
         """The selvedge band's threshold (`teach_selvedge_threshold`), where the operating point
         had a band during the teach-in and frames showed it; None otherwise or before it is ready."""
-        proposed = self.proposal()
+        return self._selvedge_beside(self.proposal())
+
+    def _selvedge_beside(self, proposed: Threshold | None) -> float | None:
+        """The band's threshold given the frame's proposal (never below it)."""
         if proposed is None:
             return None
         return teach_selvedge_threshold([s for s in self.selvedge_scores if s is not None], self.target_fpr, proposed.value)
 
     def status(self) -> dict:
+        proposed = self.proposal()
         return {"model": self.model, "state": "ready" if self.ready else "collecting", "collected": len(self.scores),
                 "frames": self.frames, "target_fpr": self.target_fpr, "camera_id": self.camera_id,
-                "started_at": self.started_at, "proposed": self.proposal(), "zones": self.zones,
-                "proposed_zones": self.zone_proposal(), "proposed_selvedge_threshold": self.selvedge_proposal()}
+                "started_at": self.started_at, "proposed": proposed, "zones": self.zones,
+                "proposed_zones": self.zone_proposal(), "proposed_selvedge_threshold": self._selvedge_beside(proposed)}
 
 
 class TeachIns:
