@@ -89,13 +89,10 @@ class TeachIn:
         bands = np.asarray(self.zone_scores, np.float64)
         return [threshold_for_fpr(bands[:, k], self.target_fpr / bands.shape[1]) for k in range(bands.shape[1])]
 
-    def selvedge_proposal(self) -> float | None:
-        """The selvedge band's threshold (`teach_selvedge_threshold`), where the operating point
-        had a band during the teach-in and frames showed it; None otherwise or before it is ready."""
-        return self._selvedge_beside(self.proposal())
-
-    def _selvedge_beside(self, proposed: Threshold | None) -> float | None:
-        """The band's threshold given the frame's proposal (never below it)."""
+    def selvedge_proposal(self, proposed: Threshold | None) -> float | None:
+        """The selvedge band's threshold (`teach_selvedge_threshold`, never below the frame's
+        `proposed` threshold, which the caller has already derived), where the operating point had
+        a band during the teach-in and frames showed it; None otherwise or before it is ready."""
         if proposed is None:
             return None
         return teach_selvedge_threshold([s for s in self.selvedge_scores if s is not None], self.target_fpr, proposed.value)
@@ -105,7 +102,7 @@ class TeachIn:
         return {"model": self.model, "state": "ready" if self.ready else "collecting", "collected": len(self.scores),
                 "frames": self.frames, "target_fpr": self.target_fpr, "camera_id": self.camera_id,
                 "started_at": self.started_at, "proposed": proposed, "zones": self.zones,
-                "proposed_zones": self.zone_proposal(), "proposed_selvedge_threshold": self._selvedge_beside(proposed)}
+                "proposed_zones": self.zone_proposal(), "proposed_selvedge_threshold": self.selvedge_proposal(proposed)}
 
 
 class TeachIns:

@@ -180,7 +180,7 @@ def apply_teach_in(name: str, actor: Actor = Depends(require("admin")), state: A
                                  "model's; start a new teach-in")
     previous = engine.threshold.value
     engine.use_threshold(proposed)
-    zones, selvedge = teach_in.zone_proposal(), teach_in.selvedge_proposal()
+    zones, selvedge = teach_in.zone_proposal(), teach_in.selvedge_proposal(proposed)
     _use_zones(state, entry, engine, zones, selvedge)
     state.teach_ins.finish(name)
     state.audit.record(actor, "teach_in.apply", name, value=proposed.value, previous=previous, frames=len(teach_in.scores),
